@@ -1,0 +1,1 @@
+"""arsync: keeps an accounts-receivable ledger in sync with ERPs and payment providers."""

@@ -1,0 +1,72 @@
+"""Builds the engine, vault, connectors and services from settings: the one wiring place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from arsync import migrate
+from arsync.config import Settings
+from arsync.db import make_engine, make_session_factory
+from arsync.erp.models import Connection
+from arsync.erp.port import ErpConnector
+from arsync.erp.rest import RestConnector, RestOptions
+from arsync.erp.service import ConnectionService
+from arsync.erp.sync import SyncEngine, SyncOptions
+from arsync.vault import Vault
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    vault: Vault
+    sync: SyncEngine = field(init=False)
+    connections: ConnectionService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sync = SyncEngine(
+            self.session_factory,
+            self.connector_for,
+            SyncOptions(
+                page_size=self.settings.sync_page_size,
+                max_pages=self.settings.sync_max_pages,
+                stale_after_seconds=self.settings.sync_stale_after_seconds,
+            ),
+        )
+        self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
+
+    def rest_options(self) -> RestOptions:
+        s = self.settings
+        return RestOptions(
+            timeout_seconds=s.http_timeout_seconds,
+            max_attempts=s.http_max_attempts,
+            backoff_seconds=s.http_backoff_seconds,
+            max_retry_after_seconds=s.http_max_retry_after_seconds,
+            max_response_bytes=s.sync_max_page_bytes,
+        )
+
+    def connector_for(self, connection: Connection) -> ErpConnector:
+        if connection.transport == "rest":
+            return RestConnector(
+                connection.base_url, self.vault.decrypt(connection.secret_encrypted), self.rest_options()
+            )
+        raise NotImplementedError(f"transport {connection.transport!r} is not available")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings | None = None, *, upgrade_schema: bool = True) -> Container:
+    """Everything arsync needs, built from ``settings`` (environment variables by default)."""
+    settings = settings or Settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    if upgrade_schema:
+        migrate.upgrade(engine)
+    return Container(settings, engine, make_session_factory(engine), Vault(settings.resolved_secret_key))

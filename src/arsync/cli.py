@@ -1,0 +1,421 @@
+"""``arsync``: the command-line entry point."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from arsync import migrate
+from arsync.bootstrap import Container, bootstrap
+from arsync.config import Settings
+from arsync.db import transaction
+from arsync.erp import contract
+from arsync.erp.models import Connection, SyncRun
+from arsync.erp.port import Entity
+from arsync.erp.sync import EntityStats, run_as_dict
+from arsync.errors import ArsyncError
+from arsync.ledger.export import write_ledger
+from arsync.mocks.erp import MockErpState, create_mock_erp_app
+from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.serving import serve_in_thread
+from arsync.tenancy import service as tenancy
+from arsync.tenancy.models import ApiKey, Tenant
+
+app = typer.Typer(
+    help="arsync: keeps an AR ledger in sync with ERPs and payment providers.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants, environments and API keys.", no_args_is_help=True)
+connection_app = typer.Typer(help="ERP connections.", no_args_is_help=True)
+contract_app = typer.Typer(help="The Nudge REST contract.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(connection_app, name="connection")
+app.add_typer(contract_app, name="contract")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id or name.")]
+EnvOpt = Annotated[str, typer.Option("--environment", help="Environment id or name.")]
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+@contextmanager
+def _container() -> Iterator[Container]:
+    """The wired application; arsync errors become a one-line message and exit code 1."""
+    container: Container | None = None
+    try:
+        container = bootstrap()
+        yield container
+    except ArsyncError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        if container is not None:
+            container.close()
+
+
+# db ----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all database migrations."""
+    settings = Settings()
+    container = bootstrap(settings, upgrade_schema=False)
+    try:
+        migrate.upgrade(container.engine)
+    finally:
+        container.close()
+    console.print(f"database at head: {container.engine.url.render_as_string(hide_password=True)}")
+
+
+# tenant ------------------------------------------------------------------------------
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Tenant name, unique.")],
+    environment: Annotated[str, typer.Option(help="First environment's name.")] = "prod",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a tenant with one environment and print its ids and a new API key (shown once)."""
+    with _container() as c, transaction(c.session_factory) as session:
+        created = tenancy.create_tenant(session, name, environment)
+    payload = {"tenantId": created.tenant_id, "environmentId": created.environment_id, "apiKey": created.api_key}
+    if as_json:
+        _print_json(payload)
+        return
+    for key, value in payload.items():
+        console.print(f"{key}: [bold]{value}[/bold]")
+    console.print("[dim]The API key is shown only this once.[/dim]")
+
+
+# connection --------------------------------------------------------------------------
+
+
+def _connection_json(connection: Connection, api_key: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "connectionId": connection.id,
+        "transport": connection.transport,
+        "baseUrl": connection.base_url,
+        "bankAccountCode": connection.bank_account_code,
+        "status": connection.status,
+        "statusReason": connection.status_reason,
+        "keyHint": connection.secret_hint,
+        "lastSuccessfulSyncStartedAt": connection.sync_watermark.isoformat() if connection.sync_watermark else None,
+    }
+    if api_key is not None:
+        payload["apiKey"] = api_key
+    return payload
+
+
+@connection_app.command("add-rest")
+def connection_add_rest(
+    tenant: TenantOpt,
+    environment: EnvOpt,
+    base_url: Annotated[str, typer.Option("--base-url", help="Middleware base URL, no trailing slash.")],
+    bank_account_code: Annotated[str | None, typer.Option(help="Sent on payment pushes.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Save a REST-middleware connection, generate its key (shown once) and run the health check."""
+    with _container() as c:
+        with c.session_factory() as session:
+            tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        connection, key = c.connections.save_rest(tenant_row.id, env.id, base_url, bank_account_code)
+        connection = c.connections.check_health(connection.id)
+    payload = {"connectionId": connection.id, "apiKey": key, "status": connection.status}
+    if as_json:
+        _print_json(payload | {"statusReason": connection.status_reason})
+        return
+    console.print(f"connection: [bold]{connection.id}[/bold]")
+    if key:
+        console.print(f"middleware key: [bold]{key}[/bold]  [dim](shown once; configure it in your middleware)[/dim]")
+    else:
+        console.print(f"middleware key unchanged ({connection.secret_hint})")
+    _print_status(connection)
+
+
+def _print_status(connection: Connection) -> None:
+    colour = {"ACTIVE": "green", "FAILED": "red"}.get(connection.status, "yellow")
+    console.print(f"status: [{colour}]{connection.status}[/{colour}]")
+    if connection.status_reason:
+        console.print(f"reason: {connection.status_reason}")
+
+
+@connection_app.command("list")
+def connection_list(tenant: TenantOpt, environment: EnvOpt, as_json: JsonFlag = False) -> None:
+    """List the ERP connections of an environment."""
+    with _container() as c, c.session_factory() as session:
+        tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        rows = session.scalars(
+            select(Connection).where(Connection.tenant_id == tenant_row.id, Connection.environment_id == env.id)
+        ).all()
+    items = [_connection_json(row) for row in rows]
+    if as_json:
+        _print_json({"connections": items})
+        return
+    table = Table("id", "transport", "base URL", "status", "key")
+    for item in items:
+        table.add_row(item["connectionId"], item["transport"], item["baseUrl"], item["status"], item["keyHint"])
+    console.print(table)
+
+
+@connection_app.command("health")
+def connection_health(connection_id: str, as_json: JsonFlag = False) -> None:
+    """Run the health check (POST /health) and update the connection status."""
+    with _container() as c:
+        connection = c.connections.check_health(connection_id)
+    if as_json:
+        _print_json(_connection_json(connection))
+    else:
+        _print_status(connection)
+    raise typer.Exit(0 if connection.status == "ACTIVE" else 1)
+
+
+@connection_app.command("rotate-key")
+def connection_rotate_key(connection_id: str, as_json: JsonFlag = False) -> None:
+    """Generate a new middleware key; the old one stops being sent at once."""
+    with _container() as c:
+        connection, key = c.connections.rotate_key(connection_id)
+    if as_json:
+        _print_json({"connectionId": connection.id, "apiKey": key, "status": connection.status})
+        return
+    console.print(f"new middleware key: [bold]{key}[/bold]  [dim](shown once)[/dim]")
+
+
+# sync --------------------------------------------------------------------------------
+
+
+class _ProgressBars:
+    """Rich progress rows, one per entity, fed by the sync engine after every page."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, entity: Entity, stats: EntityStats) -> None:
+        if entity not in self.tasks:
+            self.tasks[entity] = self.progress.add_task(entity, total=None, stats="")
+        text = (
+            f"{stats.records:>9,} records  {stats.pages:>5,} pages  "
+            f"+{stats.created:,} ~{stats.updated:,} ={stats.unchanged:,} skipped {stats.skipped:,}"
+        )
+        self.progress.update(self.tasks[entity], stats=text)
+
+    def finish(self) -> None:
+        for task in self.tasks.values():
+            self.progress.update(task, total=1, completed=1)
+
+
+def _run_sync(c: Container, connection_id: str, full: bool, trigger: str, show_progress: bool) -> SyncRun:
+    if not show_progress:
+        return c.sync.run(connection_id, trigger=trigger, full=full)
+    columns = (
+        SpinnerColumn(finished_text="[green]✓[/green]"),
+        TextColumn("[bold]{task.description:<9}"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bars = _ProgressBars(progress)
+        run = c.sync.run(connection_id, trigger=trigger, full=full, progress=bars)
+        bars.finish()
+    return run
+
+
+def _print_run(run: SyncRun) -> None:
+    record = run_as_dict(run)
+    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(run.status, "yellow")
+    mode = "full" if run.full else f"incremental since {record['modifiedSince']}"
+    console.print(f"sync run [bold]{run.id}[/bold]: [{colour}]{run.status}[/{colour}] ({mode}, {record['durationSeconds']}s)")
+    table = Table("entity", "records", "pages", "created", "updated", "unchanged", "skipped")
+    for entity, counts in run.stats.items():
+        table.add_row(
+            entity, *(f"{counts.get(k, 0):,}" for k in ("records", "pages", "created", "updated", "unchanged", "skipped"))
+        )
+    console.print(table)
+    if run.stats.get("debtors", {}).get("inferred"):
+        console.print(f"{run.stats['debtors']['inferred']:,} debtors were created from invoice fields.")
+    if run.warnings:
+        console.print(f"[yellow]{len(run.warnings) + run.warnings_omitted:,} warnings[/yellow], e.g. {run.warnings[0]['message']}")
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error.get('message')}")
+        if run.error.get("endpoint"):
+            console.print(
+                f"  at {run.error['endpoint']} page {run.error.get('page')}, "
+                f"HTTP {run.error.get('httpStatus')}, code {run.error.get('code')}"
+            )
+        console.print(f"  hint: {run.error.get('hint')}")
+
+
+@app.command("sync")
+def sync(
+    connection_id: Annotated[str, typer.Argument(help="Connection id (conn_…).")],
+    full: Annotated[bool, typer.Option("--full", help="Ignore the watermark; fetch everything.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run one sync in the foreground with progress; prints the sync-run record."""
+    with _container() as c:
+        run = _run_sync(c, connection_id, full, "cli", show_progress=not as_json)
+    if as_json:
+        _print_json(run_as_dict(run))
+    else:
+        if run.status == "RUNNING":
+            console.print(f"a sync is already running for {connection_id}: {run.id}")
+        else:
+            _print_run(run)
+    raise typer.Exit(0 if run.status != "FAILED" else 1)
+
+
+# export ------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export(tenant: TenantOpt, environment: EnvOpt, as_json: JsonFlag = False) -> None:
+    """Export the ledger: customers, invoices and payments with their ERP ids."""
+    with _container() as c, c.session_factory() as session:
+        tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        if as_json:
+            write_ledger(session, tenant_row.id, env.id, sys.stdout.buffer)
+            sys.stdout.flush()
+            return
+        with open("/dev/null", "wb") as sink:
+            counts = write_ledger(session, tenant_row.id, env.id, sink)
+    table = Table("section", "records")
+    for section, count in counts.items():
+        table.add_row(section, f"{count:,}")
+    console.print(table)
+    console.print("[dim]Use --json for the full ledger.[/dim]")
+
+
+# contract ----------------------------------------------------------------------------
+
+
+@contract_app.command("schema")
+def contract_schema(
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the Nudge REST contract v1."""
+    text = json.dumps(contract.json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+# mocks -------------------------------------------------------------------------------
+
+
+def _serve_forever(target: Callable[[], T]) -> T:
+    return target()
+
+
+@app.command("mock-erp")
+def mock_erp(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8700,
+    debtors: Annotated[int, typer.Option(min=0)] = 50,
+    invoices: Annotated[int, typer.Option(min=0)] = 200,
+    payments: Annotated[int, typer.Option(min=0)] = 150,
+    seed: int = 1,
+    token: Annotated[str | None, typer.Option(help="Accept only this Bearer token (default: any ask_… key).")] = None,
+) -> None:
+    """Run the reference middleware (mock ERP) until interrupted."""
+    state = MockErpState(MockErpData(debtors, invoices, payments, seed), token=token)
+    err_console.print(
+        f"mock ERP: {debtors:,} debtors, {invoices:,} invoices, {payments:,} payments (seed {seed}) "
+        f"on http://{host}:{port}"
+    )
+    uvicorn.run(create_mock_erp_app(state), host=host, port=port, log_level="warning", access_log=False)
+
+
+# demo --------------------------------------------------------------------------------
+
+DEMO_TENANT = "demo"
+DEMO_ENVIRONMENT = "prod"
+DEMO_DATA = {"debtors": 300, "invoices": 3000, "payments": 2500}
+
+
+def _demo_scope(c: Container) -> tuple[str, str, str]:
+    """The demo tenant and environment (created on first use) and a fresh API key."""
+    with transaction(c.session_factory) as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == DEMO_TENANT))
+        if tenant is None:
+            created = tenancy.create_tenant(session, DEMO_TENANT, DEMO_ENVIRONMENT)
+            return created.tenant_id, created.environment_id, created.api_key
+        env = tenancy.ensure_environment(session, tenant.id, DEMO_ENVIRONMENT)
+        tenancy.revoke_api_keys(session, tenant.id, env.id)
+        _, key = tenancy.issue_api_key(session, tenant.id, env.id)
+        return tenant.id, env.id, key
+
+
+@app.command("demo")
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the summary.")] = False,
+) -> None:
+    """Offline demo: mock ERP on loopback, a demo tenant and connection, a sync, a summary."""
+    with _container() as c:
+        state = MockErpState(MockErpData(**DEMO_DATA, seed=7))
+        with serve_in_thread(create_mock_erp_app(state)) as mock:
+            tenant_id, env_id, api_key = _demo_scope(c)
+            with c.session_factory() as session:
+                previous_runs = session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
+            # Each demo run changes a few ERP records, so a repeat run has something to pick up.
+            for _ in range(previous_runs + 1):
+                state.data.mutate({"debtors": 3, "invoices": 12, "payments": 5})
+            connection, middleware_key = c.connections.save_rest(tenant_id, env_id, mock.url, "090")
+            connection = c.connections.check_health(connection.id)
+            console.rule("[bold]arsync demo")
+            console.print(f"data directory: {c.settings.data_dir.resolve()}")
+            console.print(f"mock ERP: {mock.url}  connection {connection.id}: {connection.status}")
+            run = _run_sync(c, connection.id, full=False, trigger="manual", show_progress=True)
+            _print_run(run)
+            with c.session_factory() as session:
+                keys = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.tenant_id == tenant_id))
+            console.rule("[bold]summary")
+            console.print(f"tenant: {DEMO_TENANT} ({tenant_id}), environment: {DEMO_ENVIRONMENT} ({env_id})")
+            console.print(f"platform API key: [bold]{api_key}[/bold]  [dim](new each demo run; {keys} issued so far)[/dim]")
+            if middleware_key:
+                console.print(f"middleware key: {connection.secret_hint}")
+            console.print(f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json")
+            console.print(f"sync again: arsync sync {connection.id}   (run the demo again for an incremental sync)")
+            if no_serve:
+                raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
+            console.print(f"\nThe mock ERP keeps serving at {mock.url}; press Ctrl-C to stop.")
+            _wait_for_interrupt()
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    app()

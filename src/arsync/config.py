@@ -1,0 +1,66 @@
+"""Settings. This module is the only reader of environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """arsync configuration, read from ``ARSYNC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ARSYNC_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".arsync"), description="Local state: SQLite file, secret key.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite under data_dir."
+    )
+    secret_key: str | None = Field(
+        default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
+    )
+    sync_cron: str = "0 2 * * *"
+    nomod_base_url: str = "https://api.nomod.com"
+
+    # ERP sync tuning.
+    sync_page_size: int = Field(default=1000, ge=1, le=10_000)
+    sync_max_pages: int = Field(default=100_000, ge=1, description="Paging guard per entity.")
+    sync_max_page_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_max_attempts: int = Field(default=4, ge=1, le=10)
+    http_backoff_seconds: float = Field(default=0.5, ge=0)
+    http_max_retry_after_seconds: float = Field(default=60.0, ge=0)
+    sync_stale_after_seconds: int = Field(
+        default=600, ge=1, description="A RUNNING run with no heartbeat for this long is taken over."
+    )
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'arsync.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once into the data directory with mode 0600."""
+        if self.secret_key:
+            return self.secret_key
+        key_file = self.data_dir / "secret.key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+
+def new_token(prefix: str, nbytes: int = 24) -> str:
+    """A random, URL-safe secret with a readable prefix, e.g. ``ask_…``."""
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"

@@ -1,0 +1,139 @@
+"""Engine, sessions, the declarative base and the column types shared by every model.
+
+Both SQLite (embedded default) and PostgreSQL (production) are supported. Two column types
+paper over SQLite's gaps so that the models behave the same on both:
+
+* ``ExactDecimal`` keeps money exact. PostgreSQL stores ``NUMERIC``; SQLite has no exact
+  decimal type (SQLAlchemy would store a binary float), so there the value is stored as a
+  scaled 64-bit integer.
+* ``UTCDateTime`` always returns timezone-aware UTC datetimes (SQLite drops the offset).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from arsync.money import canonical
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A prefixed id that sorts by creation time: 12 hex digits of milliseconds, then 10 random.
+
+    Time-ordered ids keep primary-key index inserts append-only and make keyset pagination by
+    id follow creation order.
+    """
+    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal with a fixed number of fractional digits on every database."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, scale: int = 4, precision: int = 18) -> None:
+        super().__init__()
+        self.scale = scale
+        self.precision = precision
+        self._factor = Decimal(10) ** scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, got {type(value).__name__}")
+        scaled = value * self._factor
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {self.scale} decimal places")
+        if abs(scaled) >= Decimal(10) ** self.precision:
+            raise ValueError(f"{value} exceeds {self.precision - self.scale} integer digits")
+        if dialect.name == "sqlite":
+            return int(scaled)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return canonical(Decimal(int(value)) / self._factor)
+        return canonical(Decimal(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored in UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not accepted; use UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits once on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,295 @@
+"""Writes validated ERP pages into the ledger: batched upserts keyed by ERP id.
+
+Each ``load_*`` call handles one page inside the caller's transaction. It reads the existing
+rows for the page's ERP ids in one query, then inserts the new rows and updates only the
+rows whose content hash changed. Unchanged rows are not rewritten.
+
+On PostgreSQL new rows go in with ``COPY``, which is several times faster than batched
+``INSERT`` for the 10^5–10^6-row pages of a first sync; SQLite uses ``executemany``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from arsync.db import new_id
+from arsync.erp import contract
+from arsync.ledger.models import Customer, Invoice, InvoiceLine, Payment
+
+customers: Table = Customer.__table__  # type: ignore[assignment]
+invoices: Table = Invoice.__table__  # type: ignore[assignment]
+invoice_lines: Table = InvoiceLine.__table__  # type: ignore[assignment]
+payments: Table = Payment.__table__  # type: ignore[assignment]
+RecordT = TypeVar("RecordT", bound=BaseModel)
+
+
+@dataclass
+class PageResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    debtors_inferred: int = 0
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def record_hash(record: BaseModel) -> str:
+    """A digest of the record as the ERP sent it, used to skip unchanged rows."""
+    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
+
+
+def lifecycle_status(erp_status: str, amount_total: Decimal, amount_outstanding: Decimal) -> str:
+    """Map the ERP's own status onto DRAFT / FINALIZED / PAID / VOIDED."""
+    status = erp_status.upper()
+    if status in {"VOIDED", "VOID", "DELETED"}:
+        return "VOIDED"
+    if status in {"DRAFT", "SUBMITTED"}:
+        return "DRAFT"
+    if status == "PAID" or (amount_total > 0 and amount_outstanding == 0):
+        return "PAID"
+    return "FINALIZED"
+
+
+def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table``."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        session.execute(insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([_copy_value(row[name]) for name in columns])
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Update rows by primary key ``id``; each row dict carries ``id`` plus the new values."""
+    if not rows:
+        return
+    columns = [name for name in rows[0] if name != "id"]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(f"_{name}") for name in columns})
+    )
+    session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
+
+
+class LedgerLoader:
+    """Loads pages of contract records into one (tenant, environment)."""
+
+    def __init__(self, session: Session, tenant_id: str, environment_id: str, now: datetime) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+        self.environment_id = environment_id
+        self.now = now
+
+    def _scope(self, table: Table) -> Any:
+        return (table.c.tenant_id == self.tenant_id) & (table.c.environment_id == self.environment_id)
+
+    def _lookup(self, table: Table, erp_column: str, ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """``{erp id: (id, erp_hash)}`` for the rows of this scope with these ERP ids."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        column = table.c[erp_column]
+        rows = self.session.execute(
+            select(column, table.c.id, table.c.erp_hash).where(self._scope(table), column.in_(ids))
+        )
+        return {erp_id: (row_id, erp_hash) for erp_id, row_id, erp_hash in rows}
+
+    @staticmethod
+    def _dedupe(
+        items: Sequence[RecordT], key: Callable[[RecordT], str], label: str, result: PageResult
+    ) -> list[RecordT]:
+        """Keep the last record per ERP id; count and report the repeats."""
+        latest: dict[str, RecordT] = {}
+        for item in items:
+            item_key = key(item)
+            if item_key in latest:
+                result.skipped += 1
+                result.warnings.append(
+                    {"code": "DUPLICATE_IN_PAGE", label: item_key, "message": f"{label} appears twice in one page; the last copy was kept"}
+                )
+            latest[item_key] = item
+        return list(latest.values())
+
+    def _base_row(self, prefix: str) -> dict[str, Any]:
+        return {
+            "id": new_id(prefix),
+            "tenant_id": self.tenant_id,
+            "environment_id": self.environment_id,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+    def _customer_row(self, erp_debtor_id: str, name: str, email: str | None, erp_hash: str | None) -> dict[str, Any]:
+        return self._base_row("cust") | {
+            "name": name,
+            "email": email,
+            "phone": None,
+            "external_id": None,
+            "metadata": {},
+            "status": "active",
+            "erp_debtor_id": erp_debtor_id,
+            "erp_hash": erp_hash,
+        }
+
+    # Debtors ---------------------------------------------------------------------------
+
+    def load_debtors(self, items: Sequence[contract.Debtor]) -> PageResult:
+        result = PageResult()
+        debtors = self._dedupe(items, lambda d: d.erp_debtor_id, "erpDebtorId", result)
+        existing = self._lookup(customers, "erp_debtor_id", (d.erp_debtor_id for d in debtors))
+        inserts, updates = [], []
+        for debtor in debtors:
+            digest = record_hash(debtor)
+            found = existing.get(debtor.erp_debtor_id)
+            if found is None:
+                inserts.append(self._customer_row(debtor.erp_debtor_id, debtor.name, debtor.email, digest))
+            elif found[1] == digest:
+                result.unchanged += 1
+            else:
+                updates.append(
+                    {"id": found[0], "name": debtor.name, "email": debtor.email, "erp_hash": digest, "updated_at": self.now}
+                )
+        bulk_insert(self.session, customers, inserts)
+        bulk_update(self.session, customers, updates)
+        result.created, result.updated = len(inserts), len(updates)
+        return result
+
+    # Invoices --------------------------------------------------------------------------
+
+    def _customers_for(self, items: Sequence[contract.Invoice], result: PageResult) -> dict[str, str]:
+        """``{erpDebtorId: customer id}``, creating debtors the ERP never listed."""
+        known = {erp_id: row_id for erp_id, (row_id, _) in self._lookup(
+            customers, "erp_debtor_id", {i.erp_debtor_id for i in items}
+        ).items()}  # fmt: skip
+        inferred = []
+        for invoice in items:
+            if invoice.erp_debtor_id not in known:
+                row = self._customer_row(
+                    invoice.erp_debtor_id, invoice.debtor_name or invoice.erp_debtor_id, None, None
+                )
+                known[invoice.erp_debtor_id] = row["id"]
+                inferred.append(row)
+        bulk_insert(self.session, customers, inferred)
+        result.debtors_inferred = len(inferred)
+        return known
+
+    def load_invoices(self, items: Sequence[contract.Invoice]) -> PageResult:
+        result = PageResult()
+        invoice_records = self._dedupe(items, lambda i: i.erp_invoice_id, "erpInvoiceId", result)
+        customer_ids = self._customers_for(invoice_records, result)
+        existing = self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i in invoice_records))
+        inserts, updates, lines, replaced = [], [], [], []
+        for invoice in invoice_records:
+            digest = record_hash(invoice)
+            found = existing.get(invoice.erp_invoice_id)
+            if found is not None and found[1] == digest:
+                result.unchanged += 1
+                continue
+            values = {
+                "customer_id": customer_ids[invoice.erp_debtor_id],
+                "invoice_number": invoice.invoice_number,
+                "issue_date": invoice.issue_date,
+                "due_date": invoice.due_date,
+                "currency": invoice.currency,
+                "amount_total": invoice.amount_total,
+                "amount_outstanding": invoice.amount_outstanding,
+                "status": lifecycle_status(invoice.status, invoice.amount_total, invoice.amount_outstanding),
+                "erp_status": invoice.status,
+                "erp_invoice_id": invoice.erp_invoice_id,
+                "erp_hash": digest,
+                "updated_at": self.now,
+            }
+            if found is None:
+                row = self._base_row("inv") | values
+                inserts.append(row)
+                invoice_id = row["id"]
+            else:
+                invoice_id = found[0]
+                updates.append({"id": invoice_id} | values)
+                replaced.append(invoice_id)
+            lines.extend(
+                {
+                    "invoice_id": invoice_id,
+                    "position": position,
+                    "description": line.description,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "amount": line.amount,
+                }
+                for position, line in enumerate(invoice.lines, start=1)
+            )
+        bulk_insert(self.session, invoices, inserts)
+        bulk_update(self.session, invoices, updates)
+        if replaced:
+            self.session.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(replaced)))
+        bulk_insert(self.session, invoice_lines, lines)
+        result.created, result.updated = len(inserts), len(updates)
+        return result
+
+    # Payments --------------------------------------------------------------------------
+
+    def load_payments(self, items: Sequence[contract.Payment]) -> PageResult:
+        result = PageResult()
+        payment_records = self._dedupe(items, lambda p: p.erp_payment_id, "erpPaymentId", result)
+        invoice_ids = {erp_id: row_id for erp_id, (row_id, _) in self._lookup(
+            invoices, "erp_invoice_id", {p.erp_invoice_id for p in payment_records}
+        ).items()}  # fmt: skip
+        existing = self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p in payment_records))
+        inserts, updates = [], []
+        for payment in payment_records:
+            invoice_id = invoice_ids.get(payment.erp_invoice_id)
+            if invoice_id is None:
+                result.skipped += 1
+                result.warnings.append(
+                    {
+                        "code": "PAYMENT_INVOICE_UNKNOWN",
+                        "erpPaymentId": payment.erp_payment_id,
+                        "erpInvoiceId": payment.erp_invoice_id,
+                        "message": f"payment {payment.erp_payment_id} skipped: invoice {payment.erp_invoice_id} is not in the ledger",
+                    }
+                )
+                continue
+            digest = record_hash(payment)
+            found = existing.get(payment.erp_payment_id)
+            values = {
+                "invoice_id": invoice_id,
+                "amount": payment.amount,
+                "payment_date": payment.payment_date,
+                "erp_hash": digest,
+                "updated_at": self.now,
+            }
+            if found is None:
+                inserts.append(self._base_row("pay") | values | {"source": "erp", "erp_payment_id": payment.erp_payment_id})
+            elif found[1] == digest:
+                result.unchanged += 1
+            else:
+                updates.append({"id": found[0]} | values)
+        bulk_insert(self.session, payments, inserts)
+        bulk_update(self.session, payments, updates)
+        result.created, result.updated = len(inserts), len(updates)
+        return result

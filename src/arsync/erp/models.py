@@ -1,0 +1,71 @@
+"""ERP connections and the record every sync run leaves behind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from arsync.db import Base, UTCDateTime, new_id, utcnow
+from arsync.ledger.models import JSONType
+
+CONNECTION_STATUSES = ("PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH")
+RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED")
+
+
+class Connection(Base):
+    """One ERP connection of a (tenant, environment): at most one per transport."""
+
+    __tablename__ = "erp_connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "environment_id", "transport"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("conn"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    transport: Mapped[str] = mapped_column(String(20))  # "rest" | "native"
+    provider: Mapped[str] = mapped_column(String(40))  # "nudge-rest" | "xero"
+    base_url: Mapped[str] = mapped_column(String(2000))
+    secret_encrypted: Mapped[str] = mapped_column(String(4000))
+    secret_hint: Mapped[str] = mapped_column(String(40))
+    bank_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    status_reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    sync_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncRun(Base):
+    """One inbound sync. At most one per connection is RUNNING (a partial unique index)."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index(
+            "uq_sync_runs_one_running",
+            "connection_id",
+            unique=True,
+            sqlite_where=text("status = 'RUNNING'"),
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
+        Index("ix_sync_runs_connection_started", "connection_id", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("run"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("erp_connections.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(20))  # manual | schedule | connect | cli
+    status: Mapped[str] = mapped_column(String(20), default="RUNNING")
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    modified_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    warnings_omitted: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)

@@ -1,0 +1,49 @@
+"""The interface every ERP transport implements (REST middleware, native connectors).
+
+Sync and push code depend on :class:`ErpConnector` only, never on a transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Literal, Protocol, TypeVar
+
+from arsync.erp import contract
+
+Entity = Literal["debtors", "invoices", "payments"]
+ENTITIES: tuple[Entity, ...] = ("debtors", "invoices", "payments")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of records as the ERP returned it."""
+
+    number: int
+    items: list[T]
+    has_more: bool
+
+
+class ErpConnector(Protocol):
+    """List and push operations against one ERP connection."""
+
+    def health(self) -> contract.HealthResponse: ...
+
+    def list_debtors(
+        self, page: int, limit: int, modified_since: datetime | None
+    ) -> Page[contract.Debtor]: ...
+
+    def list_invoices(
+        self, page: int, limit: int, modified_since: datetime | None
+    ) -> Page[contract.Invoice]: ...
+
+    def list_payments(
+        self, page: int, limit: int, modified_since: datetime | None
+    ) -> Page[contract.Payment]: ...
+
+    def push_invoice(self, request: contract.InvoicePushRequest) -> str: ...
+
+    def push_payment(self, request: contract.PaymentPushRequest) -> str: ...
+
+    def close(self) -> None: ...

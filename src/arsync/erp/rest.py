@@ -1,0 +1,240 @@
+"""The REST-middleware connector: the Nudge REST contract v1 over httpx.
+
+Transient failures (timeouts, connection errors, 502/503/504 and 429) are retried a bounded
+number of times with exponential backoff, honouring a capped ``Retry-After``. Everything else
+fails at once with an error naming the endpoint, page, HTTP status and contract code.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import httpx
+import orjson
+from pydantic import ValidationError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from arsync.erp import contract
+from arsync.erp.port import Page
+from arsync.errors import (
+    AuthenticationFailed,
+    ConnectorError,
+    ContractViolation,
+    RemoteError,
+    TransientError,
+)
+
+ModelT = TypeVar("ModelT", bound=contract.ContractModel)
+TRANSIENT_STATUSES = {429, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class RestOptions:
+    timeout_seconds: float = 30.0
+    max_attempts: int = 4
+    backoff_seconds: float = 0.5
+    max_retry_after_seconds: float = 60.0
+    max_response_bytes: int = 64 * 1024 * 1024
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """The first few contract breaches as ``path: problem`` pairs."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        path = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{path}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+class RestConnector:
+    """An :class:`~arsync.erp.port.ErpConnector` for middleware speaking the Nudge contract."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        options: RestOptions | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.options = options or RestOptions()
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=base_url,
+            timeout=self.options.timeout_seconds,
+            transport=transport,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "arsync",
+            },
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # The six operations -------------------------------------------------------------
+
+    def health(self) -> contract.HealthResponse:
+        return self._call("/health", contract.HealthRequest(), contract.HealthResponse)
+
+    def list_debtors(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Debtor]:
+        body = self._call("/debtors/list", self._list(page, limit, modified_since), contract.DebtorPage, page)
+        return Page(page, body.debtors, body.has_more)
+
+    def list_invoices(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Invoice]:
+        body = self._call("/invoices/list", self._list(page, limit, modified_since), contract.InvoicePage, page)
+        return Page(page, body.invoices, body.has_more)
+
+    def list_payments(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Payment]:
+        body = self._call("/payments/list", self._list(page, limit, modified_since), contract.PaymentPage, page)
+        return Page(page, body.payments, body.has_more)
+
+    def push_invoice(self, request: contract.InvoicePushRequest) -> str:
+        return self._call("/invoices/push", request, contract.InvoicePushResponse).erp_invoice_id
+
+    def push_payment(self, request: contract.PaymentPushRequest) -> str:
+        return self._call("/payments/push", request, contract.PaymentPushResponse).erp_payment_id
+
+    # Plumbing ---------------------------------------------------------------------
+
+    @staticmethod
+    def _list(page: int, limit: int, modified_since: datetime | None) -> contract.ListRequest:
+        return contract.ListRequest(page=page, limit=limit, modified_since=modified_since)
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome else None
+        if isinstance(error, ConnectorError) and error.retry_after is not None:
+            return min(error.retry_after, self.options.max_retry_after_seconds)
+        backoff = self.options.backoff_seconds * 2 ** (state.attempt_number - 1)
+        return backoff * (0.5 + random.random() / 2)
+
+    def _call(
+        self,
+        endpoint: str,
+        request: contract.ContractModel,
+        response_model: type[ModelT],
+        page: int | None = None,
+    ) -> ModelT:
+        body = contract.dumps(request)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.options.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, endpoint, body, response_model, page)
+        except TransientError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise TransientError(
+                f"{exc.message} (gave up after {attempts} attempts)",
+                endpoint=endpoint,
+                page=page,
+                http_status=exc.http_status,
+                contract_code=exc.contract_code,
+            ) from exc
+
+    def _attempt(
+        self, endpoint: str, body: bytes, response_model: type[ModelT], page: int | None
+    ) -> ModelT:
+        context = {"endpoint": endpoint, "page": page}
+        try:
+            with self._client.stream("POST", endpoint, content=body) as response:
+                raw = self._read_capped(response, endpoint, page)
+        except httpx.TimeoutException as exc:
+            raise TransientError(
+                f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})", **context
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})", **context) from exc
+
+        status = response.status_code
+        if status == 200:
+            return self._parse(raw, response_model, endpoint, page)
+        code, message = self._error_fields(raw)
+        error_context = {**context, "http_status": status, "contract_code": code}
+        if status == 401:
+            raise AuthenticationFailed(message or "the middleware rejected the API key", **error_context)
+        if status in TRANSIENT_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
+            raise TransientError(
+                message or f"HTTP {status}", retry_after=retry_after, **error_context
+            )
+        raise RemoteError(message or f"unexpected HTTP {status}", **error_context)
+
+    def _read_capped(self, response: httpx.Response, endpoint: str, page: int | None) -> bytes:
+        limit = self.options.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ContractViolation(
+                    f"response larger than {limit} bytes; return smaller pages",
+                    endpoint=endpoint, page=page, http_status=response.status_code,
+                )  # fmt: skip
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _error_fields(raw: bytes) -> tuple[str | None, str | None]:
+        """``(code, message)`` from a standard error body, if the body is one."""
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None, None
+        if not isinstance(parsed, dict):
+            return None, None
+        code = parsed.get("code") if isinstance(parsed.get("code"), str) else None
+        error = parsed.get("error")
+        message = error if isinstance(error, str) else None
+        return code, message[:500] if message else None
+
+    @staticmethod
+    def _parse(raw: bytes, model: type[ModelT], endpoint: str, page: int | None) -> ModelT:
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise ContractViolation(
+                    "response body is not valid JSON", endpoint=endpoint, page=page, http_status=200
+                ) from None
+            version = parsed.get("schemaVersion") if isinstance(parsed, dict) else None
+            if version != contract.SCHEMA_VERSION:
+                raise ContractViolation(
+                    f"unsupported schemaVersion {version!r}; expected \"1\"",
+                    endpoint=endpoint, page=page, http_status=200,
+                ) from None  # fmt: skip
+            raise ContractViolation(
+                f"response breaks the contract: {describe_validation_error(exc)}",
+                endpoint=endpoint, page=page, http_status=200,
+            ) from None  # fmt: skip

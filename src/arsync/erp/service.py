@@ -1,0 +1,146 @@
+"""Saving REST connections, checking their health and rotating their middleware key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from arsync.config import new_token
+from arsync.db import transaction, utcnow
+from arsync.erp.models import Connection
+from arsync.erp.port import ErpConnector
+from arsync.errors import ConnectorError, InvalidInput, NotFound
+from arsync.vault import Vault, mask
+
+MIDDLEWARE_KEY_PREFIX = "ask"
+
+
+def validate_base_url(url: str) -> str:
+    """The middleware base URL, or a clear error: http(s), a host, no trailing slash."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(
+            f"base URL {url!r} must be an absolute http:// or https:// URL, e.g. https://erp.example.com/nudge",
+            details={"field": "baseUrl"},
+        )
+    if url.endswith("/"):
+        raise InvalidInput(
+            f"base URL must not end with a slash: use {url.rstrip('/')!r}", details={"field": "baseUrl"}
+        )
+    if parts.query or parts.fragment:
+        raise InvalidInput("base URL must not contain a query string or fragment", details={"field": "baseUrl"})
+    if parts.username or parts.password:
+        raise InvalidInput(
+            "base URL must not contain credentials; arsync sends its own key as a Bearer token",
+            details={"field": "baseUrl"},
+        )
+    return url
+
+
+def _clean_bank_code(code: str | None) -> str | None:
+    if code is None:
+        return None
+    code = code.strip()
+    if not code or len(code) > 50:
+        raise InvalidInput("bankAccountCode must be 1 to 50 characters", details={"field": "bankAccountCode"})
+    return code
+
+
+class ConnectionService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        vault: Vault,
+        connector_factory: Callable[[Connection], ErpConnector],
+    ) -> None:
+        self.session_factory = session_factory
+        self.vault = vault
+        self.connector_factory = connector_factory
+
+    def save_rest(
+        self, tenant_id: str, environment_id: str, base_url: str, bank_account_code: str | None = None
+    ) -> tuple[Connection, str | None]:
+        """Create the environment's REST connection, or update its URL and bank code.
+
+        Returns the connection and, when a key was generated (on creation), the key itself:
+        the only time it is ever shown.
+        """
+        base_url = validate_base_url(base_url)
+        bank_account_code = _clean_bank_code(bank_account_code)
+        with transaction(self.session_factory) as session:
+            connection = session.scalar(
+                select(Connection).where(
+                    Connection.tenant_id == tenant_id,
+                    Connection.environment_id == environment_id,
+                    Connection.transport == "rest",
+                )
+            )
+            key = None
+            if connection is None:
+                key = new_token(MIDDLEWARE_KEY_PREFIX)
+                connection = Connection(
+                    tenant_id=tenant_id,
+                    environment_id=environment_id,
+                    transport="rest",
+                    provider="nudge-rest",
+                    base_url=base_url,
+                    secret_encrypted=self.vault.encrypt(key),
+                    secret_hint=mask(key),
+                    bank_account_code=bank_account_code,
+                    status="PENDING",
+                )
+                session.add(connection)
+            else:
+                if connection.base_url != base_url:
+                    connection.status, connection.status_changed_at = "PENDING", utcnow()
+                connection.base_url = base_url
+                connection.bank_account_code = bank_account_code
+                connection.updated_at = utcnow()
+            session.flush()
+        return connection, key
+
+    def rotate_key(self, connection_id: str) -> tuple[Connection, str]:
+        """Replace the middleware key; the old one is no longer sent from this moment."""
+        key = new_token(MIDDLEWARE_KEY_PREFIX)
+        with transaction(self.session_factory) as session:
+            connection = self._get(session, connection_id)
+            connection.secret_encrypted = self.vault.encrypt(key)
+            connection.secret_hint = mask(key)
+            connection.status, connection.status_changed_at = "PENDING", utcnow()
+            connection.updated_at = utcnow()
+        return connection, key
+
+    def check_health(self, connection_id: str) -> Connection:
+        """Call ``POST /health`` and record ACTIVE or FAILED with the reason."""
+        with self.session_factory() as session:
+            connection = self._get(session, connection_id)
+        connector = self.connector_factory(connection)
+        error: ConnectorError | None = None
+        try:
+            answer = connector.health()
+            if not answer.ok:
+                error = ConnectorError("middleware answered ok: false", endpoint="/health", http_status=200)
+        except ConnectorError as exc:
+            error = exc
+        finally:
+            connector.close()
+        now = utcnow()
+        with transaction(self.session_factory) as session:
+            connection = self._get(session, connection_id)
+            connection.status = "ACTIVE" if error is None else "FAILED"
+            connection.status_reason = None if error is None else str(error)
+            connection.last_error = None if error is None else error.as_dict() | {"at": now.isoformat()}
+            connection.status_changed_at = now
+            connection.updated_at = now
+        return connection
+
+    @staticmethod
+    def _get(session: Session, connection_id: str) -> Connection:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise NotFound(f"connection {connection_id} not found")
+        return connection

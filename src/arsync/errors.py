@@ -1,0 +1,110 @@
+"""Every error arsync raises on purpose.
+
+    ArsyncError                     base: a stable ``code`` and a human ``message``
+    ├── NotFound                    a record does not exist in this tenant and environment
+    ├── InvalidInput                the caller sent something unusable (names the field)
+    ├── Conflict                    the request clashes with current state
+    └── ConnectorError              an ERP call failed; carries endpoint, page, status, contract code
+        ├── TransientError          timeouts, resets, 502/503/504, 429: retried with backoff
+        ├── AuthenticationFailed    401 from the middleware
+        ├── ContractViolation       a body that breaks the Nudge contract (incl. schemaVersion)
+        ├── PagingError             paging that does not advance, or exceeds the page cap
+        └── RemoteError             any other non-success answer
+
+Secrets never go into an error: messages are built from endpoints, ids and contract codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ArsyncError(Exception):
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class NotFound(ArsyncError):
+    code = "NOT_FOUND"
+
+
+class InvalidInput(ArsyncError):
+    code = "VALIDATION_FAILED"
+
+
+class Conflict(ArsyncError):
+    code = "CONFLICT"
+
+
+HINTS = {
+    "AuthenticationFailed": "rotate the key or fix middleware config, then Sync now",
+    "ContractViolation": "fix the middleware so its response matches the Nudge REST contract v1, then Sync now",
+    "PagingError": "fix the middleware's paging (page, limit, hasMore), then Sync now",
+    "TransientError": "the middleware was unavailable; check it is up, then Sync now",
+    "RemoteError": "check the middleware logs for this request, then Sync now",
+}
+
+
+class ConnectorError(ArsyncError):
+    """An ERP call failed. ``str()`` gives one line naming where and why."""
+
+    code = "ERP_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        page: int | None = None,
+        http_status: int | None = None,
+        contract_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.page = page
+        self.http_status = http_status
+        self.contract_code = contract_code
+        self.retry_after = retry_after
+        self.hint = HINTS.get(type(self).__name__, HINTS["RemoteError"])
+        super().__init__(message, details=self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": type(self).__name__,
+            "endpoint": self.endpoint,
+            "page": self.page,
+            "httpStatus": self.http_status,
+            "code": self.contract_code,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+    def __str__(self) -> str:
+        where = self.endpoint + (f" page {self.page}" if self.page is not None else "")
+        status = f" HTTP {self.http_status}" if self.http_status is not None else ""
+        code = f" {self.contract_code}" if self.contract_code else ""
+        return f"{where}:{status}{code} {self.message} (hint: {self.hint})"
+
+
+class TransientError(ConnectorError):
+    pass
+
+
+class AuthenticationFailed(ConnectorError):
+    code = "ERP_UNAUTHORIZED"
+
+
+class ContractViolation(ConnectorError):
+    code = "ERP_CONTRACT_VIOLATION"
+
+
+class PagingError(ConnectorError):
+    code = "ERP_PAGING_ERROR"
+
+
+class RemoteError(ConnectorError):
+    pass

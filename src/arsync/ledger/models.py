@@ -1,0 +1,105 @@
+"""The AR ledger: customers (debtors), invoices with their lines, and payments.
+
+Records synced from an ERP carry the ERP's id, unique per (tenant, environment), and
+``erp_hash``: a digest of the record as the ERP last sent it, so a re-sync can skip rows that
+did not change without comparing every column.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from arsync.db import Base, ExactDecimal, UTCDateTime, new_id, utcnow
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+Money = ExactDecimal(scale=4, precision=18)
+Quantity = ExactDecimal(scale=6, precision=18)
+
+INVOICE_STATUSES = ("DRAFT", "FINALIZED", "PAID", "VOIDED")
+PAYMENT_SOURCES = ("erp", "cash_application", "nomod")
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        Index("uq_customers_erp_id", "tenant_id", "environment_id", "erp_debtor_id", unique=True),
+        Index("ix_customers_scope_name", "tenant_id", "environment_id", "name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cust"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(500))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    phone: Mapped[str | None] = mapped_column(String(50), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    erp_debtor_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        Index("uq_invoices_erp_id", "tenant_id", "environment_id", "erp_invoice_id", unique=True),
+        Index("ix_invoices_customer", "customer_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inv"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
+    invoice_number: Mapped[str] = mapped_column(String(200))
+    issue_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_total: Mapped[Decimal] = mapped_column(Money)
+    amount_outstanding: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(20), default="DRAFT")
+    erp_status: Mapped[str | None] = mapped_column(String(40), default=None)
+    erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+
+    invoice_id: Mapped[str] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    unit_price: Mapped[Decimal] = mapped_column(Quantity)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("uq_payments_erp_id", "tenant_id", "environment_id", "erp_payment_id", unique=True),
+        Index("ix_payments_invoice", "invoice_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    payment_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(30), default="erp")
+    erp_payment_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

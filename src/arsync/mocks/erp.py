@@ -1,0 +1,268 @@
+"""``arsync mock-erp``: a complete reference middleware for the Nudge REST contract v1.
+
+It authenticates, pages, filters by ``modifiedSince`` and makes pushes idempotent exactly as
+a conforming middleware should, using the contract models for every request. Tests, the
+benchmark and the demo drive it; so can a middleware author who wants to see a correct
+answer.
+
+Besides the six contract endpoints it has a small control surface under ``/_mock`` (no auth,
+loopback only) to change records and inject faults:
+
+* ``POST /_mock/mutate`` ``{"debtors": n, "invoices": n, "payments": n}``
+* ``PUT /_mock/faults`` ``[Fault, …]`` and ``DELETE /_mock/faults``
+* ``GET /_mock/state``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from arsync.erp import contract
+from arsync.mocks.erp_data import MockErpData
+
+FaultKind = Literal[
+    "malformed_json",
+    "wrong_schema_version",
+    "contract_violation",
+    "endless_has_more",
+    "empty_has_more",
+    "repeat_page",
+    "oversized_page",
+]
+MAX_LIMIT = 1000
+
+
+class Fault(BaseModel):
+    """One injected misbehaviour. It fires on matching requests, ``times`` times (or forever)."""
+
+    endpoint: str = Field(description="Contract path, e.g. /invoices/list")
+    page: int | None = Field(default=None, description="Only this page; any page if unset")
+    status: int | None = Field(default=None, description="Answer with this HTTP status")
+    code: str | None = Field(default=None, description="Contract error code for status answers")
+    retry_after: int | None = None
+    delay: float = Field(default=0, ge=0, description="Seconds to wait before handling")
+    delay_after: float = Field(default=0, ge=0, description="Seconds to wait after handling")
+    kind: FaultKind | None = None
+    times: int | None = Field(default=None, ge=1)
+
+
+_faults_adapter = TypeAdapter(list[Fault])
+
+
+@dataclass
+class MockErpState:
+    """Everything a test may want to inspect or change while the mock runs."""
+
+    data: MockErpData = field(default_factory=MockErpData)
+    token: str | None = None
+    service: str = "arsync-mock-erp"
+    faults: list[Fault] = field(default_factory=list)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set_faults(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self.faults = list(faults)
+
+    def take_fault(self, endpoint: str, page: int | None) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.endpoint != endpoint or (fault.page is not None and fault.page != page):
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    def token_ok(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        presented = header.removeprefix("Bearer ").strip()
+        if self.token is not None:
+            return presented == self.token
+        return presented.startswith("ask_") and len(presented) > 4
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = payload if isinstance(payload, bytes) else contract.dumps(payload)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(
+    code: str, message: str, *, field_errors: list[dict[str, str]] | None = None,
+    status: int | None = None, headers: dict[str, str] | None = None,
+) -> Response:  # fmt: skip
+    """The contract's standard error body."""
+    body: dict[str, Any] = {"schemaVersion": contract.SCHEMA_VERSION, "error": message, "code": code}
+    if field_errors is not None:
+        body["details"] = {"fieldErrors": field_errors}
+    return _json(body, status or contract.HTTP_STATUS_FOR_CODE.get(code, 400), headers)
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"]}
+        for error in exc.errors()
+    ]
+
+
+def _faulty_page(kind: str, key: str, records: list[Any], page: int, limit: int) -> Any:
+    if kind == "wrong_schema_version":
+        return {"schemaVersion": "2", key: records, "hasMore": False}
+    if kind == "contract_violation":
+        broken = [dict(r) for r in records] or [{}]
+        first_key = next(iter(broken[0]), None)
+        if first_key:
+            broken[0].pop(first_key)
+        return {"schemaVersion": "1", key: broken, "hasMore": True}
+    if kind == "empty_has_more":
+        return {"schemaVersion": "1", key: [], "hasMore": True}
+    if kind == "oversized_page":
+        return {"schemaVersion": "1", key: records * (limit // max(len(records), 1) + 2), "hasMore": True}
+    return None
+
+
+def create_mock_erp_app(state: MockErpState) -> FastAPI:
+    """The mock middleware as an ASGI app bound to ``state``."""
+    app = FastAPI(title="arsync mock ERP (Nudge REST contract v1)", docs_url=None, redoc_url=None)
+    data = state.data
+
+    async def handle(request: Request, endpoint: str) -> Response:
+        raw = await request.body()
+        page_hint: int | None = None
+        try:
+            parsed = orjson.loads(raw) if raw else None
+            if isinstance(parsed, dict) and isinstance(parsed.get("page"), int):
+                page_hint = parsed["page"]
+        except orjson.JSONDecodeError:
+            parsed = None
+        state.requests.append(
+            {
+                "endpoint": endpoint,
+                "page": page_hint,
+                "modifiedSince": parsed.get("modifiedSince") if isinstance(parsed, dict) else None,
+                "authorized": state.token_ok(request.headers.get("authorization")),
+            }
+        )
+        fault = state.take_fault(endpoint, page_hint)
+        if fault and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault and fault.status:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            code = fault.code or ("INTERNAL_ERROR" if fault.status >= 500 else "BAD_REQUEST")
+            return error_response(code, f"injected HTTP {fault.status}", status=fault.status, headers=headers)
+        if fault and fault.kind == "malformed_json":
+            return Response(b'{"schemaVersion": "1", "oops', media_type="application/json")
+
+        if not state.token_ok(request.headers.get("authorization")):
+            return error_response("UNAUTHORIZED", contract.UNAUTHORIZED_MESSAGE)
+        if parsed is None or not isinstance(parsed, dict):
+            return error_response("INVALID_JSON", "Request body must be a JSON object")
+        if parsed.get("schemaVersion") != contract.SCHEMA_VERSION:
+            return error_response(
+                "BAD_REQUEST",
+                f"Unsupported schemaVersion {parsed.get('schemaVersion')!r}; this server speaks \"1\"",
+            )
+        request_model, _ = contract.ENDPOINTS[endpoint]
+        try:
+            body = request_model.model_validate_json(raw)
+        except ValidationError as exc:
+            return error_response("VALIDATION_FAILED", "Request failed validation", field_errors=_field_errors(exc))
+
+        response = answer(endpoint, body, fault)
+        if fault and fault.delay_after:
+            await asyncio.sleep(fault.delay_after)
+        return response
+
+    def answer(endpoint: str, body: Any, fault: Fault | None) -> Response:
+        if endpoint == "/health":
+            return _json({"schemaVersion": "1", "ok": True, "service": state.service})
+        if isinstance(body, contract.ListRequest):
+            if body.limit > MAX_LIMIT:
+                return error_response(
+                    "VALIDATION_FAILED", "Request failed validation",
+                    field_errors=[{"field": "limit", "message": f"must be at most {MAX_LIMIT}"}],
+                )  # fmt: skip
+            entity = endpoint.split("/")[1]
+            return list_page(entity, body, fault)
+        if isinstance(body, contract.InvoicePushRequest):
+            if not data.knows_debtor(body.erp_debtor_id):
+                return error_response(
+                    "VALIDATION_FAILED", "Unknown debtor",
+                    field_errors=[{"field": "erpDebtorId", "message": "no such debtor in the ERP"}],
+                )  # fmt: skip
+            erp_id, _ = data.push_invoice(body.model_dump(by_alias=True, mode="json") | {
+                "lines": [line.model_dump(by_alias=True) for line in body.lines]
+            })  # fmt: skip
+            return _json({"schemaVersion": "1", "erpInvoiceId": erp_id})
+        assert isinstance(body, contract.PaymentPushRequest)
+        if not data.knows_invoice(body.erp_invoice_id):
+            return error_response(
+                "VALIDATION_FAILED", "Unknown invoice",
+                field_errors=[{"field": "erpInvoiceId", "message": "no such invoice in the ERP"}],
+            )  # fmt: skip
+        erp_id, _ = data.push_payment(body.model_dump(by_alias=True, mode="json") | {"amount": body.amount})
+        return _json({"schemaVersion": "1", "erpPaymentId": erp_id})
+
+    def list_page(entity: str, body: contract.ListRequest, fault: Fault | None) -> Response:
+        page, limit = body.page, body.limit
+        if fault and fault.kind == "repeat_page":
+            page = 1
+        if fault and fault.kind == "endless_has_more":
+            # Fresh, never-repeating records forever: only a page cap can stop this.
+            records = [data.record(entity, (page * limit + n) % max(data._size(entity), 1)) for n in range(limit)]
+            records = [r | {next(iter(r)): f"ENDLESS-{page}-{n}"} for n, r in enumerate(records)]
+            return _json({"schemaVersion": "1", entity: records, "hasMore": True})
+        records, has_more = data.page(entity, page, limit, body.modified_since)
+        if fault and fault.kind == "repeat_page":
+            has_more = True
+        if fault and fault.kind:
+            broken = _faulty_page(fault.kind, entity, records, page, limit)
+            if broken is not None:
+                return _json(broken)
+        return _json({"schemaVersion": "1", entity: records, "hasMore": has_more})
+
+    for path in contract.ENDPOINTS:
+
+        async def endpoint(request: Request, _path: str = path) -> Response:
+            return await handle(request, _path)
+
+        app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=True)
+
+    @app.post("/_mock/mutate", include_in_schema=False)
+    async def mutate(request: Request) -> Response:
+        try:
+            counts = {str(k): int(v) for k, v in orjson.loads(await request.body()).items()}
+            changed = data.mutate(counts)
+        except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"changed": changed})
+
+    @app.put("/_mock/faults", include_in_schema=False)
+    async def put_faults(request: Request) -> Response:
+        try:
+            state.set_faults(_faults_adapter.validate_json(await request.body()))
+        except ValidationError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"faults": len(state.faults)})
+
+    @app.delete("/_mock/faults", include_in_schema=False)
+    async def clear_faults() -> Response:
+        state.set_faults([])
+        return _json({"faults": 0})
+
+    @app.get("/_mock/state", include_in_schema=False)
+    async def get_state() -> Response:
+        return _json({"data": data.stats(), "faults": len(state.faults), "requests": len(state.requests)})
+
+    return app

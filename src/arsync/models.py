@@ -1,0 +1,11 @@
+"""Imports every model so that ``Base.metadata`` is complete (used by Alembic and tests)."""
+
+from arsync.db import Base
+from arsync.erp.models import Connection, SyncRun
+from arsync.ledger.models import Customer, Invoice, InvoiceLine, Payment
+from arsync.tenancy.models import ApiKey, Environment, Tenant
+
+__all__ = [
+    "ApiKey", "Base", "Connection", "Customer", "Environment", "Invoice", "InvoiceLine",
+    "Payment", "SyncRun", "Tenant",
+]  # fmt: skip

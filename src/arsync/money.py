@@ -1,0 +1,40 @@
+"""Exact decimal money and ISO 4217 currency exponents."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+# Currencies whose minor unit is not 2 digits. Everything else defaults to 2.
+_EXPONENTS: dict[str, int] = {
+    # three decimals
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    # no decimals
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+}  # fmt: skip
+
+MAX_EXPONENT = 3
+
+
+def exponent(currency: str) -> int:
+    """Number of minor-unit digits for an ISO 4217 currency code."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def canonical(value: Decimal) -> Decimal:
+    """``value`` without trailing fractional zeros and never in exponent form (10, not 1E+1)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def decimal_places(value: Decimal) -> int:
+    """Fractional digits actually used by ``value`` (trailing zeros ignored)."""
+    exp = value.normalize().as_tuple().exponent
+    return -exp if isinstance(exp, int) and exp < 0 else 0
+
+
+def format_amount(value: Decimal, currency: str) -> str:
+    """``value`` as a plain string with the currency's number of decimals, e.g. ``1150.005``."""
+    places = max(exponent(currency), decimal_places(value))
+    return f"{value:.{places}f}"
