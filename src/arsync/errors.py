@@ -70,6 +70,7 @@ class ConnectorError(ArsyncError):
         self.contract_code = contract_code
         self.retry_after = retry_after
         self.hint = HINTS.get(type(self).__name__, HINTS["RemoteError"])
+        self.message = message
         super().__init__(message, details=self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:

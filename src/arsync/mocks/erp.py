@@ -219,9 +219,10 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         if fault and fault.kind == "repeat_page":
             page = 1
         if fault and fault.kind == "endless_has_more":
-            # Fresh, never-repeating records forever: only a page cap can stop this.
-            records = [data.record(entity, (page * limit + n) % max(data._size(entity), 1)) for n in range(limit)]
-            records = [r | {next(iter(r)): f"ENDLESS-{page}-{n}"} for n, r in enumerate(records)]
+            # Real records, cycled forever with hasMore: true; no page repeats the one before,
+            # so only a page cap can stop the client.
+            size = max(data.size(entity), 1)
+            records = [data.record(entity, ((page - 1) * limit + n) % size) for n in range(min(limit, size))]
             return _json({"schemaVersion": "1", entity: records, "hasMore": True})
         records, has_more = data.page(entity, page, limit, body.modified_since)
         if fault and fault.kind == "repeat_page":

@@ -160,7 +160,7 @@ class MockErpData:
 
     # Listing -------------------------------------------------------------------------
 
-    def _size(self, entity: str) -> int:
+    def size(self, entity: str) -> int:
         if entity == "debtors":
             return self.debtors
         if entity == "invoices":
@@ -192,7 +192,7 @@ class MockErpData:
         start = (page - 1) * limit
         with self._lock:
             if modified_since is None or modified_since < BASE_TIME:
-                size = self._size(entity)
+                size = self.size(entity)
                 indices: range | list[int] = range(start, min(start + limit, size))
             else:
                 matching = self._modified_since(entity, modified_since)
@@ -282,9 +282,9 @@ class MockErpData:
 
     def stats(self) -> dict[str, int]:
         return {
-            "debtors": self._size("debtors"),
-            "invoices": self._size("invoices"),
-            "payments": self._size("payments"),
+            "debtors": self.size("debtors"),
+            "invoices": self.size("invoices"),
+            "payments": self.size("payments"),
             "pushedInvoices": len(self._pushed_invoices),
             "pushedPayments": len(self._pushed_payments),
             "changed": sum(len(c) for c in self._changes.values()),

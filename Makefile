@@ -1,0 +1,41 @@
+# arsync — run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format bench clean
+
+help: ## List every target with its purpose
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install arsync with its pinned dependencies
+
+demo: $(STAMP) ## Run the offline demo (mock ERP, demo tenant, first sync) and keep serving
+	$(BIN)/arsync demo $(ARGS)
+
+test: $(STAMP) ## Run the test suite (SQLite and PostgreSQL)
+	$(BIN)/pytest $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's formatting and autofixes
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(STAMP) ## Run the benchmarks; figures go to bench/results.json
+	$(BIN)/python -m bench.run $(ARGS)
+
+clean: ## Remove the virtualenv, local data and caches
+	rm -rf $(VENV) .arsync .pytest_cache .mypy_cache .ruff_cache bench/.work
