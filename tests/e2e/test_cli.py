@@ -1,0 +1,123 @@
+"""The ``arsync`` CLI as a user runs it: real processes, real HTTP to the mock ERP."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from arsync.db import make_engine
+
+from tests.conftest import TEST_SECRET_KEY, MockErp
+
+ARSYNC = str(Path(sys.executable).parent / "arsync")
+
+
+def run_cli(*args: str, env: dict[str, str], expect: int = 0) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([ARSYNC, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == expect, f"exit {result.returncode}\nstdout:{result.stdout}\nstderr:{result.stderr}"
+    return result
+
+
+def one_json(result: subprocess.CompletedProcess[str]) -> Any:
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line, got: {result.stdout!r}"
+    return json.loads(lines[0])
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
+    env.update(
+        ARSYNC_DATA_DIR=str(tmp_path / "data"),
+        ARSYNC_SECRET_KEY=TEST_SECRET_KEY,
+        ARSYNC_SYNC_PAGE_SIZE="40",
+        ARSYNC_HTTP_BACKOFF_SECONDS="0.01",
+        COLUMNS="120",
+    )
+    if database_url.startswith("postgresql"):
+        env["ARSYNC_DATABASE_URL"] = database_url
+    return env
+
+
+def test_tenant_connection_sync_export(cli_env: dict[str, str], mock_erp: MockErp):
+    name = f"acme-{secrets.token_hex(3)}"
+    tenant = one_json(run_cli("tenant", "create", name, "--environment", "prod", "--json", env=cli_env))
+    assert set(tenant) == {"tenantId", "environmentId", "apiKey"}
+    assert tenant["apiKey"].startswith("ark_")
+
+    refused = run_cli(
+        "connection", "add-rest", "--tenant", name, "--environment", "prod", "--base-url", mock_erp.url + "/",
+        env=cli_env, expect=1,
+    )  # fmt: skip
+    assert "must not end with a slash" in refused.stderr
+
+    added = one_json(
+        run_cli(
+            "connection", "add-rest", "--tenant", tenant["tenantId"], "--environment", "prod",
+            "--base-url", mock_erp.url, "--bank-account-code", "090", "--json", env=cli_env,
+        )  # fmt: skip
+    )
+    assert added["status"] == "ACTIVE" and added["apiKey"].startswith("ask_")
+    assert added["connectionId"].startswith("conn_")
+
+    run = one_json(run_cli("sync", added["connectionId"], "--json", env=cli_env))
+    assert run["status"] == "SUCCEEDED" and run["full"] is True and run["modifiedSince"] is None
+    assert run["counts"]["invoices"]["created"] == 230
+    assert run["warnings"][0]["erpInvoiceId"].startswith("INV-MISSING-")
+
+    mock_erp.data.mutate({"invoices": 4})
+    again = one_json(run_cli("sync", added["connectionId"], "--json", env=cli_env))
+    assert again["status"] == "SUCCEEDED" and again["modifiedSince"] == run["startedAt"][:23] + "Z"
+    assert again["counts"]["invoices"]["updated"] == 4
+
+    ledger = one_json(run_cli("export", "--tenant", name, "--environment", "prod", "--json", env=cli_env))
+    assert len(ledger["invoices"]) == 230
+    assert {"erpInvoiceId", "amountTotal", "lines"} <= set(ledger["invoices"][0])
+    assert all(c["erpDebtorId"] for c in ledger["customers"])
+
+    mock_erp.state.token = "ask_something-else"
+    failed = run_cli("sync", added["connectionId"], env=cli_env, expect=1)
+    assert "FAILED" in failed.stdout and "rotate the key" in failed.stdout
+    assert added["apiKey"] not in failed.stdout + failed.stderr
+
+
+def test_middleware_key_is_not_stored_in_clear(cli_env: dict[str, str], mock_erp: MockErp):
+    name = f"vault-{secrets.token_hex(3)}"
+    run_cli("tenant", "create", name, "--json", env=cli_env)
+    added = one_json(
+        run_cli(
+            "connection", "add-rest", "--tenant", name, "--environment", "prod", "--base-url", mock_erp.url, "--json",
+            env=cli_env,
+        )  # fmt: skip
+    )
+    url = cli_env.get("ARSYNC_DATABASE_URL") or f"sqlite:///{cli_env['ARSYNC_DATA_DIR']}/arsync.db"
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT * FROM erp_connections")).all()
+    engine.dispose()
+    stored = repr(rows)
+    assert added["apiKey"] not in stored
+    assert "…" + added["apiKey"][-4:] in stored, "only the masked hint is kept readable"
+
+
+def test_demo_twice_full_then_incremental(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
+    env["COLUMNS"] = "120"
+    first = subprocess.run([ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "SUCCEEDED (full" in first.stdout and "platform API key: ark_" in first.stdout
+    assert (tmp_path / ".arsync" / "arsync.db").exists()
+    key_file = tmp_path / ".arsync" / "secret.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+    second = subprocess.run([ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "SUCCEEDED (incremental since" in second.stdout

@@ -1,0 +1,79 @@
+"""Exact money and UTC datetimes on SQLite and PostgreSQL, through the ORM and the bulk path."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import StatementError
+
+from arsync.bootstrap import Container
+from arsync.db import new_id, transaction
+from arsync.erp.loader import bulk_insert, invoices
+from arsync.ledger.models import Customer, Invoice
+from tests.conftest import Scope
+
+VALUES = [("ZAR", Decimal("0.10")), ("KWD", Decimal("1150.005")), ("USD", Decimal("99999999999.99")), ("JPY", Decimal("-5"))]
+
+
+def _invoice_row(scope: Scope, customer_id: str, currency: str, amount: Decimal) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "id": new_id("inv"),
+        "tenant_id": scope.tenant_id,
+        "environment_id": scope.environment_id,
+        "customer_id": customer_id,
+        "invoice_number": f"N-{currency}",
+        "issue_date": date(2026, 1, 15),
+        "due_date": date(2026, 2, 15),
+        "currency": currency,
+        "amount_total": amount,
+        "amount_outstanding": amount,
+        "status": "DRAFT",
+        "erp_status": None,
+        "erp_invoice_id": f"E-{currency}",
+        "erp_hash": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+@pytest.mark.parametrize("path", ["orm", "bulk"])
+def test_money_round_trips_exactly(container: Container, scope: Scope, path: str):
+    with transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
+        session.add(customer)
+        session.flush()
+        rows = [_invoice_row(scope, customer.id, currency, amount) for currency, amount in VALUES]
+        if path == "orm":
+            session.add_all(Invoice(**row) for row in rows)
+        else:
+            bulk_insert(session, invoices, rows)
+    with container.session_factory() as session:
+        stored = {i.currency: i for i in session.scalars(select(Invoice))}
+    for currency, amount in VALUES:
+        assert stored[currency].amount_total == amount
+        assert isinstance(stored[currency].amount_total, Decimal)
+        assert stored[currency].created_at.tzinfo is not None
+
+
+def test_too_many_decimals_is_refused_not_rounded(container: Container, scope: Scope):
+    with pytest.raises(StatementError, match="more than 4 decimal places"), transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
+        session.add(customer)
+        session.flush()
+        session.add(Invoice(**_invoice_row(scope, customer.id, "ZAR", Decimal("0.00001"))))
+        session.flush()
+    with container.session_factory() as session:
+        assert session.scalar(select(Customer)) is None, "the failed transaction left nothing behind"
+
+
+def test_float_money_is_refused(container: Container, scope: Scope):
+    with pytest.raises(StatementError, match="must be a Decimal"), transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
+        session.add(customer)
+        session.flush()
+        session.add(Invoice(**_invoice_row(scope, customer.id, "ZAR", 0.1)))  # type: ignore[arg-type]
+        session.flush()
