@@ -249,17 +249,22 @@ def _print_run(run: SyncRun) -> None:
     record = run_as_dict(run)
     colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(run.status, "yellow")
     mode = "full" if run.full else f"incremental since {record['modifiedSince']}"
-    console.print(f"sync run [bold]{run.id}[/bold]: [{colour}]{run.status}[/{colour}] ({mode}, {record['durationSeconds']}s)")
+    console.print(
+        f"sync run [bold]{run.id}[/bold]: [{colour}]{run.status}[/{colour}] ({mode}, {record['durationSeconds']}s)"
+    )
     table = Table("entity", "records", "pages", "created", "updated", "unchanged", "skipped")
     for entity, counts in run.stats.items():
         table.add_row(
-            entity, *(f"{counts.get(k, 0):,}" for k in ("records", "pages", "created", "updated", "unchanged", "skipped"))
+            entity,
+            *(f"{counts.get(k, 0):,}" for k in ("records", "pages", "created", "updated", "unchanged", "skipped")),
         )
     console.print(table)
     if run.stats.get("debtors", {}).get("inferred"):
         console.print(f"{run.stats['debtors']['inferred']:,} debtors were created from invoice fields.")
     if run.warnings:
-        console.print(f"[yellow]{len(run.warnings) + run.warnings_omitted:,} warnings[/yellow], e.g. {run.warnings[0]['message']}")
+        console.print(
+            f"[yellow]{len(run.warnings) + run.warnings_omitted:,} warnings[/yellow], e.g. {run.warnings[0]['message']}"
+        )
     if run.error:
         console.print(f"[red]error:[/red] {run.error.get('message')}")
         if run.error.get("endpoint"):
@@ -355,7 +360,7 @@ def mock_erp(
 
 DEMO_TENANT = "demo"
 DEMO_ENVIRONMENT = "prod"
-DEMO_DATA = {"debtors": 300, "invoices": 3000, "payments": 2500}
+DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS = 300, 3000, 2500
 
 
 def _demo_scope(c: Container) -> tuple[str, str, str]:
@@ -377,11 +382,13 @@ def demo(
 ) -> None:
     """Offline demo: mock ERP on loopback, a demo tenant and connection, a sync, a summary."""
     with _container() as c:
-        state = MockErpState(MockErpData(**DEMO_DATA, seed=7))
+        state = MockErpState(MockErpData(DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS, seed=7))
         with serve_in_thread(create_mock_erp_app(state)) as mock:
             tenant_id, env_id, api_key = _demo_scope(c)
             with c.session_factory() as session:
-                previous_runs = session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
+                previous_runs = (
+                    session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
+                )
             # Each demo run changes a few ERP records, so a repeat run has something to pick up.
             for _ in range(previous_runs + 1):
                 state.data.mutate({"debtors": 3, "invoices": 12, "payments": 5})
@@ -396,10 +403,14 @@ def demo(
                 keys = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.tenant_id == tenant_id))
             console.rule("[bold]summary")
             console.print(f"tenant: {DEMO_TENANT} ({tenant_id}), environment: {DEMO_ENVIRONMENT} ({env_id})")
-            console.print(f"platform API key: [bold]{api_key}[/bold]  [dim](new each demo run; {keys} issued so far)[/dim]")
+            console.print(
+                f"platform API key: [bold]{api_key}[/bold]  [dim](new each demo run; {keys} issued so far)[/dim]"
+            )
             if middleware_key:
                 console.print(f"middleware key: {connection.secret_hint}")
-            console.print(f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json")
+            console.print(
+                f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json"
+            )
             console.print(f"sync again: arsync sync {connection.id}   (run the demo again for an incremental sync)")
             if no_serve:
                 raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)

@@ -18,9 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARSYNC_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".arsync"), description="Local state: SQLite file, secret key.")
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default is SQLite under data_dir."
-    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default is SQLite under data_dir.")
     secret_key: str | None = Field(
         default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )

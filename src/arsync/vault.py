@@ -14,9 +14,7 @@ class Vault:
         try:
             self._fernet = Fernet(key.encode())
         except ValueError as exc:
-            raise ValueError(
-                "ARSYNC_SECRET_KEY must be a urlsafe-base64 32-byte Fernet key"
-            ) from exc
+            raise ValueError("ARSYNC_SECRET_KEY must be a urlsafe-base64 32-byte Fernet key") from exc
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from arsync.db import make_engine
-
 from tests.conftest import TEST_SECRET_KEY, MockErp
 
 ARSYNC = str(Path(sys.executable).parent / "arsync")
@@ -61,9 +60,19 @@ def test_tenant_connection_sync_export(cli_env: dict[str, str], mock_erp: MockEr
 
     added = one_json(
         run_cli(
-            "connection", "add-rest", "--tenant", tenant["tenantId"], "--environment", "prod",
-            "--base-url", mock_erp.url, "--bank-account-code", "090", "--json", env=cli_env,
-        )  # fmt: skip
+            "connection",
+            "add-rest",
+            "--tenant",
+            tenant["tenantId"],
+            "--environment",
+            "prod",
+            "--base-url",
+            mock_erp.url,
+            "--bank-account-code",
+            "090",
+            "--json",
+            env=cli_env,
+        )
     )
     assert added["status"] == "ACTIVE" and added["apiKey"].startswith("ask_")
     assert added["connectionId"].startswith("conn_")
@@ -94,9 +103,17 @@ def test_middleware_key_is_not_stored_in_clear(cli_env: dict[str, str], mock_erp
     run_cli("tenant", "create", name, "--json", env=cli_env)
     added = one_json(
         run_cli(
-            "connection", "add-rest", "--tenant", name, "--environment", "prod", "--base-url", mock_erp.url, "--json",
+            "connection",
+            "add-rest",
+            "--tenant",
+            name,
+            "--environment",
+            "prod",
+            "--base-url",
+            mock_erp.url,
+            "--json",
             env=cli_env,
-        )  # fmt: skip
+        )
     )
     url = cli_env.get("ARSYNC_DATABASE_URL") or f"sqlite:///{cli_env['ARSYNC_DATA_DIR']}/arsync.db"
     engine = make_engine(url)
@@ -111,13 +128,17 @@ def test_middleware_key_is_not_stored_in_clear(cli_env: dict[str, str], mock_erp
 def test_demo_twice_full_then_incremental(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
     env["COLUMNS"] = "120"
-    first = subprocess.run([ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    first = subprocess.run(
+        [ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "SUCCEEDED (full" in first.stdout and "platform API key: ark_" in first.stdout
     assert (tmp_path / ".arsync" / "arsync.db").exists()
     key_file = tmp_path / ".arsync" / "secret.key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
 
-    second = subprocess.run([ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    second = subprocess.run(
+        [ARSYNC, "demo", "--no-serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     assert "SUCCEEDED (incremental since" in second.stdout

@@ -15,7 +15,12 @@ from arsync.erp.loader import bulk_insert, invoices
 from arsync.ledger.models import Customer, Invoice
 from tests.conftest import Scope
 
-VALUES = [("ZAR", Decimal("0.10")), ("KWD", Decimal("1150.005")), ("USD", Decimal("99999999999.99")), ("JPY", Decimal("-5"))]
+VALUES = [
+    ("ZAR", Decimal("0.10")),
+    ("KWD", Decimal("1150.005")),
+    ("USD", Decimal("99999999999.99")),
+    ("JPY", Decimal("-5")),
+]
 
 
 def _invoice_row(scope: Scope, customer_id: str, currency: str, amount: Decimal) -> dict[str, object]:
@@ -60,7 +65,10 @@ def test_money_round_trips_exactly(container: Container, scope: Scope, path: str
 
 
 def test_too_many_decimals_is_refused_not_rounded(container: Container, scope: Scope):
-    with pytest.raises(StatementError, match="more than 4 decimal places"), transaction(container.session_factory) as session:
+    with (
+        pytest.raises(StatementError, match="more than 4 decimal places"),
+        transaction(container.session_factory) as session,
+    ):
         customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
         session.add(customer)
         session.flush()

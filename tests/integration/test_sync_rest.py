@@ -72,7 +72,9 @@ def test_incremental_sync_sends_watermark_and_counts_changes(
     assert second.status == "SUCCEEDED", second.error
     assert second.full is False and second.modified_since == first.started_at
     sent = {r["endpoint"]: r["modifiedSince"] for r in mock_erp.state.requests if r["endpoint"].endswith("/list")}
-    assert sent == dict.fromkeys(["/debtors/list", "/invoices/list", "/payments/list"], format_datetime(first.started_at))
+    assert sent == dict.fromkeys(
+        ["/debtors/list", "/invoices/list", "/payments/list"], format_datetime(first.started_at)
+    )
     assert second.stats["debtors"]["updated"] == 2
     assert second.stats["invoices"]["updated"] == 5
     payments = second.stats["payments"]
@@ -133,8 +135,16 @@ def test_failed_incremental_keeps_old_watermark(container: Container, connection
     ("fault", "kind", "fragment"),
     [
         (Fault(endpoint="/debtors/list", status=401, code="UNAUTHORIZED"), "AuthenticationFailed", "rotate the key"),
-        (Fault(endpoint="/invoices/list", page=1, kind="contract_violation"), "ContractViolation", "breaks the contract"),
-        (Fault(endpoint="/invoices/list", page=1, kind="wrong_schema_version"), "ContractViolation", "schemaVersion '2'"),
+        (
+            Fault(endpoint="/invoices/list", page=1, kind="contract_violation"),
+            "ContractViolation",
+            "breaks the contract",
+        ),
+        (
+            Fault(endpoint="/invoices/list", page=1, kind="wrong_schema_version"),
+            "ContractViolation",
+            "schemaVersion '2'",
+        ),
         (Fault(endpoint="/debtors/list", page=1, kind="malformed_json"), "ContractViolation", "not valid JSON"),
         (Fault(endpoint="/payments/list", kind="endless_has_more"), "PagingError", "more than 8 pages"),
         (Fault(endpoint="/invoices/list", page=2, kind="empty_has_more"), "PagingError", "empty page"),
@@ -184,7 +194,9 @@ def test_429_with_retry_after_then_success(container: Container, connection: Con
     assert len([r for r in mock_erp.state.requests if r["endpoint"] == "/debtors/list" and r["page"] == 1]) == 3
 
 
-def test_persistent_503_gives_up_after_bounded_attempts(container: Container, connection: Connection, mock_erp: MockErp):
+def test_persistent_503_gives_up_after_bounded_attempts(
+    container: Container, connection: Connection, mock_erp: MockErp
+):
     mock_erp.state.set_faults([Fault(endpoint="/debtors/list", page=1, status=503)])
     run = container.sync.run(connection.id)
     assert run.status == "FAILED"

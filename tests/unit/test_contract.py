@@ -81,7 +81,8 @@ def test_modified_since_is_iso_utc_with_milliseconds():
 
 def test_error_body_codes():
     body = contract.ErrorBody.model_validate_json(
-        b'{"schemaVersion":"1","error":"bad","code":"VALIDATION_FAILED","details":{"fieldErrors":[{"field":"page","message":"must be >= 1"}]}}'
+        b'{"schemaVersion":"1","error":"bad","code":"VALIDATION_FAILED",'
+        b'"details":{"fieldErrors":[{"field":"page","message":"must be >= 1"}]}}'
     )
     assert body.details is not None and body.details.field_errors[0].field == "page"
     assert set(contract.HTTP_STATUS_FOR_CODE) == set(contract.ERROR_CODES)
@@ -91,4 +92,6 @@ def test_error_body_codes():
 
 def test_exported_schema_file_is_current():
     committed = Path(__file__).parents[2] / "schemas" / "nudge-rest-v1.schema.json"
-    assert json.loads(committed.read_text()) == contract.json_schema(), "run: arsync contract schema --output " + str(committed)
+    assert json.loads(committed.read_text()) == contract.json_schema(), "run: arsync contract schema --output " + str(
+        committed
+    )

@@ -12,7 +12,11 @@ def test_records_are_deterministic_and_valid():
     a, b = MockErpData(10, 120, 120, seed=5), MockErpData(10, 120, 120, seed=5)
     assert a.invoice(17) == b.invoice(17)
     assert MockErpData(10, 120, 120, seed=6).invoice(17) != a.invoice(17)
-    for entity, model in (("debtors", contract.DebtorPage), ("invoices", contract.InvoicePage), ("payments", contract.PaymentPage)):
+    for entity, model in (
+        ("debtors", contract.DebtorPage),
+        ("invoices", contract.InvoicePage),
+        ("payments", contract.PaymentPage),
+    ):
         records, has_more = a.page(entity, 1, 200, None)
         model.model_validate_json(contract.dumps({"schemaVersion": "1", entity: records, "hasMore": has_more}))
 

@@ -36,7 +36,9 @@ def ok(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=PAGE)
 
 
-def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Callable[[httpx.Request], httpx.Response]:
+def status(
+    code: int, headers: dict[str, str] | None = None, body: bytes = b""
+) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: httpx.Response(code, content=body, headers=headers)
 
 
@@ -76,7 +78,12 @@ def test_500_fails_fast_with_the_contract_code():
         rest.list_debtors(2, 10, None)
     assert len(seen) == 1 and sleeps == []
     error = caught.value
-    assert (error.endpoint, error.page, error.http_status, error.contract_code) == ("/debtors/list", 2, 500, "INTERNAL_ERROR")
+    assert (error.endpoint, error.page, error.http_status, error.contract_code) == (
+        "/debtors/list",
+        2,
+        500,
+        "INTERNAL_ERROR",
+    )
     assert error.message == "db down"
 
 

@@ -30,7 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from arsync import money
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Literal["1"] = "1"
 ERROR_CODES = (
     "UNAUTHORIZED",
     "FORBIDDEN",
@@ -67,9 +67,7 @@ PageLimit = Annotated[StrictInt, Field(ge=1, le=10_000)]
 class ContractModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are ignored."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
 class Versioned(ContractModel):

@@ -89,9 +89,7 @@ def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = [name for name in rows[0] if name != "id"]
     statement = (
-        update(table)
-        .where(table.c.id == bindparam("_id"))
-        .values({name: bindparam(f"_{name}") for name in columns})
+        update(table).where(table.c.id == bindparam("_id")).values({name: bindparam(f"_{name}") for name in columns})
     )
     session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
 
@@ -130,7 +128,11 @@ class LedgerLoader:
             if item_key in latest:
                 result.skipped += 1
                 result.warnings.append(
-                    {"code": "DUPLICATE_IN_PAGE", label: item_key, "message": f"{label} appears twice in one page; the last copy was kept"}
+                    {
+                        "code": "DUPLICATE_IN_PAGE",
+                        label: item_key,
+                        "message": f"{label} appears twice in one page; the last copy was kept",
+                    }
                 )
             latest[item_key] = item
         return list(latest.values())
@@ -172,7 +174,13 @@ class LedgerLoader:
                 result.unchanged += 1
             else:
                 updates.append(
-                    {"id": found[0], "name": debtor.name, "email": debtor.email, "erp_hash": digest, "updated_at": self.now}
+                    {
+                        "id": found[0],
+                        "name": debtor.name,
+                        "email": debtor.email,
+                        "erp_hash": digest,
+                        "updated_at": self.now,
+                    }
                 )
         bulk_insert(self.session, customers, inserts)
         bulk_update(self.session, customers, updates)
@@ -203,7 +211,10 @@ class LedgerLoader:
         invoice_records = self._dedupe(items, lambda i: i.erp_invoice_id, "erpInvoiceId", result)
         customer_ids = self._customers_for(invoice_records, result)
         existing = self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i in invoice_records))
-        inserts, updates, lines, replaced = [], [], [], []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        lines: list[dict[str, Any]] = []
+        replaced: list[str] = []
         for invoice in invoice_records:
             digest = record_hash(invoice)
             found = existing.get(invoice.erp_invoice_id)
@@ -270,7 +281,10 @@ class LedgerLoader:
                         "code": "PAYMENT_INVOICE_UNKNOWN",
                         "erpPaymentId": payment.erp_payment_id,
                         "erpInvoiceId": payment.erp_invoice_id,
-                        "message": f"payment {payment.erp_payment_id} skipped: invoice {payment.erp_invoice_id} is not in the ledger",
+                        "message": (
+                            f"payment {payment.erp_payment_id} skipped: "
+                            f"invoice {payment.erp_invoice_id} is not in the ledger"
+                        ),
                     }
                 )
                 continue
@@ -284,7 +298,9 @@ class LedgerLoader:
                 "updated_at": self.now,
             }
             if found is None:
-                inserts.append(self._base_row("pay") | values | {"source": "erp", "erp_payment_id": payment.erp_payment_id})
+                inserts.append(
+                    self._base_row("pay") | values | {"source": "erp", "erp_payment_id": payment.erp_payment_id}
+                )
             elif found[1] == digest:
                 result.unchanged += 1
             else:

@@ -131,7 +131,7 @@ class RestConnector:
         error = outcome.exception() if outcome else None
         if isinstance(error, ConnectorError) and error.retry_after is not None:
             return min(error.retry_after, self.options.max_retry_after_seconds)
-        backoff = self.options.backoff_seconds * 2 ** (state.attempt_number - 1)
+        backoff: float = self.options.backoff_seconds * 2 ** (state.attempt_number - 1)
         return backoff * (0.5 + random.random() / 2)
 
     def _call(
@@ -150,7 +150,8 @@ class RestConnector:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, endpoint, body, response_model, page)
+            result: ModelT = retrying(self._attempt, endpoint, body, response_model, page)
+            return result
         except TransientError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise TransientError(
@@ -161,33 +162,36 @@ class RestConnector:
                 contract_code=exc.contract_code,
             ) from exc
 
-    def _attempt(
-        self, endpoint: str, body: bytes, response_model: type[ModelT], page: int | None
-    ) -> ModelT:
-        context = {"endpoint": endpoint, "page": page}
+    def _attempt(self, endpoint: str, body: bytes, response_model: type[ModelT], page: int | None) -> ModelT:
         try:
             with self._client.stream("POST", endpoint, content=body) as response:
                 raw = self._read_capped(response, endpoint, page)
         except httpx.TimeoutException as exc:
             raise TransientError(
-                f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})", **context
+                f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",
+                endpoint=endpoint,
+                page=page,
             ) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection failed ({type(exc).__name__})", **context) from exc
+            raise TransientError(f"connection failed ({type(exc).__name__})", endpoint=endpoint, page=page) from exc
 
         status = response.status_code
         if status == 200:
             return self._parse(raw, response_model, endpoint, page)
         code, message = self._error_fields(raw)
-        error_context = {**context, "http_status": status, "contract_code": code}
         if status == 401:
-            raise AuthenticationFailed(message or "the middleware rejected the API key", **error_context)
-        if status in TRANSIENT_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
-            raise TransientError(
-                message or f"HTTP {status}", retry_after=retry_after, **error_context
-            )
-        raise RemoteError(message or f"unexpected HTTP {status}", **error_context)
+            error_type: type[ConnectorError] = AuthenticationFailed
+            message = message or "the middleware rejected the API key"
+        elif status in TRANSIENT_STATUSES:
+            error_type = TransientError
+            message = message or f"HTTP {status}"
+        else:
+            error_type = RemoteError
+            message = message or f"unexpected HTTP {status}"
+        retry_after = parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
+        raise error_type(
+            message, endpoint=endpoint, page=page, http_status=status, contract_code=code, retry_after=retry_after
+        )
 
     def _read_capped(self, response: httpx.Response, endpoint: str, page: int | None) -> bytes:
         limit = self.options.max_response_bytes

@@ -28,9 +28,7 @@ def validate_base_url(url: str) -> str:
             details={"field": "baseUrl"},
         )
     if url.endswith("/"):
-        raise InvalidInput(
-            f"base URL must not end with a slash: use {url.rstrip('/')!r}", details={"field": "baseUrl"}
-        )
+        raise InvalidInput(f"base URL must not end with a slash: use {url.rstrip('/')!r}", details={"field": "baseUrl"})
     if parts.query or parts.fragment:
         raise InvalidInput("base URL must not contain a query string or fragment", details={"field": "baseUrl"})
     if parts.username or parts.password:

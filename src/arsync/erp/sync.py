@@ -144,7 +144,9 @@ class SyncEngine:
                 running.finished_at = now
                 running.error = {
                     "kind": "Abandoned",
-                    "message": f"the process running this sync stopped; no progress since {running.heartbeat_at.isoformat()}",
+                    "message": (
+                        f"the process running this sync stopped; no progress since {running.heartbeat_at.isoformat()}"
+                    ),
                     "hint": "Sync now to run it again",
                 }
                 session.flush()
@@ -201,12 +203,12 @@ class SyncEngine:
         return self._finish(state, run.connection_id, started_at=run.started_at, error=None)
 
     def _fetch(self, connector: ErpConnector, entity: Entity, page: int, modified_since: datetime | None) -> Page[Any]:
-        lister = {
-            "debtors": connector.list_debtors,
-            "invoices": connector.list_invoices,
-            "payments": connector.list_payments,
-        }[entity]
-        return lister(page, self.options.page_size, modified_since)
+        limit = self.options.page_size
+        if entity == "debtors":
+            return connector.list_debtors(page, limit, modified_since)
+        if entity == "invoices":
+            return connector.list_invoices(page, limit, modified_since)
+        return connector.list_payments(page, limit, modified_since)
 
     def _sync_entity(
         self, entity: Entity, connector: ErpConnector, state: _RunState, progress: SyncProgress | None
@@ -229,22 +231,27 @@ class SyncEngine:
                 if not page.has_more:
                     return
 
-    def _guard(
-        self, endpoint: str, page: Page[Any], signature: str | None, previous_signature: str | None
-    ) -> None:
-        context = {"endpoint": endpoint, "page": page.number}
+    def _guard(self, endpoint: str, page: Page[Any], signature: str | None, previous_signature: str | None) -> None:
+        number = page.number
         if len(page.items) > self.options.page_size:
             raise ContractViolation(
-                f"returned {len(page.items)} records but limit was {self.options.page_size}", **context
+                f"returned {len(page.items)} records but limit was {self.options.page_size}",
+                endpoint=endpoint,
+                page=number,
             )
         if not page.items and page.has_more:
-            raise PagingError("empty page with hasMore: true; paging would never end", **context)
+            raise PagingError("empty page with hasMore: true; paging would never end", endpoint=endpoint, page=number)
         if signature is not None and signature == previous_signature:
-            raise PagingError(f"page {page.number} repeats page {page.number - 1}; the page parameter is ignored", **context)
+            raise PagingError(
+                f"page {page.number} repeats page {page.number - 1}; the page parameter is ignored",
+                endpoint=endpoint,
+                page=number,
+            )
         if page.has_more and page.number >= self.options.max_pages:
             raise PagingError(
                 f"more than {self.options.max_pages} pages (ARSYNC_SYNC_MAX_PAGES); hasMore never became false",
-                **context,
+                endpoint=endpoint,
+                page=number,
             )
 
     def _load(self, entity: Entity, page: Page[Any], state: _RunState) -> None:

@@ -171,7 +171,7 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         if parsed.get("schemaVersion") != contract.SCHEMA_VERSION:
             return error_response(
                 "BAD_REQUEST",
-                f"Unsupported schemaVersion {parsed.get('schemaVersion')!r}; this server speaks \"1\"",
+                f'Unsupported schemaVersion {parsed.get("schemaVersion")!r}; this server speaks "1"',
             )
         request_model, _ = contract.ENDPOINTS[endpoint]
         try:

@@ -64,9 +64,7 @@ class MockErpData:
     invoices: int = 200
     payments: int = 150
     seed: int = 1
-    _changes: dict[str, dict[int, _Change]] = field(
-        default_factory=lambda: {entity: {} for entity in _ENTITIES}
-    )
+    _changes: dict[str, dict[int, _Change]] = field(default_factory=lambda: {entity: {} for entity in _ENTITIES})
     _pushed_invoices: list[Record] = field(default_factory=list)
     _pushed_invoice_times: list[datetime] = field(default_factory=list)
     _pushed_by_number: dict[str, str] = field(default_factory=dict)
@@ -106,7 +104,8 @@ class MockErpData:
         three_decimals = index % THREE_DECIMAL_EVERY == THREE_DECIMAL_EVERY - 1
         currency, places = ("KWD", 3) if three_decimals else ("ZAR", 2)
         unit = Decimal(10) ** -places
-        lines = []
+        lines: list[Record] = []
+        amounts: list[Decimal] = []
         for position in range(2):
             quantity = Decimal(1 + _mix(index, self.seed, 10 + position) % 10)
             unit_price = Decimal(100 + _mix(index, self.seed, 20 + position) % 99_900) * unit
@@ -118,7 +117,8 @@ class MockErpData:
                     "amount": quantity * unit_price,
                 }
             )
-        total = sum((line["amount"] for line in lines), Decimal(0))
+            amounts.append(quantity * unit_price)
+        total = sum(amounts, Decimal(0))
         paid_share = (_mix(index, self.seed, 3) + version) % 3  # 0: open, 1: part-paid, 2: paid
         outstanding = total if paid_share == 0 else (Decimal(0) if paid_share == 2 else (total / 2).quantize(unit))
         issue = date(2025, 1, 1) + timedelta(days=_mix(index, self.seed, 4) % 365)
@@ -185,9 +185,7 @@ class MockErpData:
         pushed = [generated + n for n, t in enumerate(times.get(entity, [])) if t > since]
         return sorted(changed) + pushed
 
-    def page(
-        self, entity: str, page: int, limit: int, modified_since: datetime | None
-    ) -> tuple[list[Record], bool]:
+    def page(self, entity: str, page: int, limit: int, modified_since: datetime | None) -> tuple[list[Record], bool]:
         """Records of one page and whether more follow."""
         start = (page - 1) * limit
         with self._lock:

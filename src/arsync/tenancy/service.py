@@ -47,9 +47,7 @@ def create_tenant(session: Session, name: str, environment: str = "prod") -> New
 
 def ensure_environment(session: Session, tenant_id: str, name: str) -> Environment:
     name = _clean_name(name, "environment")
-    env = session.scalar(
-        select(Environment).where(Environment.tenant_id == tenant_id, Environment.name == name)
-    )
+    env = session.scalar(select(Environment).where(Environment.tenant_id == tenant_id, Environment.name == name))
     if env is None:
         env = Environment(tenant_id=tenant_id, name=name)
         session.add(env)
