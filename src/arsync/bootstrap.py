@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import migrate
+from arsync import migrate, models
 from arsync.config import Settings
 from arsync.db import make_engine, make_session_factory
 from arsync.erp.models import Connection
@@ -62,6 +62,7 @@ class Container:
 
 def bootstrap(settings: Settings | None = None, *, upgrade_schema: bool = True) -> Container:
     """Everything arsync needs, built from ``settings`` (environment variables by default)."""
+    assert models.Base.metadata.tables, "every model is registered before the first session"
     settings = settings or Settings()
     url = settings.resolved_database_url
     if url.startswith("sqlite"):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from arsync.db import new_id
@@ -69,18 +69,17 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         session.execute(insert(table), list(rows))
         return
     columns = list(rows[0])
+    json_columns = {name for name in columns if isinstance(rows[0][name], dict | list)}
     driver = connection.connection.driver_connection
     assert driver is not None
     quoted = ", ".join(f'"{name}"' for name in columns)
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        if not json_columns:
+            for row in rows:
+                copy.write_row(list(row.values()))
+            return
         for row in rows:
-            copy.write_row([_copy_value(row[name]) for name in columns])
-
-
-def _copy_value(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return value
+            copy.write_row([orjson.dumps(row[n]).decode() if n in json_columns else row[n] for n in columns])
 
 
 def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -112,9 +111,12 @@ class LedgerLoader:
         if not ids:
             return {}
         column = table.c[erp_column]
-        rows = self.session.execute(
-            select(column, table.c.id, table.c.erp_hash).where(self._scope(table), column.in_(ids))
-        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One array parameter instead of ~1000 expanded ones: far less to parse and plan.
+            matches = column == any_(bindparam("erp_ids", ids, type_=ARRAY(String)))
+        else:
+            matches = column.in_(ids)
+        rows = self.session.execute(select(column, table.c.id, table.c.erp_hash).where(self._scope(table), matches))
         return {erp_id: (row_id, erp_hash) for erp_id, row_id, erp_hash in rows}
 
     @staticmethod

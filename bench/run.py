@@ -1,0 +1,187 @@
+"""``make bench``: the sync benchmark. Figures go to bench/results.json.
+
+The mock ERP runs as its own process (``arsync mock-erp``). Each measured step runs in a fresh
+process (bench/sync_once.py) so that its peak RSS is its own:
+
+(a) ceiling: fetch and JSON-decode every page, no validation, no database;
+(b) a full sync into a new PostgreSQL database;
+(c) an incremental sync after 1% of the records changed;
+and (b) again on a data set ten times smaller, to show memory does not grow with size.
+
+``--scale 0.1`` runs everything ten times smaller (a quick check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from arsync.bootstrap import bootstrap
+from arsync.config import Settings
+from arsync.db import make_engine, transaction
+from arsync.tenancy import service as tenancy
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results.json"
+PG_ADMIN_URL = os.environ.get("ARSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ARSYNC = str(Path(sys.executable).parent / "arsync")
+FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MockErpProcess:
+    def __init__(self, size: dict[str, int]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [ARSYNC, "mock-erp", "--host", "127.0.0.1", "--port", str(self.port), "--seed", "1"]
+        for entity, count in size.items():
+            args += [f"--{entity}", str(count)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/_mock/state", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("mock ERP did not start") from None
+                time.sleep(0.2)
+
+    def mutate(self, counts: dict[str, int]) -> None:
+        httpx.post(f"{self.url}/_mock/mutate", json=counts, timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Database:
+    """A PostgreSQL database made for one benchmark step, dropped afterwards."""
+
+    def __init__(self) -> None:
+        self.name = f"arsync_bench_{secrets.token_hex(4)}"
+        self.admin = make_engine(PG_ADMIN_URL)
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
+        self.url = sa.make_url(PG_ADMIN_URL).set(database=self.name).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def step(env: dict[str, str], *args: str) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.sync_once", *args], env=env, cwd=ROOT.parent, capture_output=True, text=True, check=False
+    )
+    if output.returncode != 0:
+        raise RuntimeError(f"benchmark step failed: {output.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    if result.get("status") not in (None, "SUCCEEDED"):
+        raise RuntimeError(f"sync did not succeed: {result.get('error')}")
+    return result
+
+
+def setup_connection(database_url: str, env: dict[str, str], mock_url: str) -> str:
+    container = bootstrap(Settings(database_url=database_url, secret_key=env["ARSYNC_SECRET_KEY"]))
+    with transaction(container.session_factory) as session:
+        created = tenancy.create_tenant(session, "bench", "prod")
+    connection, _ = container.connections.save_rest(created.tenant_id, created.environment_id, mock_url)
+    container.close()
+    return connection.id
+
+
+def scaled(scale: float) -> dict[str, int]:
+    return {entity: max(int(count * scale), 1) for entity, count in FULL_SIZE.items()}
+
+
+def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, incremental: bool) -> dict[str, Any]:
+    print(f"dataset {size}", flush=True)
+    mock = MockErpProcess(size)
+    database = Database()
+    try:
+        connection_id = setup_connection(database.url, env, mock.url)
+        common = ["--page-size", str(page_size)]
+        ceiling = step(env, "ceiling", "--base-url", mock.url, *common)
+        print(f"  (a) ceiling: {ceiling['recordsPerSecond']:,.0f} records/s in {ceiling['wallSeconds']:.1f}s", flush=True)
+        full = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, "--full", *common)
+        print(
+            f"  (b) full sync: {full['recordsPerSecond']:,.0f} records/s in {full['wallSeconds']:.1f}s, "
+            f"peak RSS {full['peakRssMb']:.0f} MB",
+            flush=True,
+        )
+        result: dict[str, Any] = {"dataset": size, "ceiling": ceiling, "fullSync": full}
+        if incremental:
+            changed = {entity: max(count // 100, 1) for entity, count in size.items()}
+            mock.mutate(changed)
+            inc = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, *common)
+            inc["changed"] = changed
+            print(f"  (c) incremental after 1% changed: {inc['wallSeconds']:.2f}s, {inc['records']:,} records", flush=True)
+            result["incrementalSync"] = inc
+        return result
+    finally:
+        mock.stop()
+        database.drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="Fraction of the full data set (default 1.0).")
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args()
+
+    env = dict(os.environ, ARSYNC_SECRET_KEY=Fernet.generate_key().decode())
+    large = sync_suite(scaled(args.scale), env, args.page_size, incremental=True)
+    small = sync_suite(scaled(args.scale / 10), env, args.page_size, incremental=False)
+
+    ceiling_rate = large["ceiling"]["recordsPerSecond"]
+    full_rate = large["fullSync"]["recordsPerSecond"]
+    rss_large, rss_small = large["fullSync"]["peakRssMb"], small["fullSync"]["peakRssMb"]
+    summary = {
+        "fullSyncVsCeiling": full_rate / ceiling_rate,
+        "incrementalVsFullTime": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"],
+        "peakRssMb": rss_large,
+        "peakRssRatioLargeVsSmall": rss_large / rss_small,
+        "targets": {
+            "fullSyncVsCeiling >= 0.5": full_rate / ceiling_rate >= 0.5,
+            "incrementalVsFullTime <= 0.03": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"] <= 0.03,
+            "peakRssMb <= 300": rss_large <= 300,
+            "peakRss within 20% of 10x smaller": abs(rss_large / rss_small - 1) <= 0.2,
+        },
+    }
+    results = {
+        "benchmark": "inbound sync (REST middleware → PostgreSQL)",
+        "pageSize": args.page_size,
+        "scale": args.scale,
+        "measuredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "sync": large,
+        "syncSmall": small,
+        "summary": summary,
+    }
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

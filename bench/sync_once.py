@@ -1,0 +1,80 @@
+"""One measured step of the sync benchmark, run in its own process.
+
+``ceiling``: fetch and JSON-decode every page of the three lists; no validation, no database.
+``sync``: one arsync sync of a connection (full or incremental) into the configured database.
+Prints one JSON object with the wall time, records and this process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import httpx
+import orjson
+
+from arsync.bootstrap import bootstrap
+from arsync.config import Settings
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def ceiling(base_url: str, token: str, page_size: int) -> dict[str, float]:
+    records = 0
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        started = time.perf_counter()
+        for entity in ("debtors", "invoices", "payments"):
+            page = 1
+            while True:
+                body = {"schemaVersion": "1", "page": page, "limit": page_size}
+                decoded = orjson.loads(client.post(f"/{entity}/list", content=orjson.dumps(body)).content)
+                records += len(decoded[entity])
+                if not decoded["hasMore"]:
+                    break
+                page += 1
+        wall = time.perf_counter() - started
+    return {"records": records, "wallSeconds": wall, "recordsPerSecond": records / wall, "peakRssMb": peak_rss_mb()}
+
+
+def sync(database_url: str, connection_id: str, full: bool, page_size: int) -> dict[str, object]:
+    container = bootstrap(Settings(database_url=database_url, sync_page_size=page_size), upgrade_schema=False)
+    started = time.perf_counter()
+    run = container.sync.run(connection_id, trigger="bench", full=full)
+    wall = time.perf_counter() - started
+    container.close()
+    records = sum(int(stats["records"]) for stats in run.stats.values())
+    return {
+        "status": run.status,
+        "error": run.error,
+        "records": records,
+        "counts": run.stats,
+        "wallSeconds": wall,
+        "recordsPerSecond": records / wall if wall else 0.0,
+        "peakRssMb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["ceiling", "sync"])
+    parser.add_argument("--base-url")
+    parser.add_argument("--token", default="ask_bench")
+    parser.add_argument("--database-url")
+    parser.add_argument("--connection-id")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args()
+    if args.mode == "ceiling":
+        result: dict[str, object] = dict(ceiling(args.base_url, args.token, args.page_size))
+    else:
+        result = sync(args.database_url, args.connection_id, args.full, args.page_size)
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
