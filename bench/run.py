@@ -91,7 +91,12 @@ class Database:
 
 def step(env: dict[str, str], *args: str) -> dict[str, Any]:
     output = subprocess.run(
-        [sys.executable, "-m", "bench.sync_once", *args], env=env, cwd=ROOT.parent, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bench.sync_once", *args],
+        env=env,
+        cwd=ROOT.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if output.returncode != 0:
         raise RuntimeError(f"benchmark step failed: {output.stderr[-2000:]}")
@@ -122,7 +127,9 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
         connection_id = setup_connection(database.url, env, mock.url)
         common = ["--page-size", str(page_size)]
         ceiling = step(env, "ceiling", "--base-url", mock.url, *common)
-        print(f"  (a) ceiling: {ceiling['recordsPerSecond']:,.0f} records/s in {ceiling['wallSeconds']:.1f}s", flush=True)
+        print(
+            f"  (a) ceiling: {ceiling['recordsPerSecond']:,.0f} records/s in {ceiling['wallSeconds']:.1f}s", flush=True
+        )
         full = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, "--full", *common)
         print(
             f"  (b) full sync: {full['recordsPerSecond']:,.0f} records/s in {full['wallSeconds']:.1f}s, "
@@ -135,7 +142,9 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
             mock.mutate(changed)
             inc = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, *common)
             inc["changed"] = changed
-            print(f"  (c) incremental after 1% changed: {inc['wallSeconds']:.2f}s, {inc['records']:,} records", flush=True)
+            print(
+                f"  (c) incremental after 1% changed: {inc['wallSeconds']:.2f}s, {inc['records']:,} records", flush=True
+            )
             result["incrementalSync"] = inc
         return result
     finally:
@@ -163,7 +172,8 @@ def main() -> None:
         "peakRssRatioLargeVsSmall": rss_large / rss_small,
         "targets": {
             "fullSyncVsCeiling >= 0.5": full_rate / ceiling_rate >= 0.5,
-            "incrementalVsFullTime <= 0.03": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"] <= 0.03,
+            "incrementalVsFullTime <= 0.03": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"]
+            <= 0.03,
             "peakRssMb <= 300": rss_large <= 300,
             "peakRss within 20% of 10x smaller": abs(rss_large / rss_small - 1) <= 0.2,
         },

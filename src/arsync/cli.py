@@ -6,10 +6,10 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -50,7 +50,6 @@ app.add_typer(contract_app, name="contract")
 
 console = Console()
 err_console = Console(stderr=True)
-T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id or name.")]
@@ -333,10 +332,6 @@ def contract_schema(
 # mocks -------------------------------------------------------------------------------
 
 
-def _serve_forever(target: Callable[[], T]) -> T:
-    return target()
-
-
 @app.command("mock-erp")
 def mock_erp(
     host: Annotated[str, typer.Option(help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
@@ -411,10 +406,11 @@ def demo(
             console.print(
                 f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json"
             )
-            console.print(f"sync again: arsync sync {connection.id}   (run the demo again for an incremental sync)")
+            console.print("run the demo again for an incremental sync")
             if no_serve:
                 raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
             console.print(f"\nThe mock ERP keeps serving at {mock.url}; press Ctrl-C to stop.")
+            console.print(f"Meanwhile, in another terminal: .venv/bin/arsync sync {connection.id}")
             _wait_for_interrupt()
 
 
