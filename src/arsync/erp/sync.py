@@ -80,6 +80,14 @@ class _RunState:
         return {entity: asdict(stats) for entity, stats in self.stats.items()}
 
 
+# Tables written per entity, refreshed with ANALYZE as they grow (see _refresh_statistics).
+ENTITY_TABLES: dict[Entity, tuple[str, ...]] = {
+    "debtors": ("customers",),
+    "invoices": ("customers", "invoices", "invoice_lines"),
+    "payments": ("payments",),
+}
+FIRST_ANALYZE_AT = 1000
+
 ERP_ID_FIELD: dict[Entity, str] = {
     "debtors": "erp_debtor_id",
     "invoices": "erp_invoice_id",
@@ -216,6 +224,7 @@ class SyncEngine:
         endpoint = f"/{entity}/list"
         stats = state.stats[entity]
         previous_signature: str | None = None
+        analyze_at = FIRST_ANALYZE_AT
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{entity}") as pool:
             pending: Future[Page[Any]] = pool.submit(self._fetch, connector, entity, 1, state.modified_since)
             while True:
@@ -226,6 +235,9 @@ class SyncEngine:
                     pending = pool.submit(self._fetch, connector, entity, page.number + 1, state.modified_since)
                 previous_signature = signature
                 self._load(entity, page, state)
+                if stats.created >= analyze_at:
+                    self._refresh_statistics(entity)
+                    analyze_at = stats.created * 2
                 if progress is not None:
                     progress(entity, stats)
                 if not page.has_more:
@@ -286,6 +298,20 @@ class SyncEngine:
                     heartbeat_at=now,
                 )
             )
+
+    def _refresh_statistics(self, entity: Entity) -> None:
+        """ANALYZE the tables a large sync is filling (PostgreSQL only).
+
+        Without fresh statistics the planner believes a table that grew from empty during this
+        run is still tiny. It then answers the per-page ERP-id lookups by walking the whole
+        (tenant, environment) range, so the sync slows down quadratically. Autovacuum may be
+        off or a minute behind, so the sync refreshes statistics each time a table has doubled.
+        """
+        with transaction(self.session_factory) as session:
+            if session.get_bind().dialect.name != "postgresql":
+                return
+            for table in ENTITY_TABLES[entity]:
+                session.execute(text(f'ANALYZE "{table}"'))
 
     def _finish(
         self, state: _RunState, connection_id: str, *, started_at: datetime, error: BaseException | None
