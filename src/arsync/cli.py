@@ -415,13 +415,13 @@ def demo(
 
 
 def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM, whatever signal disposition the process inherited."""
     stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    while not stop.wait(0.5):
         pass
+    console.print("stopping")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -142,3 +144,24 @@ def test_demo_twice_full_then_incremental(tmp_path: Path):
     )
     assert second.returncode == 0, second.stdout + second.stderr
     assert "SUCCEEDED (incremental since" in second.stdout
+
+
+def test_demo_serves_until_interrupted(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
+    env["COLUMNS"] = "200"
+    process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = None
+        for line in process.stdout:
+            if "keeps serving at" in line:
+                url = line.split("keeps serving at ")[1].split(";")[0].strip()
+                break
+        assert url is not None, "the demo never said where the mock ERP serves"
+        answer = httpx.post(f"{url}/health", json={"schemaVersion": "1"}, headers={"Authorization": "Bearer ask_x"})
+        assert answer.json()["ok"] is True
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
