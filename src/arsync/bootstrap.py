@@ -15,6 +15,7 @@ from arsync.erp.port import ErpConnector
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
+from arsync.jobs.runner import InProcessRunner
 from arsync.vault import Vault
 
 
@@ -26,6 +27,7 @@ class Container:
     vault: Vault
     sync: SyncEngine = field(init=False)
     connections: ConnectionService = field(init=False)
+    runner: InProcessRunner = field(init=False)
 
     def __post_init__(self) -> None:
         self.sync = SyncEngine(
@@ -38,6 +40,7 @@ class Container:
             ),
         )
         self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
+        self.runner = InProcessRunner()
 
     def rest_options(self) -> RestOptions:
         s = self.settings
@@ -57,6 +60,7 @@ class Container:
         raise NotImplementedError(f"transport {connection.transport!r} is not available")
 
     def close(self) -> None:
+        self.runner.shutdown()
         self.engine.dispose()
 
 

@@ -33,6 +33,7 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
+from arsync.web.app import create_app
 
 app = typer.Typer(
     help="arsync: keeps an AR ledger in sync with ERPs and payment providers.",
@@ -88,6 +89,20 @@ def db_upgrade() -> None:
     finally:
         container.close()
     console.print(f"database at head: {container.engine.url.render_as_string(hide_password=True)}")
+
+
+# serve -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the HTTP API (with migrations applied) and the in-process job runner."""
+    with _container() as c:
+        err_console.print(f"arsync API on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)")
+        uvicorn.run(create_app(c), host=host, port=port, log_level="info", access_log=False)
 
 
 # tenant ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Every error arsync raises on purpose.
 
     ArsyncError                     base: a stable ``code`` and a human ``message``
+    ├── Unauthorized                missing, unknown or revoked API key (401)
+    ├── Forbidden                   a key used outside its tenant and environment (403)
     ├── NotFound                    a record does not exist in this tenant and environment
     ├── InvalidInput                the caller sent something unusable (names the field)
     ├── Conflict                    the request clashes with current state
@@ -28,6 +30,14 @@ class ArsyncError(Exception):
         self.details = details or {}
 
 
+class Unauthorized(ArsyncError):
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(ArsyncError):
+    code = "FORBIDDEN"
+
+
 class NotFound(ArsyncError):
     code = "NOT_FOUND"
 
@@ -38,6 +48,11 @@ class InvalidInput(ArsyncError):
 
 class Conflict(ArsyncError):
     code = "CONFLICT"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        if code:
+            self.code = code
 
 
 HINTS = {

@@ -2,10 +2,10 @@
 
 from arsync.db import Base
 from arsync.erp.models import Connection, SyncRun
-from arsync.ledger.models import Customer, Invoice, InvoiceLine, Payment
+from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
 from arsync.tenancy.models import ApiKey, Environment, Tenant
 
 __all__ = [
-    "ApiKey", "Base", "Connection", "Customer", "Environment", "Invoice", "InvoiceLine",
+    "ApiKey", "Base", "CashApplication", "Connection", "Customer", "Environment", "Invoice", "InvoiceLine",
     "Payment", "SyncRun", "Tenant",
 ]  # fmt: skip

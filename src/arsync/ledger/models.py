@@ -68,6 +68,7 @@ class Invoice(Base):
     erp_status: Mapped[str | None] = mapped_column(String(40), default=None)
     erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -101,3 +102,25 @@ class Payment(Base):
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+CASH_APPLICATION_STATUSES = ("PENDING", "APPROVED")
+
+
+class CashApplication(Base):
+    """Money received and matched to an invoice; approving it records the payment."""
+
+    __tablename__ = "cash_applications"
+    __table_args__ = (Index("ix_cash_applications_invoice", "invoice_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cap"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    application_date: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

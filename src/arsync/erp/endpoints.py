@@ -1,0 +1,138 @@
+"""``/api/v1`` routes for ERP connections, syncs and sync runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arsync.erp.models import Connection, SyncRun
+from arsync.erp.schemas import (
+    ConnectionRead,
+    ConnectionWithKey,
+    RestConnectionSave,
+    SyncRunRead,
+    connection_read,
+    sync_run_read,
+)
+from arsync.errors import NotFound
+from arsync.ledger.service import Scope
+from arsync.schemas import Page, PageParams
+from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
+from arsync.web.errors import ERROR_RESPONSES
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+
+def _connection(session: Session, scope: Scope, connection_id: str) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None or (connection.tenant_id, connection.environment_id) != (
+        scope.tenant_id,
+        scope.environment_id,
+    ):
+        raise NotFound(f"connection {connection_id} not found")
+    return connection
+
+
+@router.get("/connections", response_model=list[ConnectionRead], tags=["connections"])
+def list_connections(scope: ScopeDep, session: SessionDep) -> list[ConnectionRead]:
+    """This environment's ERP connections, with status and masked key."""
+    rows = session.scalars(
+        select(Connection)
+        .where(Connection.tenant_id == scope.tenant_id, Connection.environment_id == scope.environment_id)
+        .order_by(Connection.id)
+    )
+    return [connection_read(c) for c in rows]
+
+
+@router.put("/connections/erp-rest", response_model=ConnectionWithKey, tags=["connections"])
+def save_rest_connection(body: RestConnectionSave, scope: ScopeDep, container: ContainerDep) -> ConnectionWithKey:
+    """Create or update the REST-middleware connection and run its health check.
+
+    On creation the response carries the generated middleware key (``apiKey``) once.
+    """
+    connection, key = container.connections.save_rest(
+        scope.tenant_id, scope.environment_id, body.base_url, body.bank_account_code
+    )
+    connection = container.connections.check_health(connection.id)
+    return ConnectionWithKey(**connection_read(connection).model_dump(), api_key=key)
+
+
+@router.get("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
+def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> ConnectionRead:
+    """One connection: status, last error and masked key."""
+    return connection_read(_connection(session, scope, connection_id))
+
+
+@router.post("/connections/{connection_id}/rotate-key", response_model=ConnectionWithKey, tags=["connections"])
+def rotate_key(connection_id: str, scope: ScopeDep, container: ContainerDep) -> ConnectionWithKey:
+    """Issue a new middleware key (in the response once); the old one stops at once."""
+    with container.session_factory() as session:
+        _connection(session, scope, connection_id)
+    connection, key = container.connections.rotate_key(connection_id)
+    return ConnectionWithKey(**connection_read(connection).model_dump(), api_key=key)
+
+
+@router.post("/connections/{connection_id}/health", response_model=ConnectionRead, tags=["connections"])
+def check_health(connection_id: str, scope: ScopeDep, container: ContainerDep) -> ConnectionRead:
+    """Call the middleware's POST /health and record ACTIVE or FAILED."""
+    with container.session_factory() as session:
+        _connection(session, scope, connection_id)
+    return connection_read(container.connections.check_health(connection_id))
+
+
+@router.delete("/connections/{connection_id}", status_code=204, tags=["connections"])
+def delete_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> Response:
+    """Delete a connection and its sync history; synced ledger records stay."""
+    session.delete(_connection(session, scope, connection_id))
+    return Response(status_code=204)
+
+
+@router.post("/connections/{connection_id}/sync", status_code=202, response_model=SyncRunRead, tags=["sync"])
+def sync_now(
+    connection_id: str,
+    scope: ScopeDep,
+    container: ContainerDep,
+    full: Annotated[bool, Query(description="Ignore the watermark and fetch everything")] = False,
+) -> SyncRunRead:
+    """Start a sync ("Sync now"); if one is already running, that run is returned."""
+    with container.session_factory() as session:
+        _connection(session, scope, connection_id)
+    run, started = container.sync.start(connection_id, trigger="manual", full=full)
+    if started:
+        container.runner.submit(container.sync.execute, run.id)
+    return sync_run_read(run)
+
+
+@router.get("/sync-runs", response_model=Page[SyncRunRead], tags=["sync"])
+def list_sync_runs(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: Annotated[PageParams, Depends()],
+    connection_id: Annotated[str | None, Query(alias="connectionId", max_length=40)] = None,
+) -> Page[SyncRunRead]:
+    """Sync runs, newest first, optionally of one connection."""
+    statement = select(SyncRun).where(
+        SyncRun.tenant_id == scope.tenant_id, SyncRun.environment_id == scope.environment_id
+    )
+    if connection_id:
+        statement = statement.where(SyncRun.connection_id == connection_id)
+    statement = statement.order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+    rows = list(session.scalars(statement.offset(paging.offset).limit(paging.limit + 1)))
+    return Page(
+        items=[sync_run_read(r) for r in rows[: paging.limit]],
+        page=paging.page,
+        limit=paging.limit,
+        has_more=len(rows) > paging.limit,
+    )
+
+
+@router.get("/sync-runs/{run_id}", response_model=SyncRunRead, tags=["sync"])
+def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> SyncRunRead:
+    """One sync run: counts, pages, warnings, error and the modifiedSince it used."""
+    run = session.get(SyncRun, run_id)
+    if run is None or (run.tenant_id, run.environment_id) != (scope.tenant_id, scope.environment_id):
+        raise NotFound(f"sync run {run_id} not found")
+    return sync_run_read(run)

@@ -1,0 +1,252 @@
+"""``/api/v1`` routes for customers, invoices, payments and cash applications."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from arsync.ledger import schemas
+from arsync.ledger import service as ledger
+from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
+from arsync.money import format_amount
+from arsync.schemas import Page, PageParams
+from arsync.web.deps import ScopeDep, SessionDep
+from arsync.web.errors import ERROR_RESPONSES
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+Paging = Annotated[PageParams, Depends()]
+InvoiceStatus = Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
+
+
+def customer_read(customer: Customer) -> schemas.CustomerRead:
+    return schemas.CustomerRead(
+        id=customer.id,
+        name=customer.name,
+        email=customer.email,
+        phone=customer.phone,
+        external_id=customer.external_id,
+        metadata=customer.metadata_ or {},
+        status=customer.status,
+        erp_debtor_id=customer.erp_debtor_id,
+        created_at=customer.created_at,
+    )
+
+
+def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
+    lines = ledger.invoice_lines(session, [i.id for i in invoices])
+    return [
+        schemas.InvoiceRead(
+            id=i.id,
+            customer_id=i.customer_id,
+            invoice_number=i.invoice_number,
+            issue_date=i.issue_date,
+            due_date=i.due_date,
+            currency=i.currency,
+            amount_total=format_amount(i.amount_total, i.currency),
+            amount_outstanding=format_amount(i.amount_outstanding, i.currency),
+            status=i.status,
+            erp_status=i.erp_status,
+            erp_invoice_id=i.erp_invoice_id,
+            dispatched_at=i.dispatched_at,
+            lines=[
+                schemas.LineRead(
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    amount=format_amount(line.amount, i.currency),
+                )
+                for line in lines[i.id]
+            ],
+            created_at=i.created_at,
+            updated_at=i.updated_at,
+        )
+        for i in invoices
+    ]
+
+
+def payment_read(payment: Payment) -> schemas.PaymentRead:
+    return schemas.PaymentRead(
+        id=payment.id,
+        invoice_id=payment.invoice_id,
+        amount=payment.amount,
+        payment_date=payment.payment_date,
+        source=payment.source,
+        erp_payment_id=payment.erp_payment_id,
+        created_at=payment.created_at,
+    )
+
+
+def cash_application_read(application: CashApplication) -> schemas.CashApplicationRead:
+    return schemas.CashApplicationRead(
+        id=application.id,
+        invoice_id=application.invoice_id,
+        amount=application.amount,
+        date=application.application_date,
+        reference=application.reference,
+        status=application.status,
+        payment_id=application.payment_id,
+        created_at=application.created_at,
+        approved_at=application.approved_at,
+    )
+
+
+# Customers ------------------------------------------------------------------------------
+
+
+@router.post("/customers", status_code=201, response_model=schemas.CustomerRead, tags=["customers"])
+def create_customer(body: schemas.CustomerCreate, scope: ScopeDep, session: SessionDep) -> schemas.CustomerRead:
+    """Create a customer (debtor)."""
+    return customer_read(ledger.create_customer(session, scope, body))
+
+
+@router.get("/customers", response_model=Page[schemas.CustomerRead], tags=["customers"])
+def list_customers(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: Paging,
+    name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case")] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    erp_debtor_id: Annotated[str | None, Query(alias="erpDebtorId", max_length=200)] = None,
+) -> Page[schemas.CustomerRead]:
+    """List customers, filtered by name, email or ERP debtor id."""
+    rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
+    return Page(items=[customer_read(c) for c in rows], page=paging.page, limit=paging.limit, has_more=more)
+
+
+@router.get("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
+def get_customer(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CustomerRead:
+    """Get one customer."""
+    return customer_read(ledger.get_customer(session, scope, customer_id))
+
+
+@router.patch("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
+def update_customer(
+    customer_id: str, body: schemas.CustomerUpdate, scope: ScopeDep, session: SessionDep
+) -> schemas.CustomerRead:
+    """Change a customer's fields; omitted fields stay as they are."""
+    return customer_read(ledger.update_customer(session, scope, customer_id, body))
+
+
+@router.get("/customers/{customer_id}/integrations", response_model=schemas.IntegrationsRead, tags=["customers"])
+def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.IntegrationsRead:
+    """The customer's links to payment providers, e.g. its Nomod customer id."""
+    return schemas.IntegrationsRead(**ledger.customer_integrations(session, scope, customer_id))
+
+
+# Invoices -------------------------------------------------------------------------------
+
+
+@router.post("/invoices", status_code=201, response_model=schemas.InvoiceRead, tags=["invoices"])
+def create_invoice(body: schemas.InvoiceCreate, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+    """Create a DRAFT invoice; its total is computed exactly from the lines."""
+    return invoice_reads(session, [ledger.create_invoice(session, scope, body)])[0]
+
+
+@router.get("/invoices", response_model=Page[schemas.InvoiceRead], tags=["invoices"])
+def list_invoices(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: Paging,
+    status: InvoiceStatus | None = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
+    due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
+    due_after: Annotated[date | None, Query(alias="dueAfter")] = None,
+) -> Page[schemas.InvoiceRead]:
+    """List invoices, filtered by status, customer and due date."""
+    rows, more = ledger.list_invoices(
+        session, scope, paging, status=status, customer_id=customer_id, due_before=due_before, due_after=due_after
+    )
+    return Page(items=invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
+
+
+@router.get("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
+def get_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+    """Get one invoice with its lines."""
+    return invoice_reads(session, [ledger.get_invoice(session, scope, invoice_id)])[0]
+
+
+@router.patch("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
+def update_invoice(
+    invoice_id: str, body: schemas.InvoiceUpdate, scope: ScopeDep, session: SessionDep
+) -> schemas.InvoiceRead:
+    """Change a DRAFT invoice; new lines recompute the total."""
+    return invoice_reads(session, [ledger.update_invoice(session, scope, invoice_id, body)])[0]
+
+
+@router.post("/invoices/{invoice_id}/finalize", response_model=schemas.InvoiceRead, tags=["invoices"])
+def finalize_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+    """DRAFT → FINALIZED."""
+    return invoice_reads(session, [ledger.finalize_invoice(session, scope, invoice_id)])[0]
+
+
+@router.post("/invoices/{invoice_id}/void", response_model=schemas.InvoiceRead, tags=["invoices"])
+def void_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+    """DRAFT or FINALIZED (with nothing paid) → VOIDED."""
+    return invoice_reads(session, [ledger.void_invoice(session, scope, invoice_id)])[0]
+
+
+@router.post("/invoices/{invoice_id}/dispatch", response_model=schemas.InvoiceRead, tags=["invoices"])
+def dispatch_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+    """Record that a finalized invoice was dispatched to the customer."""
+    return invoice_reads(session, [ledger.dispatch_invoice(session, scope, invoice_id)])[0]
+
+
+# Payments and cash applications --------------------------------------------------------
+
+
+@router.get("/payments", response_model=Page[schemas.PaymentRead], tags=["payments"])
+def list_payments(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: Paging,
+    invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,
+) -> Page[schemas.PaymentRead]:
+    """List payments, optionally of one invoice."""
+    rows, more = ledger.list_payments(session, scope, paging, invoice_id=invoice_id)
+    return Page(items=[payment_read(p) for p in rows], page=paging.page, limit=paging.limit, has_more=more)
+
+
+@router.get("/payments/{payment_id}", response_model=schemas.PaymentRead, tags=["payments"])
+def get_payment(payment_id: str, scope: ScopeDep, session: SessionDep) -> schemas.PaymentRead:
+    """Get one payment."""
+    return payment_read(ledger.get_payment(session, scope, payment_id))
+
+
+@router.post(
+    "/cash-applications", status_code=201, response_model=schemas.CashApplicationRead, tags=["cash applications"]
+)
+def create_cash_application(
+    body: schemas.CashApplicationCreate, scope: ScopeDep, session: SessionDep
+) -> schemas.CashApplicationRead:
+    """Record money received against a finalized invoice, PENDING until approved."""
+    return cash_application_read(ledger.create_cash_application(session, scope, body))
+
+
+@router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
+def list_cash_applications(
+    scope: ScopeDep, session: SessionDep, paging: Paging, status: Literal["PENDING", "APPROVED"] | None = None
+) -> Page[schemas.CashApplicationRead]:
+    """List cash applications, optionally by status."""
+    rows, more = ledger.list_cash_applications(session, scope, paging, status=status)
+    return Page(items=[cash_application_read(a) for a in rows], page=paging.page, limit=paging.limit, has_more=more)
+
+
+@router.get(
+    "/cash-applications/{application_id}", response_model=schemas.CashApplicationRead, tags=["cash applications"]
+)
+def get_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
+    """Get one cash application."""
+    return cash_application_read(ledger.get_cash_application(session, scope, application_id))
+
+
+@router.post(
+    "/cash-applications/{application_id}/approve",
+    response_model=schemas.CashApplicationRead,
+    tags=["cash applications"],
+)
+def approve_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
+    """Approve: records the payment and lowers the invoice's outstanding amount; over-application is refused."""
+    return cash_application_read(ledger.approve_cash_application(session, scope, application_id))

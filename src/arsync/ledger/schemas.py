@@ -1,0 +1,145 @@
+"""Request and response bodies for customers, invoices, payments and cash applications."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from arsync.schemas import ApiModel, MoneyIn, MoneyOut
+
+Quantity = MoneyIn
+
+
+def check_email(value: str | None) -> str | None:
+    """A light shape check; the provider that sends mail has the final word."""
+    if value is None:
+        return None
+    value = value.strip()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or " " in value or domain.startswith(".") or domain.endswith("."):
+        raise ValueError("Invalid email format")
+    return value
+
+
+class CustomerCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=500)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    external_id: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, value: str | None) -> str | None:
+        return check_email(value)
+
+
+class CustomerUpdate(ApiModel):
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    external_id: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, value: str | None) -> str | None:
+        return check_email(value)
+
+
+class CustomerRead(ApiModel):
+    id: str
+    name: str
+    email: str | None
+    phone: str | None
+    external_id: str | None
+    metadata: dict[str, Any]
+    status: str
+    erp_debtor_id: str | None
+    created_at: datetime
+
+
+class LineIn(ApiModel):
+    description: str = Field(min_length=1, max_length=4000)
+    quantity: Quantity = Field(gt=0)
+    unit_price: MoneyIn
+
+
+class LineRead(ApiModel):
+    description: str
+    quantity: MoneyOut
+    unit_price: MoneyOut
+    amount: str = Field(description="Exact decimal string with the currency's decimals")
+
+
+class InvoiceCreate(ApiModel):
+    customer_id: str
+    invoice_number: str = Field(min_length=1, max_length=200)
+    issue_date: date
+    due_date: date
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+
+
+class InvoiceUpdate(ApiModel):
+    invoice_number: str | None = Field(default=None, min_length=1, max_length=200)
+    issue_date: date | None = None
+    due_date: date | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    lines: list[LineIn] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class InvoiceRead(ApiModel):
+    id: str
+    customer_id: str
+    invoice_number: str
+    issue_date: date
+    due_date: date
+    currency: str
+    amount_total: str = Field(description="Exact decimal string with the currency's decimals, e.g. 1150.005")
+    amount_outstanding: str = Field(description="Exact decimal string with the currency's decimals")
+    status: Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
+    erp_status: str | None
+    erp_invoice_id: str | None
+    dispatched_at: datetime | None
+    lines: list[LineRead]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentRead(ApiModel):
+    id: str
+    invoice_id: str
+    amount: MoneyOut
+    payment_date: date
+    source: str
+    erp_payment_id: str | None
+    created_at: datetime
+
+
+class CashApplicationCreate(ApiModel):
+    invoice_id: str
+    amount: MoneyIn = Field(gt=0)
+    date: date
+    reference: str = Field(min_length=1, max_length=200)
+
+
+class CashApplicationRead(ApiModel):
+    id: str
+    invoice_id: str
+    amount: MoneyOut
+    date: date
+    reference: str
+    status: Literal["PENDING", "APPROVED"]
+    payment_id: str | None
+    created_at: datetime
+    approved_at: datetime | None
+
+
+class IntegrationsRead(BaseModel):
+    """The documented shape of a customer's provider links, with snake_case keys."""
+
+    customer_id: str
+    integrations: dict[str, dict[str, Any]]

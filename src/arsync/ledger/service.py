@@ -1,0 +1,369 @@
+"""Customers, invoices, payments and cash applications within one (tenant, environment).
+
+Every function takes the caller's session and scope and never commits: the request or job
+that calls it owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import Session
+
+from arsync.db import utcnow
+from arsync.errors import Conflict, InvalidInput, NotFound
+from arsync.ledger import schemas
+from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
+from arsync.money import decimal_places, exponent
+from arsync.schemas import PageParams
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenant_id: str
+    environment_id: str
+
+
+def _paged(session: Session, statement: Select[T], params: PageParams) -> tuple[list[T], bool]:
+    rows = list(session.scalars(statement.offset(params.offset).limit(params.limit + 1)))
+    return rows[: params.limit], len(rows) > params.limit
+
+
+def _scoped(model: Any, scope: Scope) -> Any:
+    return (model.tenant_id == scope.tenant_id) & (model.environment_id == scope.environment_id)
+
+
+def _get(session: Session, model: type[T], record_id: str, scope: Scope, label: str) -> T:
+    record = session.get(model, record_id)
+    if record is None or (record.tenant_id, record.environment_id) != (scope.tenant_id, scope.environment_id):  # type: ignore[attr-defined]
+        raise NotFound(f"{label} {record_id} not found")
+    return record
+
+
+# Customers ------------------------------------------------------------------------------
+
+
+def create_customer(session: Session, scope: Scope, body: schemas.CustomerCreate) -> Customer:
+    customer = Customer(
+        tenant_id=scope.tenant_id,
+        environment_id=scope.environment_id,
+        name=body.name.strip(),
+        email=body.email,
+        phone=body.phone,
+        external_id=body.external_id,
+        metadata_=body.metadata,
+    )
+    session.add(customer)
+    session.flush()
+    return customer
+
+
+def list_customers(
+    session: Session,
+    scope: Scope,
+    params: PageParams,
+    *,
+    name: str | None,
+    email: str | None,
+    erp_debtor_id: str | None,
+) -> tuple[list[Customer], bool]:
+    statement = select(Customer).where(_scoped(Customer, scope))
+    if name:
+        statement = statement.where(func.lower(Customer.name).contains(name.lower(), autoescape=True))
+    if email:
+        statement = statement.where(func.lower(Customer.email) == email.lower())
+    if erp_debtor_id:
+        statement = statement.where(Customer.erp_debtor_id == erp_debtor_id)
+    return _paged(session, statement.order_by(Customer.id), params)
+
+
+def get_customer(session: Session, scope: Scope, customer_id: str) -> Customer:
+    return _get(session, Customer, customer_id, scope, "customer")
+
+
+def update_customer(session: Session, scope: Scope, customer_id: str, body: schemas.CustomerUpdate) -> Customer:
+    customer = get_customer(session, scope, customer_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise InvalidInput("name cannot be removed", details={"field": "name"})
+    for field, value in changes.items():
+        setattr(customer, "metadata_" if field == "metadata" else field, value)
+    customer.updated_at = utcnow()
+    return customer
+
+
+def customer_integrations(session: Session, scope: Scope, customer_id: str) -> dict[str, Any]:
+    customer = get_customer(session, scope, customer_id)
+    integrations: dict[str, dict[str, Any]] = {}
+    nomod_id = (customer.metadata_ or {}).get("nomod_customer_id")
+    if nomod_id:
+        integrations["nomod"] = {"nomod_customer_id": nomod_id}
+    return {"customer_id": customer.id, "integrations": integrations}
+
+
+# Invoices -------------------------------------------------------------------------------
+
+
+def _line_rows(lines: list[schemas.LineIn], currency: str) -> list[dict[str, Any]]:
+    """Line amounts are quantity × unit price, rounded half-up to the currency's decimals."""
+    unit = Decimal(10) ** -exponent(currency)
+    rows = []
+    for position, line in enumerate(lines, start=1):
+        if decimal_places(line.unit_price) > 4 or decimal_places(line.quantity) > 4:
+            raise InvalidInput(
+                f"lines[{position - 1}]: at most 4 decimals", details={"field": f"lines[{position - 1}]"}
+            )
+        amount = (line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)
+        rows.append(
+            {
+                "position": position,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "amount": amount,
+            }
+        )
+    return rows
+
+
+def _check_dates(issue_date: Any, due_date: Any) -> None:
+    if due_date < issue_date:
+        raise InvalidInput("dueDate must not be before issueDate", details={"field": "dueDate"})
+
+
+def _replace_lines(session: Session, invoice: Invoice, rows: list[dict[str, Any]]) -> None:
+    session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id))
+    session.add_all(InvoiceLine(invoice_id=invoice.id, **row) for row in rows)
+    total = sum((row["amount"] for row in rows), Decimal(0))
+    invoice.amount_total = total
+    invoice.amount_outstanding = total
+
+
+def _number_taken(session: Session, scope: Scope, number: str, except_id: str | None = None) -> bool:
+    statement = select(Invoice.id).where(_scoped(Invoice, scope), Invoice.invoice_number == number)
+    if except_id:
+        statement = statement.where(Invoice.id != except_id)
+    return session.scalar(statement.limit(1)) is not None
+
+
+def create_invoice(session: Session, scope: Scope, body: schemas.InvoiceCreate) -> Invoice:
+    customer = get_customer(session, scope, body.customer_id)
+    _check_dates(body.issue_date, body.due_date)
+    if _number_taken(session, scope, body.invoice_number):
+        raise Conflict(f"invoice number {body.invoice_number!r} is already used", code="DUPLICATE_INVOICE_NUMBER")
+    invoice = Invoice(
+        tenant_id=scope.tenant_id,
+        environment_id=scope.environment_id,
+        customer_id=customer.id,
+        invoice_number=body.invoice_number,
+        issue_date=body.issue_date,
+        due_date=body.due_date,
+        currency=body.currency,
+        amount_total=Decimal(0),
+        amount_outstanding=Decimal(0),
+        status="DRAFT",
+    )
+    session.add(invoice)
+    session.flush()
+    _replace_lines(session, invoice, _line_rows(body.lines, body.currency))
+    session.flush()
+    return invoice
+
+
+def list_invoices(
+    session: Session,
+    scope: Scope,
+    params: PageParams,
+    *,
+    status: str | None,
+    customer_id: str | None,
+    due_before: Any,
+    due_after: Any,
+) -> tuple[list[Invoice], bool]:
+    statement = select(Invoice).where(_scoped(Invoice, scope))
+    if status:
+        statement = statement.where(Invoice.status == status)
+    if customer_id:
+        statement = statement.where(Invoice.customer_id == customer_id)
+    if due_before:
+        statement = statement.where(Invoice.due_date <= due_before)
+    if due_after:
+        statement = statement.where(Invoice.due_date >= due_after)
+    return _paged(session, statement.order_by(Invoice.id), params)
+
+
+def get_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
+    return _get(session, Invoice, invoice_id, scope, "invoice")
+
+
+def invoice_lines(session: Session, invoice_ids: list[str]) -> dict[str, list[InvoiceLine]]:
+    grouped: dict[str, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
+    if invoice_ids:
+        for line in session.scalars(
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id.in_(invoice_ids))
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        ):
+            grouped[line.invoice_id].append(line)
+    return grouped
+
+
+def _editable(invoice: Invoice, action: str) -> None:
+    if invoice.erp_hash is not None:
+        raise Conflict(
+            f"invoice {invoice.id} was imported from the ERP, which owns it; {action} it there and sync",
+            code="ERP_OWNED",
+        )
+
+
+def _require_status(invoice: Invoice, allowed: tuple[str, ...], action: str) -> None:
+    if invoice.status not in allowed:
+        raise Conflict(
+            f"cannot {action} an invoice in status {invoice.status}; it must be {' or '.join(allowed)}",
+            code="INVALID_STATE",
+        )
+
+
+def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schemas.InvoiceUpdate) -> Invoice:
+    invoice = get_invoice(session, scope, invoice_id)
+    _editable(invoice, "change")
+    _require_status(invoice, ("DRAFT",), "change")
+    changes = body.model_dump(exclude_unset=True, exclude={"lines"})
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"{field} cannot be removed", details={"field": field})
+        setattr(invoice, field, value)
+    _check_dates(invoice.issue_date, invoice.due_date)
+    if "invoice_number" in changes and _number_taken(session, scope, invoice.invoice_number, invoice.id):
+        raise Conflict(f"invoice number {invoice.invoice_number!r} is already used", code="DUPLICATE_INVOICE_NUMBER")
+    if body.lines is not None or "currency" in changes:
+        lines = body.lines
+        if lines is None:
+            existing = invoice_lines(session, [invoice.id])[invoice.id]
+            lines = [
+                schemas.LineIn(description=line.description, quantity=line.quantity, unit_price=line.unit_price)
+                for line in existing
+            ]
+        _replace_lines(session, invoice, _line_rows(lines, invoice.currency))
+    invoice.updated_at = utcnow()
+    session.flush()
+    return invoice
+
+
+def finalize_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
+    invoice = get_invoice(session, scope, invoice_id)
+    _editable(invoice, "finalize")
+    _require_status(invoice, ("DRAFT",), "finalize")
+    invoice.status = "FINALIZED"
+    invoice.updated_at = utcnow()
+    return invoice
+
+
+def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
+    invoice = get_invoice(session, scope, invoice_id)
+    _editable(invoice, "void")
+    _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
+    if invoice.amount_outstanding != invoice.amount_total:
+        raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
+    invoice.status = "VOIDED"
+    invoice.updated_at = utcnow()
+    return invoice
+
+
+def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
+    """Record the dispatch; dispatching twice keeps the first time."""
+    invoice = get_invoice(session, scope, invoice_id)
+    _editable(invoice, "dispatch")
+    _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
+    if invoice.dispatched_at is None:
+        invoice.dispatched_at = utcnow()
+        invoice.updated_at = invoice.dispatched_at
+    return invoice
+
+
+# Payments and cash applications --------------------------------------------------------
+
+
+def list_payments(
+    session: Session, scope: Scope, params: PageParams, *, invoice_id: str | None
+) -> tuple[list[Payment], bool]:
+    statement = select(Payment).where(_scoped(Payment, scope))
+    if invoice_id:
+        statement = statement.where(Payment.invoice_id == invoice_id)
+    return _paged(session, statement.order_by(Payment.id), params)
+
+
+def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:
+    return _get(session, Payment, payment_id, scope, "payment")
+
+
+def create_cash_application(session: Session, scope: Scope, body: schemas.CashApplicationCreate) -> CashApplication:
+    invoice = get_invoice(session, scope, body.invoice_id)
+    _require_status(invoice, ("FINALIZED",), "apply cash to")
+    if decimal_places(body.amount) > exponent(invoice.currency):
+        raise InvalidInput(
+            f"amount {body.amount} has more decimals than {invoice.currency} allows", details={"field": "amount"}
+        )
+    application = CashApplication(
+        tenant_id=scope.tenant_id,
+        environment_id=scope.environment_id,
+        invoice_id=invoice.id,
+        amount=body.amount,
+        application_date=body.date,
+        reference=body.reference,
+        status="PENDING",
+    )
+    session.add(application)
+    session.flush()
+    return application
+
+
+def list_cash_applications(
+    session: Session, scope: Scope, params: PageParams, *, status: str | None
+) -> tuple[list[CashApplication], bool]:
+    statement = select(CashApplication).where(_scoped(CashApplication, scope))
+    if status:
+        statement = statement.where(CashApplication.status == status)
+    return _paged(session, statement.order_by(CashApplication.id), params)
+
+
+def get_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
+    return _get(session, CashApplication, application_id, scope, "cash application")
+
+
+def approve_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
+    """Record the payment and lower the invoice's outstanding amount exactly."""
+    application = get_cash_application(session, scope, application_id)
+    if application.status == "APPROVED":
+        return application
+    invoice = session.scalars(select(Invoice).where(Invoice.id == application.invoice_id).with_for_update()).one()
+    _require_status(invoice, ("FINALIZED",), "apply cash to")
+    if application.amount > invoice.amount_outstanding:
+        raise Conflict(
+            f"amount {application.amount} exceeds the outstanding {invoice.amount_outstanding} {invoice.currency}",
+            code="OVER_APPLICATION",
+        )
+    now = utcnow()
+    payment = Payment(
+        tenant_id=scope.tenant_id,
+        environment_id=scope.environment_id,
+        invoice_id=invoice.id,
+        amount=application.amount,
+        payment_date=application.application_date,
+        source="cash_application",
+    )
+    session.add(payment)
+    session.flush()
+    invoice.amount_outstanding -= application.amount
+    if invoice.amount_outstanding == 0:
+        invoice.status = "PAID"
+    invoice.updated_at = now
+    application.status = "APPROVED"
+    application.approved_at = now
+    application.payment_id = payment.id
+    return application

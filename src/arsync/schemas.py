@@ -1,0 +1,38 @@
+"""Shared pieces of the platform API's request and response schemas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+T = TypeVar("T")
+
+# Money in requests: a JSON number or a decimal string, read exactly; at most 4 decimals.
+MoneyIn = Annotated[Decimal, Field(decimal_places=4, gt=-(10**14), lt=10**14, allow_inf_nan=False)]
+# Money in responses: an exact decimal string, never a float.
+MoneyOut = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire; unknown request fields are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Page(ApiModel, Generic[T]):
+    items: list[T]
+    page: int
+    limit: int
+    has_more: bool
+
+
+class PageParams(ApiModel):
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    limit: int = Field(default=50, ge=1, le=500)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit

@@ -1,0 +1,58 @@
+"""Request dependencies: the container, the request's session (one commit) and the caller's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arsync.bootstrap import Container
+from arsync.errors import Forbidden, Unauthorized
+from arsync.ledger.service import Scope
+from arsync.tenancy.models import ApiKey
+from arsync.vault import hash_api_key
+
+bearer = HTTPBearer(auto_error=False, description="A platform API key (ark_…)")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_session(container: ContainerDep) -> Iterator[Session]:
+    """A session whose transaction commits once, after the endpoint and before the response."""
+    with container.session_factory() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_scope(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_tenant_id: Annotated[str | None, Header(description="Your tenant id (ten_…)")] = None,
+    x_environment_id: Annotated[str | None, Header(description="Your environment id (env_…)")] = None,
+) -> Scope:
+    """The (tenant, environment) the API key is bound to; 401 for a bad key, 403 for other ids."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("Missing or invalid Authorization header. Use: Authorization: Bearer <key>")
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials)))
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("Unknown or revoked API key")
+    if not x_tenant_id or not x_environment_id:
+        raise Unauthorized("X-Tenant-ID and X-Environment-ID headers are required")
+    if (x_tenant_id, x_environment_id) != (key.tenant_id, key.environment_id):
+        raise Forbidden("This API key belongs to another tenant or environment")
+    return Scope(key.tenant_id, key.environment_id)
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]

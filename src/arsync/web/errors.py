@@ -1,0 +1,86 @@
+"""One JSON error shape for every failure: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from arsync.errors import ArsyncError, Conflict, ConnectorError, Forbidden, InvalidInput, NotFound, Unauthorized
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR_ERROR: dict[type[ArsyncError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    ConnectorError: 502,
+}
+HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Malformed request"),
+        (401, "Missing, unknown or revoked API key"),
+        (403, "API key used outside its tenant and environment"),
+        (404, "Not found in this tenant and environment"),
+        (409, "Conflicts with the record's current state"),
+        (422, "Validation failed; details name the fields"),
+    )
+}
+
+
+def error_json(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status)
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ArsyncError)
+    async def arsync_error(_request: Request, exc: ArsyncError) -> JSONResponse:
+        status = next((s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500)
+        return error_json(status, exc.code, exc.message, exc.details or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(error.get("type") == "json_invalid" for error in errors):
+            return error_json(400, "INVALID_JSON", "The request body is not valid JSON")
+        field_errors = [{"field": _field_name(tuple(e["loc"])), "message": str(e["msg"])} for e in errors]
+        first = field_errors[0] if field_errors else {"field": "body", "message": "invalid"}
+        return error_json(
+            422, "VALIDATION_FAILED", f"{first['field']}: {first['message']}", {"fieldErrors": field_errors}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return error_json(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_json(500, "INTERNAL_ERROR", "An unexpected error occurred; it has been logged")
