@@ -1,0 +1,63 @@
+"""The API served over loopback HTTP, with an authenticated client per tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.tenancy import service as tenancy
+from arsync.web.app import create_app
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    environment_id: str
+    api_key: str
+    client: httpx.Client
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key}",
+            "X-Tenant-ID": self.tenant_id,
+            "X-Environment-ID": self.environment_id,
+        }
+
+
+@pytest.fixture
+def api_server(container: Container) -> Iterator[RunningServer]:
+    with serve_in_thread(create_app(container)) as server:
+        yield server
+
+
+def _tenant(container: Container, server: RunningServer, name: str) -> Tenant:
+    with transaction(container.session_factory) as session:
+        created = tenancy.create_tenant(session, name, "prod")
+    headers = {
+        "Authorization": f"Bearer {created.api_key}",
+        "X-Tenant-ID": created.tenant_id,
+        "X-Environment-ID": created.environment_id,
+    }
+    client = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    return Tenant(created.tenant_id, created.environment_id, created.api_key, client)
+
+
+@pytest.fixture
+def alice(container: Container, api_server: RunningServer) -> Iterator[Tenant]:
+    tenant = _tenant(container, api_server, "alice")
+    yield tenant
+    tenant.client.close()
+
+
+@pytest.fixture
+def bob(container: Container, api_server: RunningServer) -> Iterator[Tenant]:
+    tenant = _tenant(container, api_server, "bob")
+    yield tenant
+    tenant.client.close()
