@@ -30,7 +30,7 @@ from arsync.errors import ArsyncError
 from arsync.ledger.export import write_ledger
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
-from arsync.mocks.serving import serve_in_thread
+from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
 from arsync.web.app import create_app
@@ -424,9 +424,31 @@ def demo(
             console.print("run the demo again for an incremental sync")
             if no_serve:
                 raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
-            console.print(f"\nThe mock ERP keeps serving at {mock.url}; press Ctrl-C to stop.")
-            console.print(f"Meanwhile, in another terminal: .venv/bin/arsync sync {connection.id}")
-            _wait_for_interrupt()
+            with _serve_api(c) as api:
+                console.rule("[bold]serving")
+                console.print(f"API: {api.url}/api/v1  (interactive docs: {api.url}/docs)")
+                console.print(f"mock ERP: {mock.url}")
+                console.print("try:")
+                console.print(
+                    f"  curl -s {api.url}/api/v1/sync-runs -H 'Authorization: Bearer {api_key}' "
+                    f"-H 'X-Tenant-ID: {tenant_id}' -H 'X-Environment-ID: {env_id}'",
+                    soft_wrap=True,
+                )
+                console.print(f"  .venv/bin/arsync sync {connection.id}")
+                console.print("Press Ctrl-C to stop.")
+                _wait_for_interrupt()
+
+
+DEMO_API_PORT = 8000
+
+
+def _serve_api(c: Container) -> RunningServer:
+    """The API on 127.0.0.1:8000, or on a free port when 8000 is taken."""
+    app_ = create_app(c)
+    try:
+        return serve_in_thread(app_, port=DEMO_API_PORT)
+    except OSError:
+        return serve_in_thread(app_)
 
 
 def _wait_for_interrupt() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -146,19 +147,27 @@ def test_demo_twice_full_then_incremental(tmp_path: Path):
     assert "SUCCEEDED (incremental since" in second.stdout
 
 
-def test_demo_serves_until_interrupted(tmp_path: Path):
+def test_demo_serves_api_until_interrupted(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = "250"
     process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        url = None
+        api = mock = curl = None
         for line in process.stdout:
-            if "keeps serving at" in line:
-                url = line.split("keeps serving at ")[1].split(";")[0].strip()
+            if line.startswith("API: "):
+                api = line.split()[1].removesuffix("/api/v1")
+            elif line.startswith("mock ERP: ") and api:
+                mock = line.split()[2]
+            elif "curl -s" in line:
+                curl = line
+            elif line.startswith("Press Ctrl-C"):
                 break
-        assert url is not None, "the demo never said where the mock ERP serves"
-        answer = httpx.post(f"{url}/health", json={"schemaVersion": "1"}, headers={"Authorization": "Bearer ask_x"})
+        assert api and mock and curl, "the demo did not print where it serves"
+        headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", curl))
+        runs = httpx.get(f"{api}/api/v1/sync-runs", headers=headers).json()
+        assert runs["items"][0]["status"] == "SUCCEEDED"
+        answer = httpx.post(f"{mock}/health", json={"schemaVersion": "1"}, headers={"Authorization": "Bearer ask_x"})
         assert answer.json()["ok"] is True
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
