@@ -16,34 +16,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from arsync.bootstrap import bootstrap
 from arsync.config import Settings
-from arsync.db import make_engine, transaction
+from arsync.db import transaction
 from arsync.tenancy import service as tenancy
+from bench import api as api_bench
+from bench.common import ARSYNC, RESULTS, ROOT, Database, free_port
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results.json"
-PG_ADMIN_URL = os.environ.get("ARSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-ARSYNC = str(Path(sys.executable).parent / "arsync")
 FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MockErpProcess:
@@ -71,22 +59,6 @@ class MockErpProcess:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
-
-
-class Database:
-    """A PostgreSQL database made for one benchmark step, dropped afterwards."""
-
-    def __init__(self) -> None:
-        self.name = f"arsync_bench_{secrets.token_hex(4)}"
-        self.admin = make_engine(PG_ADMIN_URL)
-        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
-        self.url = sa.make_url(PG_ADMIN_URL).set(database=self.name).render_as_string(hide_password=False)
-
-    def drop(self) -> None:
-        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def step(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -156,9 +128,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="Fraction of the full data set (default 1.0).")
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--only", choices=["sync", "api"], help="Run one benchmark instead of all.")
     args = parser.parse_args()
 
     env = dict(os.environ, ARSYNC_SECRET_KEY=Fernet.generate_key().decode())
+    os.environ["ARSYNC_SECRET_KEY"] = env["ARSYNC_SECRET_KEY"]
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict[str, Any] = {"measuredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    if args.only in (None, "api"):
+        print("API benchmark (PostgreSQL, concurrency 32)", flush=True)
+        results["api"] = api_bench.run()
+        results["api"]["targets"] = {
+            "getCustomer >= 0.5 x bare": results["api"]["ratios"]["getCustomerVsBare"] >= 0.5,
+            "listCustomers100 >= 0.5 x bare": results["api"]["ratios"]["listCustomers100VsBare"] >= 0.5,
+        }
+    if args.only in (None, "sync"):
+        results["sync"] = sync_benchmark(args, env)
+    RESULTS.write_text(json.dumps(previous | results, indent=2, default=str) + "\n")
+    print(f"written to {RESULTS}")
+
+
+def sync_benchmark(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     large = sync_suite(scaled(args.scale), env, args.page_size, incremental=True)
     small = sync_suite(scaled(args.scale / 10), env, args.page_size, incremental=False)
 
@@ -178,19 +169,15 @@ def main() -> None:
             "peakRss within 20% of 10x smaller": abs(rss_large / rss_small - 1) <= 0.2,
         },
     }
-    results = {
+    print(json.dumps(summary, indent=2))
+    return {
         "benchmark": "inbound sync (REST middleware → PostgreSQL)",
         "pageSize": args.page_size,
         "scale": args.scale,
-        "measuredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "sync": large,
-        "syncSmall": small,
+        "large": large,
+        "small": small,
         "summary": summary,
     }
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(json.dumps(summary, indent=2))
-    print(f"written to {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from arsync.ledger.service import Scope
 from arsync.schemas import Page, PageParams
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
+from arsync.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
@@ -61,9 +62,9 @@ def save_rest_connection(body: RestConnectionSave, scope: ScopeDep, container: C
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
-def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> ConnectionRead:
+def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One connection: status, last error and masked key."""
-    return connection_read(_connection(session, scope, connection_id))
+    return json_response(connection_read(_connection(session, scope, connection_id)))
 
 
 @router.post("/connections/{connection_id}/rotate-key", response_model=ConnectionWithKey, tags=["connections"])
@@ -112,7 +113,7 @@ def list_sync_runs(
     session: SessionDep,
     paging: Annotated[PageParams, Depends()],
     connection_id: Annotated[str | None, Query(alias="connectionId", max_length=40)] = None,
-) -> Page[SyncRunRead]:
+) -> Response:
     """Sync runs, newest first, optionally of one connection."""
     statement = select(SyncRun).where(
         SyncRun.tenant_id == scope.tenant_id, SyncRun.environment_id == scope.environment_id
@@ -121,18 +122,19 @@ def list_sync_runs(
         statement = statement.where(SyncRun.connection_id == connection_id)
     statement = statement.order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
     rows = list(session.scalars(statement.offset(paging.offset).limit(paging.limit + 1)))
-    return Page(
+    page: Page[SyncRunRead] = Page(
         items=[sync_run_read(r) for r in rows[: paging.limit]],
         page=paging.page,
         limit=paging.limit,
         has_more=len(rows) > paging.limit,
     )
+    return json_response(page)
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunRead, tags=["sync"])
-def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> SyncRunRead:
+def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One sync run: counts, pages, warnings, error and the modifiedSince it used."""
     run = session.get(SyncRun, run_id)
     if run is None or (run.tenant_id, run.environment_id) != (scope.tenant_id, scope.environment_id):
         raise NotFound(f"sync run {run_id} not found")
-    return sync_run_read(run)
+    return json_response(sync_run_read(run))

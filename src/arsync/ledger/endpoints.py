@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
 from arsync.ledger import schemas
@@ -15,6 +15,7 @@ from arsync.money import format_amount
 from arsync.schemas import Page, PageParams
 from arsync.web.deps import ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
+from arsync.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 Paging = Annotated[PageParams, Depends()]
@@ -110,16 +111,18 @@ def list_customers(
     name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case")] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
     erp_debtor_id: Annotated[str | None, Query(alias="erpDebtorId", max_length=200)] = None,
-) -> Page[schemas.CustomerRead]:
+) -> Response:
     """List customers, filtered by name, email or ERP debtor id."""
     rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
-    return Page(items=[customer_read(c) for c in rows], page=paging.page, limit=paging.limit, has_more=more)
+    return json_response(
+        Page(items=[customer_read(c) for c in rows], page=paging.page, limit=paging.limit, has_more=more)
+    )
 
 
 @router.get("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
-def get_customer(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CustomerRead:
+def get_customer(customer_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one customer."""
-    return customer_read(ledger.get_customer(session, scope, customer_id))
+    return json_response(customer_read(ledger.get_customer(session, scope, customer_id)))
 
 
 @router.patch("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
@@ -154,18 +157,18 @@ def list_invoices(
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
     due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
     due_after: Annotated[date | None, Query(alias="dueAfter")] = None,
-) -> Page[schemas.InvoiceRead]:
+) -> Response:
     """List invoices, filtered by status, customer and due date."""
     rows, more = ledger.list_invoices(
         session, scope, paging, status=status, customer_id=customer_id, due_before=due_before, due_after=due_after
     )
-    return Page(items=invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
+    return json_response(Page(items=invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more))
 
 
 @router.get("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
-def get_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+def get_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one invoice with its lines."""
-    return invoice_reads(session, [ledger.get_invoice(session, scope, invoice_id)])[0]
+    return json_response(invoice_reads(session, [ledger.get_invoice(session, scope, invoice_id)])[0])
 
 
 @router.patch("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
@@ -203,16 +206,18 @@ def list_payments(
     session: SessionDep,
     paging: Paging,
     invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,
-) -> Page[schemas.PaymentRead]:
+) -> Response:
     """List payments, optionally of one invoice."""
     rows, more = ledger.list_payments(session, scope, paging, invoice_id=invoice_id)
-    return Page(items=[payment_read(p) for p in rows], page=paging.page, limit=paging.limit, has_more=more)
+    return json_response(
+        Page(items=[payment_read(p) for p in rows], page=paging.page, limit=paging.limit, has_more=more)
+    )
 
 
 @router.get("/payments/{payment_id}", response_model=schemas.PaymentRead, tags=["payments"])
-def get_payment(payment_id: str, scope: ScopeDep, session: SessionDep) -> schemas.PaymentRead:
+def get_payment(payment_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one payment."""
-    return payment_read(ledger.get_payment(session, scope, payment_id))
+    return json_response(payment_read(ledger.get_payment(session, scope, payment_id)))
 
 
 @router.post(
@@ -228,18 +233,20 @@ def create_cash_application(
 @router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
 def list_cash_applications(
     scope: ScopeDep, session: SessionDep, paging: Paging, status: Literal["PENDING", "APPROVED"] | None = None
-) -> Page[schemas.CashApplicationRead]:
+) -> Response:
     """List cash applications, optionally by status."""
     rows, more = ledger.list_cash_applications(session, scope, paging, status=status)
-    return Page(items=[cash_application_read(a) for a in rows], page=paging.page, limit=paging.limit, has_more=more)
+    return json_response(
+        Page(items=[cash_application_read(a) for a in rows], page=paging.page, limit=paging.limit, has_more=more)
+    )
 
 
 @router.get(
     "/cash-applications/{application_id}", response_model=schemas.CashApplicationRead, tags=["cash applications"]
 )
-def get_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
+def get_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one cash application."""
-    return cash_application_read(ledger.get_cash_application(session, scope, application_id))
+    return json_response(cash_application_read(ledger.get_cash_application(session, scope, application_id)))
 
 
 @router.post(

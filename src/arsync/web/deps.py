@@ -19,7 +19,7 @@ from arsync.vault import hash_api_key
 bearer = HTTPBearer(auto_error=False, description="A platform API key (ark_…)")
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 

@@ -1,0 +1,40 @@
+"""Helpers shared by the benchmarks: paths, free ports, throwaway PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from arsync.db import make_engine
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results.json"
+PG_ADMIN_URL = os.environ.get("ARSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ARSYNC = str(Path(sys.executable).parent / "arsync")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Database:
+    """A PostgreSQL database made for one benchmark step, dropped afterwards."""
+
+    def __init__(self) -> None:
+        self.name = f"arsync_bench_{secrets.token_hex(4)}"
+        self.admin = make_engine(PG_ADMIN_URL)
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
+        self.url = sa.make_url(PG_ADMIN_URL).set(database=self.name).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
