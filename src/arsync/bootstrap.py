@@ -25,11 +25,14 @@ class Container:
     engine: Engine
     session_factory: sessionmaker[Session]
     vault: Vault
+    read_session_factory: sessionmaker[Session] = field(init=False)
     sync: SyncEngine = field(init=False)
     connections: ConnectionService = field(init=False)
     runner: InProcessRunner = field(init=False)
 
     def __post_init__(self) -> None:
+        # Reads without BEGIN/COMMIT: two fewer round trips per GET request. Same pool.
+        self.read_session_factory = make_session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         self.sync = SyncEngine(
             self.session_factory,
             self.connector_for,

@@ -27,8 +27,16 @@ async def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_session(container: ContainerDep) -> Iterator[Session]:
-    """A session whose transaction commits once, after the endpoint and before the response."""
+def get_session(request: Request, container: ContainerDep) -> Iterator[Session]:
+    """The request's session.
+
+    Writes run in one transaction that commits after the endpoint and before the response.
+    GET requests only read, so they run in autocommit mode: no BEGIN and COMMIT round trips.
+    """
+    if request.method in {"GET", "HEAD"}:
+        with container.read_session_factory() as session:
+            yield session
+        return
     with container.session_factory() as session, session.begin():
         yield session
 
