@@ -10,19 +10,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
-
-import httpx
 
 from arsync.bootstrap import bootstrap
 from arsync.config import Settings
 from arsync.db import transaction
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.service import Scope
 from arsync.tenancy import service as tenancy
-from bench.common import ARSYNC, ROOT, Database, free_port
+from arsync.tenancy.scope import Scope
+from bench.common import ARSYNC, ROOT, Database, free_port, wait_until_up
 
 CUSTOMERS = 1000
 
@@ -67,15 +64,7 @@ def run(seconds: float = 10.0) -> dict[str, Any]:
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/api/v1/health", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("arsync serve did not start") from None
-                time.sleep(0.2)
+        wait_until_up(f"{base}/api/v1/health", server, "arsync serve")
         headers = {
             "Authorization": f"Bearer {created.api_key}",
             "X-Tenant-ID": created.tenant_id,

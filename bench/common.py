@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from arsync.db import make_engine
@@ -38,3 +41,16 @@ class Database:
         with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
         self.admin.dispose()
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 2xx; fail if ``process`` exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.2)

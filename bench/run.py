@@ -29,7 +29,7 @@ from arsync.config import Settings
 from arsync.db import transaction
 from arsync.tenancy import service as tenancy
 from bench import api as api_bench
-from bench.common import ARSYNC, RESULTS, ROOT, Database, free_port
+from bench.common import ARSYNC, RESULTS, ROOT, Database, free_port, wait_until_up
 
 FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
 
@@ -42,16 +42,11 @@ class MockErpProcess:
         for entity, count in size.items():
             args += [f"--{entity}", str(count)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/_mock/state", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("mock ERP did not start") from None
-                time.sleep(0.2)
+        try:
+            wait_until_up(f"{self.url}/_mock/state", self.process, "mock ERP")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def mutate(self, counts: dict[str, int]) -> None:
         httpx.post(f"{self.url}/_mock/mutate", json=counts, timeout=30).raise_for_status()

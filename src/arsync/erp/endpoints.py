@@ -17,9 +17,8 @@ from arsync.erp.schemas import (
     connection_read,
     sync_run_read,
 )
-from arsync.errors import NotFound
-from arsync.ledger.service import Scope
 from arsync.schemas import Page, PageParams
+from arsync.tenancy.scope import Scope, get_scoped
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.web.responses import json_response
@@ -28,13 +27,7 @@ router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 
 def _connection(session: Session, scope: Scope, connection_id: str) -> Connection:
-    connection = session.get(Connection, connection_id)
-    if connection is None or (connection.tenant_id, connection.environment_id) != (
-        scope.tenant_id,
-        scope.environment_id,
-    ):
-        raise NotFound(f"connection {connection_id} not found")
-    return connection
+    return get_scoped(session, Connection, connection_id, scope, "connection")
 
 
 @router.get("/connections", response_model=list[ConnectionRead], tags=["connections"])
@@ -134,7 +127,4 @@ def list_sync_runs(
 @router.get("/sync-runs/{run_id}", response_model=SyncRunRead, tags=["sync"])
 def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One sync run: counts, pages, warnings, error and the modifiedSince it used."""
-    run = session.get(SyncRun, run_id)
-    if run is None or (run.tenant_id, run.environment_id) != (scope.tenant_id, scope.environment_id):
-        raise NotFound(f"sync run {run_id} not found")
-    return json_response(sync_run_read(run))
+    return json_response(sync_run_read(get_scoped(session, SyncRun, run_id, scope, "sync run")))

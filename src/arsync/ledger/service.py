@@ -6,7 +6,6 @@ that calls it owns the transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
@@ -14,19 +13,14 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from arsync.db import utcnow
-from arsync.errors import Conflict, InvalidInput, NotFound
+from arsync.errors import Conflict, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
 from arsync.money import decimal_places, exponent
 from arsync.schemas import PageParams
+from arsync.tenancy.scope import Scope, get_scoped
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Scope:
-    tenant_id: str
-    environment_id: str
 
 
 def _paged(session: Session, statement: Select[T], params: PageParams) -> tuple[list[T], bool]:
@@ -36,13 +30,6 @@ def _paged(session: Session, statement: Select[T], params: PageParams) -> tuple[
 
 def _scoped(model: Any, scope: Scope) -> Any:
     return (model.tenant_id == scope.tenant_id) & (model.environment_id == scope.environment_id)
-
-
-def _get(session: Session, model: type[T], record_id: str, scope: Scope, label: str) -> T:
-    record = session.get(model, record_id)
-    if record is None or (record.tenant_id, record.environment_id) != (scope.tenant_id, scope.environment_id):  # type: ignore[attr-defined]
-        raise NotFound(f"{label} {record_id} not found")
-    return record
 
 
 # Customers ------------------------------------------------------------------------------
@@ -83,7 +70,7 @@ def list_customers(
 
 
 def get_customer(session: Session, scope: Scope, customer_id: str) -> Customer:
-    return _get(session, Customer, customer_id, scope, "customer")
+    return get_scoped(session, Customer, customer_id, scope, "customer")
 
 
 def update_customer(session: Session, scope: Scope, customer_id: str, body: schemas.CustomerUpdate) -> Customer:
@@ -198,7 +185,7 @@ def list_invoices(
 
 
 def get_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
-    return _get(session, Invoice, invoice_id, scope, "invoice")
+    return get_scoped(session, Invoice, invoice_id, scope, "invoice")
 
 
 def invoice_lines(session: Session, invoice_ids: list[str]) -> dict[str, list[InvoiceLine]]:
@@ -299,7 +286,7 @@ def list_payments(
 
 
 def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:
-    return _get(session, Payment, payment_id, scope, "payment")
+    return get_scoped(session, Payment, payment_id, scope, "payment")
 
 
 def create_cash_application(session: Session, scope: Scope, body: schemas.CashApplicationCreate) -> CashApplication:
@@ -333,7 +320,7 @@ def list_cash_applications(
 
 
 def get_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
-    return _get(session, CashApplication, application_id, scope, "cash application")
+    return get_scoped(session, CashApplication, application_id, scope, "cash application")
 
 
 def approve_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from arsync.db import utcnow
-from arsync.errors import NotFound
 from arsync.schemas import ApiModel
 from arsync.tenancy.models import ApiKey
+from arsync.tenancy.scope import get_scoped
 from arsync.tenancy.service import issue_api_key
 from arsync.web.deps import ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
@@ -54,9 +54,7 @@ def create_api_key(scope: ScopeDep, session: SessionDep) -> ApiKeyCreated:
 @router.post("/{key_id}/revoke", response_model=ApiKeyRead)
 def revoke_api_key(key_id: str, scope: ScopeDep, session: SessionDep) -> ApiKeyRead:
     """Revoke a key at once; revoking twice is harmless."""
-    key = session.get(ApiKey, key_id)
-    if key is None or (key.tenant_id, key.environment_id) != (scope.tenant_id, scope.environment_id):
-        raise NotFound(f"API key {key_id} not found")
+    key = get_scoped(session, ApiKey, key_id, scope, "API key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     return _read(key)

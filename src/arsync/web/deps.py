@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
 from arsync.errors import Forbidden, Unauthorized
-from arsync.ledger.service import Scope
 from arsync.tenancy.models import ApiKey
+from arsync.tenancy.scope import Scope
 from arsync.vault import hash_api_key
 
 bearer = HTTPBearer(auto_error=False, description="A platform API key (ark_…)")

@@ -1,0 +1,27 @@
+"""The (tenant, environment) a request or job acts in, and loading records within it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from arsync.errors import NotFound
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenant_id: str
+    environment_id: str
+
+
+def get_scoped(session: Session, model: type[T], record_id: str, scope: Scope, label: str) -> T:
+    """The record with this id in this scope; 404 for any other scope, so ids never leak."""
+    record: Any = session.get(model, record_id)
+    if record is None or (record.tenant_id, record.environment_id) != (scope.tenant_id, scope.environment_id):
+        raise NotFound(f"{label} {record_id} not found")
+    result: T = record
+    return result
