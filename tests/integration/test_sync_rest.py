@@ -15,6 +15,7 @@ from arsync.erp.models import Connection, SyncRun
 from arsync.ledger.models import Customer, Invoice
 from arsync.mocks.erp import Fault
 from arsync.mocks.erp_data import ORPHAN_INVOICE_EVERY, UNMATCHED_PAYMENT_EVERY
+from arsync.tenancy import service as tenancy
 from tests.conftest import MockErp, Scope
 from tests.ledger_check import assert_ledger_matches_erp
 
@@ -251,8 +252,6 @@ def test_abandoned_run_is_taken_over(container: Container, connection: Connectio
 
 
 def test_tenants_do_not_share_erp_identity(container: Container, connection: Connection, mock_erp: MockErp):
-    from arsync.tenancy import service as tenancy
-
     with transaction(container.session_factory) as session:
         other = tenancy.create_tenant(session, "other-tenant", "prod")
     other_connection, _ = container.connections.save_rest(other.tenant_id, other.environment_id, mock_erp.url)

@@ -18,7 +18,7 @@ from arsync.erp.schemas import (
     sync_run_read,
 )
 from arsync.schemas import Page, PageParams
-from arsync.tenancy.scope import Scope, get_scoped
+from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.web.responses import json_response
@@ -33,11 +33,7 @@ def _connection(session: Session, scope: Scope, connection_id: str) -> Connectio
 @router.get("/connections", response_model=list[ConnectionRead], tags=["connections"])
 def list_connections(scope: ScopeDep, session: SessionDep) -> list[ConnectionRead]:
     """This environment's ERP connections, with status and masked key."""
-    rows = session.scalars(
-        select(Connection)
-        .where(Connection.tenant_id == scope.tenant_id, Connection.environment_id == scope.environment_id)
-        .order_by(Connection.id)
-    )
+    rows = session.scalars(select(Connection).where(in_scope(Connection, scope)).order_by(Connection.id))
     return [connection_read(c) for c in rows]
 
 
@@ -108,18 +104,12 @@ def list_sync_runs(
     connection_id: Annotated[str | None, Query(alias="connectionId", max_length=40)] = None,
 ) -> Response:
     """Sync runs, newest first, optionally of one connection."""
-    statement = select(SyncRun).where(
-        SyncRun.tenant_id == scope.tenant_id, SyncRun.environment_id == scope.environment_id
-    )
+    statement = select(SyncRun).where(in_scope(SyncRun, scope))
     if connection_id:
         statement = statement.where(SyncRun.connection_id == connection_id)
-    statement = statement.order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
-    rows = list(session.scalars(statement.offset(paging.offset).limit(paging.limit + 1)))
+    rows, more = paginate(session, statement.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()), paging)
     page: Page[SyncRunRead] = Page(
-        items=[sync_run_read(r) for r in rows[: paging.limit]],
-        page=paging.page,
-        limit=paging.limit,
-        has_more=len(rows) > paging.limit,
+        items=[sync_run_read(r) for r in rows], page=paging.page, limit=paging.limit, has_more=more
     )
     return json_response(page)
 

@@ -7,9 +7,9 @@ that calls it owns the transaction.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from arsync.db import utcnow
@@ -18,19 +18,7 @@ from arsync.ledger import schemas
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
 from arsync.money import decimal_places, exponent
 from arsync.schemas import PageParams
-from arsync.tenancy.scope import Scope, get_scoped
-
-T = TypeVar("T")
-
-
-def _paged(session: Session, statement: Select[T], params: PageParams) -> tuple[list[T], bool]:
-    rows = list(session.scalars(statement.offset(params.offset).limit(params.limit + 1)))
-    return rows[: params.limit], len(rows) > params.limit
-
-
-def _scoped(model: Any, scope: Scope) -> Any:
-    return (model.tenant_id == scope.tenant_id) & (model.environment_id == scope.environment_id)
-
+from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 
 # Customers ------------------------------------------------------------------------------
 
@@ -59,14 +47,14 @@ def list_customers(
     email: str | None,
     erp_debtor_id: str | None,
 ) -> tuple[list[Customer], bool]:
-    statement = select(Customer).where(_scoped(Customer, scope))
+    statement = select(Customer).where(in_scope(Customer, scope))
     if name:
         statement = statement.where(func.lower(Customer.name).contains(name.lower(), autoescape=True))
     if email:
         statement = statement.where(func.lower(Customer.email) == email.lower())
     if erp_debtor_id:
         statement = statement.where(Customer.erp_debtor_id == erp_debtor_id)
-    return _paged(session, statement.order_by(Customer.id), params)
+    return paginate(session, statement.order_by(Customer.id), params)
 
 
 def get_customer(session: Session, scope: Scope, customer_id: str) -> Customer:
@@ -132,7 +120,7 @@ def _replace_lines(session: Session, invoice: Invoice, rows: list[dict[str, Any]
 
 
 def _number_taken(session: Session, scope: Scope, number: str, except_id: str | None = None) -> bool:
-    statement = select(Invoice.id).where(_scoped(Invoice, scope), Invoice.invoice_number == number)
+    statement = select(Invoice.id).where(in_scope(Invoice, scope), Invoice.invoice_number == number)
     if except_id:
         statement = statement.where(Invoice.id != except_id)
     return session.scalar(statement.limit(1)) is not None
@@ -172,7 +160,7 @@ def list_invoices(
     due_before: Any,
     due_after: Any,
 ) -> tuple[list[Invoice], bool]:
-    statement = select(Invoice).where(_scoped(Invoice, scope))
+    statement = select(Invoice).where(in_scope(Invoice, scope))
     if status:
         statement = statement.where(Invoice.status == status)
     if customer_id:
@@ -181,7 +169,7 @@ def list_invoices(
         statement = statement.where(Invoice.due_date <= due_before)
     if due_after:
         statement = statement.where(Invoice.due_date >= due_after)
-    return _paged(session, statement.order_by(Invoice.id), params)
+    return paginate(session, statement.order_by(Invoice.id), params)
 
 
 def get_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
@@ -279,10 +267,10 @@ def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice
 def list_payments(
     session: Session, scope: Scope, params: PageParams, *, invoice_id: str | None
 ) -> tuple[list[Payment], bool]:
-    statement = select(Payment).where(_scoped(Payment, scope))
+    statement = select(Payment).where(in_scope(Payment, scope))
     if invoice_id:
         statement = statement.where(Payment.invoice_id == invoice_id)
-    return _paged(session, statement.order_by(Payment.id), params)
+    return paginate(session, statement.order_by(Payment.id), params)
 
 
 def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:
@@ -313,10 +301,10 @@ def create_cash_application(session: Session, scope: Scope, body: schemas.CashAp
 def list_cash_applications(
     session: Session, scope: Scope, params: PageParams, *, status: str | None
 ) -> tuple[list[CashApplication], bool]:
-    statement = select(CashApplication).where(_scoped(CashApplication, scope))
+    statement = select(CashApplication).where(in_scope(CashApplication, scope))
     if status:
         statement = statement.where(CashApplication.status == status)
-    return _paged(session, statement.order_by(CashApplication.id), params)
+    return paginate(session, statement.order_by(CashApplication.id), params)
 
 
 def get_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from arsync.db import utcnow
 from arsync.schemas import ApiModel
 from arsync.tenancy.models import ApiKey
-from arsync.tenancy.scope import get_scoped
+from arsync.tenancy.scope import get_scoped, in_scope
 from arsync.tenancy.service import issue_api_key
 from arsync.web.deps import ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
@@ -36,11 +36,7 @@ def _read(key: ApiKey) -> ApiKeyRead:
 @router.get("", response_model=list[ApiKeyRead])
 def list_api_keys(scope: ScopeDep, session: SessionDep) -> list[ApiKeyRead]:
     """List this environment's API keys (hints only)."""
-    keys = session.scalars(
-        select(ApiKey)
-        .where(ApiKey.tenant_id == scope.tenant_id, ApiKey.environment_id == scope.environment_id)
-        .order_by(ApiKey.id)
-    )
+    keys = session.scalars(select(ApiKey).where(in_scope(ApiKey, scope)).order_by(ApiKey.id))
     return [_read(key) for key in keys]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.orm import Session
 
 from arsync.errors import NotFound
+from arsync.schemas import PageParams
 
 T = TypeVar("T")
 
@@ -25,3 +27,17 @@ def get_scoped(session: Session, model: type[T], record_id: str, scope: Scope, l
         raise NotFound(f"{label} {record_id} not found")
     result: T = record
     return result
+
+
+def in_scope(model: Any, scope: Scope) -> ColumnElement[bool]:
+    """The WHERE clause that keeps a query inside one (tenant, environment)."""
+    condition: ColumnElement[bool] = (model.tenant_id == scope.tenant_id) & (
+        model.environment_id == scope.environment_id
+    )
+    return condition
+
+
+def paginate(session: Session, statement: Select[T], params: PageParams) -> tuple[list[T], bool]:
+    """One page of ``statement``'s rows and whether more follow (fetches one extra row)."""
+    rows = list(session.scalars(statement.offset(params.offset).limit(params.limit + 1)))
+    return rows[: params.limit], len(rows) > params.limit
