@@ -100,11 +100,19 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
     return Settings(**values)  # type: ignore[arg-type]
 
 
+JOB_ENGINE_TABLES = [
+    "procrastinate_jobs",
+    "procrastinate_periodic_defers",
+    "procrastinate_events",
+    "procrastinate_workers",
+]
+
+
 def _wipe(container: Container) -> None:
     with container.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            connection.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+            names = [f'"{t.name}"' for t in Base.metadata.sorted_tables] + JOB_ENGINE_TABLES
+            connection.execute(sa.text(f"TRUNCATE {', '.join(names)} CASCADE"))
         else:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
@@ -114,6 +122,16 @@ def _wipe(container: Container) -> None:
 def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
     """The wired application on a clean database."""
     app = bootstrap(make_settings(database_url, tmp_path), upgrade_schema=False)
+    _wipe(app)
+    yield app
+    _wipe(app)
+    app.close()
+
+
+@pytest.fixture
+def pg_container(postgres_url: str, tmp_path: Path) -> Iterator[Container]:
+    """The wired application on a clean PostgreSQL database (for tests of PostgreSQL-only parts)."""
+    app = bootstrap(make_settings(postgres_url, tmp_path), upgrade_schema=False)
     _wipe(app)
     yield app
     _wipe(app)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from arsync.erp import contract
 from arsync.erp.port import Page
@@ -51,3 +54,21 @@ class FakeErpConnector:
 
     def close(self) -> None:
         self.closed = True
+
+
+class RecordingQueue:
+    """A JobQueue fake: keeps what was queued, runs nothing."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, dict[str, Any], datetime | None]] = []
+
+    def enqueue(
+        self,
+        session: Session,
+        task: str,
+        args: dict[str, Any],
+        *,
+        lock: str | None = None,
+        run_at: datetime | None = None,
+    ) -> None:
+        self.jobs.append((task, args, run_at))

@@ -12,9 +12,11 @@ from arsync.config import Settings
 from arsync.db import make_engine, make_session_factory
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
+from arsync.erp.push import PushOptions, PushService
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
+from arsync.jobs.queue import TASK_PUSH, TASK_SCHEDULED_SYNC, TASK_SYNC, InProcessQueue, JobQueue, ProcrastinateQueue
 from arsync.jobs.runner import InProcessRunner
 from arsync.vault import Vault
 
@@ -29,10 +31,16 @@ class Container:
     sync: SyncEngine = field(init=False)
     connections: ConnectionService = field(init=False)
     runner: InProcessRunner = field(init=False)
+    queue: JobQueue = field(init=False)
+    pushes: PushService = field(init=False)
 
     def __post_init__(self) -> None:
         # Reads without BEGIN/COMMIT: two fewer round trips per GET request. Same pool.
         self.read_session_factory = make_session_factory(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        self.runner = InProcessRunner()
+        self.queue = (
+            ProcrastinateQueue() if self.settings.is_postgresql else InProcessQueue(self.runner, self.session_factory)
+        )
         self.sync = SyncEngine(
             self.session_factory,
             self.connector_for,
@@ -41,9 +49,23 @@ class Container:
                 max_pages=self.settings.sync_max_pages,
                 stale_after_seconds=self.settings.sync_stale_after_seconds,
             ),
+            queue=self.queue,
         )
+        self.pushes = PushService(
+            self.session_factory,
+            self.connector_for,
+            self.queue,
+            PushOptions(
+                max_attempts=self.settings.push_max_attempts,
+                backoff_seconds=self.settings.push_backoff_seconds,
+                failpoints=self.settings.failpoint_names,
+            ),
+        )
+        if isinstance(self.queue, InProcessQueue):
+            self.queue.register(TASK_PUSH, self.pushes.execute)
+            self.queue.register(TASK_SYNC, self.sync.execute)
+            self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_all_active)
         self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
-        self.runner = InProcessRunner()
 
     def rest_options(self) -> RestOptions:
         s = self.settings
@@ -63,6 +85,8 @@ class Container:
         raise NotImplementedError(f"transport {connection.transport!r} is not available")
 
     def close(self) -> None:
+        if isinstance(self.queue, InProcessQueue):
+            self.queue.close()
         self.runner.shutdown()
         self.engine.dispose()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import signal
 import sys
 import threading
@@ -27,6 +29,7 @@ from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import Entity
 from arsync.erp.sync import EntityStats, run_as_dict
 from arsync.errors import ArsyncError
+from arsync.jobs.worker import run_worker
 from arsync.ledger.export import write_ledger
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
@@ -98,11 +101,40 @@ def db_upgrade() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run jobs and the schedule in this process.")
+    ] = True,
 ) -> None:
-    """Run the HTTP API (with migrations applied) and the in-process job runner."""
+    """Run the HTTP API (with migrations applied), plus a job worker and the schedule.
+
+    On SQLite the worker is always in-process. On PostgreSQL ``--no-worker`` leaves jobs to
+    separate ``arsync worker`` processes.
+    """
     with _container() as c:
-        err_console.print(f"arsync API on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)")
-        uvicorn.run(create_app(c), host=host, port=port, log_level="info", access_log=False)
+        background = worker or not c.settings.is_postgresql
+        mode = "with a worker" if background else "without a worker (run arsync worker)"
+        err_console.print(f"arsync API on http://{host}:{port} {mode}  (OpenAPI: /openapi.json, docs: /docs)")
+        uvicorn.run(create_app(c, background_jobs=background), host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Jobs run at once (default ARSYNC_WORKER_CONCURRENCY).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Worker name shown in logs.")] = "arsync-worker",
+) -> None:
+    """Run a job worker: pushes, syncs and the schedule. PostgreSQL only; run as many as you like."""
+    with _container() as c:
+        if not c.settings.is_postgresql:
+            err_console.print(
+                "[red]error:[/red] arsync worker needs PostgreSQL (ARSYNC_DATABASE_URL=postgresql+psycopg://…). "
+                "On SQLite, arsync serve runs the jobs itself."
+            )
+            raise typer.Exit(2)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        err_console.print(f"{name}: waiting for jobs (concurrency {concurrency or c.settings.worker_concurrency})")
+        asyncio.run(run_worker(c, concurrency=concurrency or c.settings.worker_concurrency, name=name))
 
 
 # tenant ------------------------------------------------------------------------------
@@ -444,11 +476,11 @@ DEMO_API_PORT = 8000
 
 def _serve_api(c: Container) -> RunningServer:
     """The API on 127.0.0.1:8000, or on a free port when 8000 is taken."""
-    app_ = create_app(c)
+    app_ = create_app(c, background_jobs=True)
     try:
-        return serve_in_thread(app_, port=DEMO_API_PORT)
+        return serve_in_thread(app_, port=DEMO_API_PORT, lifespan="on")
     except OSError:
-        return serve_in_thread(app_)
+        return serve_in_thread(app_, lifespan="on")
 
 
 def _wait_for_interrupt() -> None:

@@ -7,8 +7,9 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
+from croniter import croniter
 from cryptography.fernet import Fernet
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,7 +23,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )
-    sync_cron: str = "0 2 * * *"
+    sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
     nomod_base_url: str = "https://api.nomod.com"
 
     # ERP sync tuning.
@@ -36,6 +37,32 @@ class Settings(BaseSettings):
     sync_stale_after_seconds: int = Field(
         default=600, ge=1, description="A RUNNING run with no heartbeat for this long is taken over."
     )
+
+    # Outbound pushes and the job engine.
+    push_max_attempts: int = Field(default=8, ge=1, le=50, description="Automatic attempts before a push FAILS.")
+    push_backoff_seconds: float = Field(default=5.0, ge=0, description="First retry delay; doubles, capped at 1 h.")
+    worker_concurrency: int = Field(default=8, ge=1, le=64, description="Jobs one worker runs at once.")
+    worker_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="Workers beat this often; one silent for 3 beats has its jobs re-run."
+    )
+    failpoints: str = Field(
+        default="", description="Testing only: comma-separated places where a push stops dead (crash tests)."
+    )
+
+    @property
+    def failpoint_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.failpoints.split(",") if name.strip())
+
+    @field_validator("sync_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a five-field cron expression, e.g. '0 2 * * *'")
+        return value
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.resolved_database_url.startswith("postgresql")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -33,7 +33,7 @@ class Tenant:
 
 @pytest.fixture
 def api_server(container: Container) -> Iterator[RunningServer]:
-    with serve_in_thread(create_app(container)) as server:
+    with serve_in_thread(create_app(container, background_jobs=True), lifespan="on") as server:
         yield server
 
 

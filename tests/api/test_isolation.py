@@ -41,6 +41,7 @@ def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
         },
     ).json()
     alice.client.post(f"/api/v1/invoices/{inv['id']}/finalize")
+    pushed = alice.client.post(f"/api/v1/invoices/{inv['id']}/dispatch").json()["push"]
     cap = alice.client.post(
         "/api/v1/cash-applications", json={"invoiceId": inv["id"], "amount": 5, "date": "2026-01-05", "reference": "r"}
     ).json()
@@ -61,6 +62,7 @@ def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
         "connection_id": conn["id"],
         "run_id": run["id"],
         "key_id": key["id"],
+        "push_id": pushed["id"],
     }
 
 

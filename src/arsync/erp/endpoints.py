@@ -1,20 +1,23 @@
-"""``/api/v1`` routes for ERP connections, syncs and sync runs."""
+"""``/api/v1`` routes for ERP connections, syncs, sync runs and pushes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arsync.erp import push as pushes
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.schemas import (
     ConnectionRead,
     ConnectionWithKey,
+    PushRead,
     RestConnectionSave,
     SyncRunRead,
     connection_read,
+    push_read,
     sync_run_read,
 )
 from arsync.schemas import Page, PageParams
@@ -90,9 +93,7 @@ def sync_now(
     """Start a sync ("Sync now"); if one is already running, that run is returned."""
     with container.session_factory() as session:
         _connection(session, scope, connection_id)
-    run, started = container.sync.start(connection_id, trigger="manual", full=full)
-    if started:
-        container.runner.submit(container.sync.execute, run.id)
+    run, _ = container.sync.start(connection_id, trigger="manual", full=full, enqueue=True)
     return sync_run_read(run)
 
 
@@ -118,3 +119,30 @@ def list_sync_runs(
 def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One sync run: counts, pages, warnings, error and the modifiedSince it used."""
     return json_response(sync_run_read(get_scoped(session, SyncRun, run_id, scope, "sync run")))
+
+
+@router.get("/pushes", response_model=Page[PushRead], tags=["pushes"])
+def list_pushes(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: Annotated[PageParams, Depends()],
+    status: Literal["PENDING", "SUCCEEDED", "FAILED"] | None = None,
+    kind: Literal["invoice", "payment"] | None = None,
+    invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,
+) -> Response:
+    """Pushes to the ERP, oldest first, filtered by status, kind or invoice."""
+    rows, more = pushes.list_pushes(session, scope, paging, status=status, kind=kind, invoice_id=invoice_id)
+    page: Page[PushRead] = Page(items=[push_read(p) for p in rows], page=paging.page, limit=paging.limit, has_more=more)
+    return json_response(page)
+
+
+@router.get("/pushes/{push_id}", response_model=PushRead, tags=["pushes"])
+def get_push(push_id: str, scope: ScopeDep, session: SessionDep) -> Response:
+    """One push: status, attempts, last error and the id the ERP returned."""
+    return json_response(push_read(pushes.get_push(session, scope, push_id)))
+
+
+@router.post("/pushes/{push_id}/retry", status_code=202, response_model=PushRead, tags=["pushes"])
+def retry_push(push_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep) -> PushRead:
+    """Send a FAILED push again (after fixing its cause); it starts a new round of attempts."""
+    return push_read(container.pushes.retry(session, scope, push_id))

@@ -69,3 +69,45 @@ class SyncRun(Base):
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     warnings_omitted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+
+
+PUSH_STATUSES = ("PENDING", "SUCCEEDED", "FAILED")
+PUSH_KINDS = ("invoice", "payment")
+
+
+class Push(Base):
+    """One outbound push of an invoice or a payment to the ERP.
+
+    Written in the same transaction as the dispatch or approval that caused it, so it is never
+    lost. There is at most one push per invoice and one per payment (partial unique indexes).
+    """
+
+    __tablename__ = "pushes"
+    __table_args__ = (
+        Index(
+            "uq_pushes_invoice",
+            "invoice_id",
+            unique=True,
+            sqlite_where=text("kind = 'invoice'"),
+            postgresql_where=text("kind = 'invoice'"),
+        ),
+        Index("uq_pushes_payment", "payment_id", unique=True),
+        Index("ix_pushes_scope_status", "tenant_id", "environment_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("push"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # invoice | payment
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), default=None)
+    connection_id: Mapped[str | None] = mapped_column(String(40), default=None)  # the last one used
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    manual_retries: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    erp_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from arsync.erp.models import Connection, SyncRun
+from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.sync import run_as_dict
 from arsync.schemas import ApiModel
 
@@ -79,3 +79,39 @@ def connection_read(connection: Connection) -> ConnectionRead:
 
 def sync_run_read(run: SyncRun) -> SyncRunRead:
     return SyncRunRead.model_validate(run_as_dict(run))
+
+
+class PushRead(ApiModel):
+    id: str
+    kind: Literal["invoice", "payment"]
+    invoice_id: str
+    payment_id: str | None
+    status: Literal["PENDING", "SUCCEEDED", "FAILED"]
+    attempts: int = Field(description="Attempts in the current round; a manual retry starts a new round")
+    manual_retries: int
+    last_error: dict[str, Any] | None
+    erp_id: str | None = Field(description="erpInvoiceId or erpPaymentId returned by the ERP")
+    connection_id: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    succeeded_at: datetime | None
+
+
+def push_read(push: Push) -> PushRead:
+    return PushRead(
+        id=push.id,
+        kind=push.kind,
+        invoice_id=push.invoice_id,
+        payment_id=push.payment_id,
+        status=push.status,
+        attempts=push.attempts,
+        manual_retries=push.manual_retries,
+        last_error=push.last_error,
+        erp_id=push.erp_id,
+        connection_id=push.connection_id,
+        next_attempt_at=push.next_attempt_at,
+        created_at=push.created_at,
+        updated_at=push.updated_at,
+        succeeded_at=push.succeeded_at,
+    )

@@ -30,6 +30,7 @@ from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError
+from arsync.jobs.queue import TASK_SYNC, JobQueue
 
 log = logging.getLogger(__name__)
 ConnectorFactory = Callable[[Connection], ErpConnector]
@@ -112,18 +113,26 @@ class SyncEngine:
         session_factory: sessionmaker[Session],
         connector_factory: ConnectorFactory,
         options: SyncOptions | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.connector_factory = connector_factory
         self.options = options or SyncOptions()
+        self.queue = queue
 
     # Starting ---------------------------------------------------------------------------
 
-    def start(self, connection_id: str, trigger: str = "manual", full: bool = False) -> tuple[SyncRun, bool]:
-        """Create a RUNNING run, or return the one already running (``started`` is False)."""
+    def start(
+        self, connection_id: str, trigger: str = "manual", full: bool = False, *, enqueue: bool = False
+    ) -> tuple[SyncRun, bool]:
+        """Create a RUNNING run, or return the one already running (``started`` is False).
+
+        With ``enqueue`` the run's job is queued in the same transaction, so a run never exists
+        without the job that executes it.
+        """
         for _ in range(3):
             try:
-                return self._try_start(connection_id, trigger, full)
+                return self._try_start(connection_id, trigger, full, enqueue)
             except IntegrityError:
                 # Another process inserted its RUNNING run between our check and our insert.
                 with self.session_factory() as session:
@@ -138,7 +147,23 @@ class SyncEngine:
             select(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "RUNNING")
         )
 
-    def _try_start(self, connection_id: str, trigger: str, full: bool) -> tuple[SyncRun, bool]:
+    def start_all_active(self, trigger: str = "schedule") -> int:
+        """Start and queue a run for every ACTIVE connection that is not already syncing."""
+        with self.session_factory() as session:
+            connection_ids = session.scalars(
+                select(Connection.id).where(Connection.status == "ACTIVE").order_by(Connection.id)
+            ).all()
+        started = 0
+        for connection_id in connection_ids:
+            try:
+                _, created = self.start(connection_id, trigger, enqueue=True)
+            except NotFound:
+                continue  # deleted meanwhile
+            started += created
+        log.info("%s: started %d of %d active connections", trigger, started, len(connection_ids))
+        return started
+
+    def _try_start(self, connection_id: str, trigger: str, full: bool, enqueue: bool) -> tuple[SyncRun, bool]:
         now = utcnow()
         with transaction(self.session_factory) as session:
             connection = session.get(Connection, connection_id)
@@ -174,6 +199,11 @@ class SyncEngine:
             )
             session.add(run)
             session.flush()
+            if enqueue:
+                if self.queue is None:
+                    raise RuntimeError("this sync engine has no job queue")
+                # The lock keeps two jobs of one connection from running at once on any worker.
+                self.queue.enqueue(session, TASK_SYNC, {"run_id": run.id}, lock=f"connection:{connection.id}")
             return run, True
 
     def run(
@@ -193,6 +223,8 @@ class SyncEngine:
             run = session.get(SyncRun, run_id)
             if run is None:
                 raise NotFound(f"sync run {run_id} not found")
+            if run.status != "RUNNING":
+                return run  # finished already, or taken over as abandoned
             connection = session.get(Connection, run.connection_id)
             assert connection is not None
         state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since)

@@ -17,8 +17,8 @@ class InProcessRunner:
     def __init__(self, workers: int = 2) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arsync-job")
 
-    def submit(self, job: Callable[..., Any], *args: Any) -> Future[Any]:
-        future = self._pool.submit(job, *args)
+    def submit(self, job: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        future = self._pool.submit(job, *args, **kwargs)
         future.add_done_callback(_log_failure)
         return future
 

@@ -8,12 +8,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
+from arsync.erp.models import Push
+from arsync.erp.push import pushes_by_invoice, pushes_by_payment
+from arsync.erp.schemas import push_read
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.money import format_amount
 from arsync.schemas import Page, PageParams
-from arsync.web.deps import ScopeDep, SessionDep
+from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.web.responses import json_response
 
@@ -38,6 +41,7 @@ def customer_read(customer: Customer) -> schemas.CustomerRead:
 
 def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
     lines = ledger.invoice_lines(session, [i.id for i in invoices])
+    pushes = pushes_by_invoice(session, [i.id for i in invoices if i.dispatched_at is not None])
     return [
         schemas.InvoiceRead(
             id=i.id,
@@ -52,6 +56,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
             erp_status=i.erp_status,
             erp_invoice_id=i.erp_invoice_id,
             dispatched_at=i.dispatched_at,
+            push=push_read(pushes[i.id]) if i.id in pushes else None,
             lines=[
                 schemas.LineRead(
                     description=line.description,
@@ -68,7 +73,12 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
     ]
 
 
-def payment_read(payment: Payment) -> schemas.PaymentRead:
+def payment_reads(session: Session, payments: list[Payment]) -> list[schemas.PaymentRead]:
+    pushes = pushes_by_payment(session, [p.id for p in payments if p.source == "cash_application"])
+    return [payment_read(payment, pushes.get(payment.id)) for payment in payments]
+
+
+def payment_read(payment: Payment, push: Push | None) -> schemas.PaymentRead:
     return schemas.PaymentRead(
         id=payment.id,
         invoice_id=payment.invoice_id,
@@ -76,6 +86,7 @@ def payment_read(payment: Payment) -> schemas.PaymentRead:
         payment_date=payment.payment_date,
         source=payment.source,
         erp_payment_id=payment.erp_payment_id,
+        push=push_read(push) if push else None,
         created_at=payment.created_at,
     )
 
@@ -192,9 +203,11 @@ def void_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schem
 
 
 @router.post("/invoices/{invoice_id}/dispatch", response_model=schemas.InvoiceRead, tags=["invoices"])
-def dispatch_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
-    """Record that a finalized invoice was dispatched to the customer."""
-    return invoice_reads(session, [ledger.dispatch_invoice(session, scope, invoice_id)])[0]
+def dispatch_invoice(
+    invoice_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
+) -> schemas.InvoiceRead:
+    """Dispatch a finalized invoice; it is pushed to the ERP right after (see ``push``)."""
+    return invoice_reads(session, [container.pushes.dispatch_invoice(session, scope, invoice_id)])[0]
 
 
 # Payments and cash applications --------------------------------------------------------
@@ -209,15 +222,13 @@ def list_payments(
 ) -> Response:
     """List payments, optionally of one invoice."""
     rows, more = ledger.list_payments(session, scope, paging, invoice_id=invoice_id)
-    return json_response(
-        Page(items=[payment_read(p) for p in rows], page=paging.page, limit=paging.limit, has_more=more)
-    )
+    return json_response(Page(items=payment_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more))
 
 
 @router.get("/payments/{payment_id}", response_model=schemas.PaymentRead, tags=["payments"])
 def get_payment(payment_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one payment."""
-    return json_response(payment_read(ledger.get_payment(session, scope, payment_id)))
+    return json_response(payment_reads(session, [ledger.get_payment(session, scope, payment_id)])[0])
 
 
 @router.post(
@@ -254,6 +265,8 @@ def get_cash_application(application_id: str, scope: ScopeDep, session: SessionD
     response_model=schemas.CashApplicationRead,
     tags=["cash applications"],
 )
-def approve_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
+def approve_cash_application(
+    application_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
+) -> schemas.CashApplicationRead:
     """Approve: records the payment and lowers the invoice's outstanding amount; over-application is refused."""
-    return cash_application_read(ledger.approve_cash_application(session, scope, application_id))
+    return cash_application_read(container.pushes.approve_cash_application(session, scope, application_id))

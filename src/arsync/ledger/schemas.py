@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from arsync.erp.schemas import PushRead
 from arsync.schemas import ApiModel, MoneyIn, MoneyOut
 
 Quantity = MoneyIn
@@ -104,6 +105,7 @@ class InvoiceRead(ApiModel):
     erp_status: str | None
     erp_invoice_id: str | None
     dispatched_at: datetime | None
+    push: PushRead | None = Field(description="The push to the ERP, once the invoice is dispatched")
     lines: list[LineRead]
     created_at: datetime
     updated_at: datetime
@@ -116,6 +118,7 @@ class PaymentRead(ApiModel):
     payment_date: date
     source: str
     erp_payment_id: str | None
+    push: PushRead | None = Field(description="The push to the ERP, for payments from approved cash applications")
     created_at: datetime
 
 

@@ -152,6 +152,7 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
                 "page": page_hint,
                 "modifiedSince": parsed.get("modifiedSince") if isinstance(parsed, dict) else None,
                 "authorized": state.token_ok(request.headers.get("authorization")),
+                "body": parsed if endpoint.endswith("/push") else None,
             }
         )
         fault = state.take_fault(endpoint, page_hint)

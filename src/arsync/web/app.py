@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from arsync import __version__
 from arsync.bootstrap import Container
 from arsync.erp.endpoints import router as erp_router
+from arsync.jobs.queue import InProcessQueue
+from arsync.jobs.worker import EmbeddedScheduler, run_worker
 from arsync.ledger.endpoints import router as ledger_router
 from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.web import errors
+
+log = logging.getLogger(__name__)
 
 
 class Health(ApiModel):
@@ -18,9 +28,54 @@ class Health(ApiModel):
     version: str
 
 
-def create_app(container: Container) -> FastAPI:
-    """The platform API bound to ``container``."""
+@asynccontextmanager
+async def _background_jobs(container: Container) -> AsyncIterator[None]:
+    """The jobs ``arsync serve`` runs beside the API: the schedule, pushes and syncs.
+
+    Embedded mode (SQLite): the in-process scheduler, and pending pushes queued again (the
+    in-process queue does not outlive the process). PostgreSQL: one Procrastinate worker on
+    this event loop, the same as ``arsync worker``.
+    """
+    if isinstance(container.queue, InProcessQueue):
+        scheduler = EmbeddedScheduler(container)
+        scheduler.start()
+        requeued = container.pushes.requeue_pending()
+        if requeued:
+            log.info("queued %d pending pushes again", requeued)
+        try:
+            yield
+        finally:
+            scheduler.stop()
+        return
+    worker = asyncio.create_task(
+        run_worker(
+            container,
+            concurrency=container.settings.worker_concurrency,
+            name="arsync-serve",
+            install_signal_handlers=False,
+        )
+    )
+    try:
+        yield
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+def create_app(container: Container, *, background_jobs: bool = False) -> FastAPI:
+    """The platform API bound to ``container``; ``background_jobs`` also runs the worker and schedule."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not background_jobs:
+            yield
+            return
+        async with _background_jobs(container):
+            yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="arsync",
         version=__version__,
         description=(

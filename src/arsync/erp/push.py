@@ -1,0 +1,330 @@
+"""Outbound pushes: dispatched invoices and approved payments, sent to the ERP once.
+
+Recording and sending are separate steps:
+
+- *Recording* happens inside the transaction of the dispatch or the approval. It writes a
+  PENDING :class:`Push` and queues its job in that same transaction, so the push is never lost
+  and never runs for a change that rolled back.
+- *Sending* is the job. It locks the push row, sends it, and stores the ERP id in one
+  transaction. A push that SUCCEEDED is never sent again. If a process dies after the ERP
+  answered but before the result was stored, the job runs again and the middleware, which
+  must be idempotent, returns the id it already gave.
+
+Transient failures (timeouts, resets, 429, 502/503/504) are retried with doubling delays up
+to ``max_attempts``. Missing prerequisites and contract errors fail at once, with a reason;
+``retry`` puts a FAILED push back in the queue after the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from arsync.db import transaction, utcnow
+from arsync.erp import contract
+from arsync.erp.models import Connection, Push
+from arsync.erp.port import ErpConnector
+from arsync.errors import Conflict, ConnectorError, TransientError
+from arsync.jobs.queue import TASK_PUSH, JobQueue
+from arsync.ledger import service as ledger
+from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
+from arsync.schemas import PageParams
+from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
+
+log = logging.getLogger(__name__)
+ConnectorFactory = Callable[[Connection], ErpConnector]
+
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    max_attempts: int = 8
+    backoff_seconds: float = 5.0
+    # Names of places where a push stops dead, for crash tests (ARSYNC_FAILPOINTS).
+    failpoints: frozenset[str] = frozenset()
+
+
+class PrerequisiteMissing(Exception):
+    """The push cannot be sent until something else happens first (a sync, another push)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _failpoint(options: PushOptions, name: str) -> None:
+    """Stop here for good when a crash test asks for it: the test then kills the process."""
+    if name in options.failpoints:
+        sys.stderr.write(f"failpoint {name} reached\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(3600)
+
+
+class PushService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        connector_factory: ConnectorFactory,
+        queue: JobQueue,
+        options: PushOptions | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.connector_factory = connector_factory
+        self.queue = queue
+        self.options = options or PushOptions()
+
+    # Recording (inside the caller's transaction) --------------------------------------------
+
+    def dispatch_invoice(self, session: Session, scope: Scope, invoice_id: str) -> Invoice:
+        """Dispatch an invoice and record its push; dispatching again changes nothing."""
+        invoice = ledger.dispatch_invoice(session, scope, invoice_id)
+        if invoice.erp_invoice_id is None and push_for_invoice(session, invoice.id) is None:
+            self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
+                                       kind="invoice", invoice_id=invoice.id))  # fmt: skip
+        return invoice
+
+    def approve_cash_application(self, session: Session, scope: Scope, application_id: str) -> CashApplication:
+        """Approve a cash application and record the push of the payment it creates."""
+        application = ledger.approve_cash_application(session, scope, application_id)
+        assert application.payment_id is not None
+        if push_for_payment(session, application.payment_id) is None:
+            self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
+                                       kind="payment", invoice_id=application.invoice_id,
+                                       payment_id=application.payment_id))  # fmt: skip
+        return application
+
+    def retry(self, session: Session, scope: Scope, push_id: str) -> Push:
+        """Queue a FAILED push again, with a fresh budget of attempts."""
+        push = get_push(session, scope, push_id)
+        if push.status != "FAILED":
+            raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
+        push.status = "PENDING"
+        push.attempts = 0
+        push.manual_retries += 1
+        push.next_attempt_at = None
+        push.updated_at = utcnow()
+        self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id})
+        return push
+
+    def _record(self, session: Session, push: Push) -> None:
+        session.add(push)
+        session.flush()
+        self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id})
+
+    def requeue_pending(self) -> int:
+        """Queue every PENDING push again (embedded mode, at start: the queue lives in memory)."""
+        with transaction(self.session_factory) as session:
+            pushes = session.scalars(select(Push).where(Push.status == "PENDING")).all()
+            for push in pushes:
+                self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id}, run_at=push.next_attempt_at)
+            return len(pushes)
+
+    # Sending (the job) ----------------------------------------------------------------------
+
+    def execute(self, push_id: str) -> str | None:
+        """Send one push if it is still PENDING; returns its status afterwards (None if gone)."""
+        with transaction(self.session_factory) as session:
+            # The row lock makes concurrent runs of one push (a job re-run while a slow first
+            # run is still going) wait, then see SUCCEEDED and stop.
+            push = session.scalars(select(Push).where(Push.id == push_id).with_for_update()).one_or_none()
+            if push is None or push.status != "PENDING":
+                return push.status if push else None
+            now = utcnow()
+            if push.next_attempt_at is not None and push.next_attempt_at > now + timedelta(seconds=1):
+                return push.status  # an early duplicate; the scheduled job will send it
+            push.attempts += 1
+            push.updated_at = now
+            try:
+                connection = self._connection(session, push)
+                push.connection_id = connection.id
+                erp_id = self._send(session, push, connection)
+            except PrerequisiteMissing as exc:
+                self._fail(push, {"kind": "PrerequisiteMissing", "message": exc.message, "hint": exc.hint})
+            except TransientError as exc:
+                self._retry_later(session, push, exc.as_dict())
+            except ConnectorError as exc:
+                self._fail(push, exc.as_dict())
+            else:
+                self._succeed(session, push, erp_id)
+            log.info("push %s (%s) is %s after attempt %d", push.id, push.kind, push.status, push.attempts)
+            return push.status
+
+    def _send(self, session: Session, push: Push, connection: Connection) -> str:
+        request: contract.InvoicePushRequest | contract.PaymentPushRequest
+        if push.kind == "invoice":
+            request = self._invoice_request(session, push)
+        else:
+            request = self._payment_request(session, push, connection)
+        _failpoint(self.options, "push.before_send")
+        connector = self.connector_factory(connection)
+        try:
+            erp_id = (
+                connector.push_invoice(request)
+                if isinstance(request, contract.InvoicePushRequest)
+                else connector.push_payment(request)
+            )
+        finally:
+            connector.close()
+        _failpoint(self.options, "push.after_response")
+        return erp_id
+
+    @staticmethod
+    def _connection(session: Session, push: Push) -> Connection:
+        """The environment's ERP connection; a native one wins over REST middleware."""
+        connection = session.scalars(
+            select(Connection)
+            .where(in_scope(Connection, Scope(push.tenant_id, push.environment_id)))
+            .order_by(case((Connection.transport == "native", 0), else_=1))
+            .limit(1)
+        ).first()
+        if connection is None:
+            raise PrerequisiteMissing(
+                "no ERP connection in this environment",
+                "save a connection (PUT /api/v1/connections/erp-rest), then retry",
+            )
+        return connection
+
+    @staticmethod
+    def _invoice_request(session: Session, push: Push) -> contract.InvoicePushRequest:
+        invoice = session.get(Invoice, push.invoice_id)
+        assert invoice is not None
+        customer = session.get(Customer, invoice.customer_id)
+        assert customer is not None
+        if not customer.erp_debtor_id:
+            raise PrerequisiteMissing(
+                f"debtor not linked: customer {customer.id} ({customer.name}) has no ERP debtor id",
+                "run a sync so the customer is matched to its ERP debtor, then retry the push",
+            )
+        lines = ledger.invoice_lines(session, [invoice.id])[invoice.id]
+        return contract.InvoicePushRequest(
+            invoice_number=invoice.invoice_number,
+            erp_debtor_id=customer.erp_debtor_id,
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
+            currency=invoice.currency,
+            lines=[
+                contract.Line(
+                    description=line.description, quantity=line.quantity, unit_price=line.unit_price, amount=line.amount
+                )
+                for line in lines
+            ],
+        )
+
+    @staticmethod
+    def _payment_request(session: Session, push: Push, connection: Connection) -> contract.PaymentPushRequest:
+        payment = session.get(Payment, push.payment_id)
+        invoice = session.get(Invoice, push.invoice_id)
+        assert payment is not None and invoice is not None
+        if not invoice.erp_invoice_id:
+            raise PrerequisiteMissing(
+                f"invoice {invoice.id} ({invoice.invoice_number}) is not in the ERP yet",
+                "dispatch the invoice (or sync it from the ERP) so it has an ERP invoice id, then retry",
+            )
+        return contract.PaymentPushRequest(
+            erp_invoice_id=invoice.erp_invoice_id,
+            amount=payment.amount,
+            payment_date=payment.payment_date,
+            bank_account_code=connection.bank_account_code,
+        )
+
+    def _succeed(self, session: Session, push: Push, erp_id: str) -> None:
+        scope = Scope(push.tenant_id, push.environment_id)
+        record: Invoice | Payment | None
+        if push.kind == "invoice":
+            record = session.get(Invoice, push.invoice_id)
+            owner = session.scalar(select(Invoice.id).where(in_scope(Invoice, scope), Invoice.erp_invoice_id == erp_id))
+        else:
+            record = session.get(Payment, push.payment_id)
+            owner = session.scalar(select(Payment.id).where(in_scope(Payment, scope), Payment.erp_payment_id == erp_id))
+        assert record is not None
+        if owner is not None and owner != record.id:
+            self._fail(push, {
+                "kind": "ContractViolation",
+                "message": f"the ERP answered with id {erp_id!r}, which already belongs to {owner}",
+                "hint": "the middleware must return a new id per record and the same id on a retry",
+            })  # fmt: skip
+            return
+        if isinstance(record, Invoice):
+            record.erp_invoice_id = erp_id
+        else:
+            record.erp_payment_id = erp_id
+        now = utcnow()
+        push.status = "SUCCEEDED"
+        push.erp_id = erp_id
+        push.succeeded_at = now
+        push.last_error = None
+        push.next_attempt_at = None
+
+    @staticmethod
+    def _fail(push: Push, error: dict[str, Any]) -> None:
+        push.status = "FAILED"
+        push.last_error = error | {"at": utcnow().isoformat()}
+        push.next_attempt_at = None
+
+    def _retry_later(self, session: Session, push: Push, error: dict[str, Any]) -> None:
+        if push.attempts >= self.options.max_attempts:
+            self._fail(push, error | {"message": f"{error['message']}; gave up after {push.attempts} attempts"})
+            return
+        delay = min(self.options.backoff_seconds * 2 ** (push.attempts - 1), MAX_BACKOFF_SECONDS)
+        push.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        push.last_error = error | {"at": utcnow().isoformat()}
+        self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id}, run_at=push.next_attempt_at)
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+def get_push(session: Session, scope: Scope, push_id: str) -> Push:
+    return get_scoped(session, Push, push_id, scope, "push")
+
+
+def push_for_invoice(session: Session, invoice_id: str) -> Push | None:
+    return session.scalar(select(Push).where(Push.kind == "invoice", Push.invoice_id == invoice_id))
+
+
+def push_for_payment(session: Session, payment_id: str) -> Push | None:
+    return session.scalar(select(Push).where(Push.payment_id == payment_id))
+
+
+def list_pushes(
+    session: Session,
+    scope: Scope,
+    params: PageParams,
+    *,
+    status: str | None,
+    kind: str | None,
+    invoice_id: str | None,
+) -> tuple[list[Push], bool]:
+    statement = select(Push).where(in_scope(Push, scope))
+    if status:
+        statement = statement.where(Push.status == status)
+    if kind:
+        statement = statement.where(Push.kind == kind)
+    if invoice_id:
+        statement = statement.where(Push.invoice_id == invoice_id)
+    return paginate(session, statement.order_by(Push.id), params)
+
+
+def pushes_by_invoice(session: Session, invoice_ids: list[str]) -> dict[str, Push]:
+    if not invoice_ids:
+        return {}
+    pushes = session.scalars(select(Push).where(Push.kind == "invoice", Push.invoice_id.in_(invoice_ids)))
+    return {push.invoice_id: push for push in pushes}
+
+
+def pushes_by_payment(session: Session, payment_ids: list[str]) -> dict[str, Push]:
+    if not payment_ids:
+        return {}
+    pushes = session.scalars(select(Push).where(Push.payment_id.in_(payment_ids)))
+    return {push.payment_id: push for push in pushes if push.payment_id}

@@ -1,0 +1,274 @@
+"""Outbound pushes against the mock ERP over loopback HTTP, on SQLite and PostgreSQL.
+
+The push service here gets a recording queue, so each test runs the push job itself, when it
+chooses to, and can look at the state in between.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+
+from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.erp.models import Connection, Push
+from arsync.erp.push import PushOptions, PushService
+from arsync.errors import Conflict
+from arsync.jobs.queue import TASK_PUSH, InProcessQueue, ProcrastinateQueue
+from arsync.jobs.runner import InProcessRunner
+from arsync.ledger import schemas
+from arsync.ledger import service as ledger
+from arsync.ledger.models import Customer, Invoice, Payment
+from arsync.mocks.erp import Fault
+from arsync.tenancy.scope import Scope
+from tests.conftest import MockErp
+from tests.conftest import Scope as TenantScope
+from tests.fakes import RecordingQueue
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+def pushes(container: Container, queue: RecordingQueue) -> PushService:
+    return PushService(
+        container.session_factory, container.connector_for, queue, PushOptions(max_attempts=3, backoff_seconds=0)
+    )
+
+
+@pytest.fixture
+def synced(container: Container, scope: TenantScope, connection: Connection) -> Scope:
+    """The scope after a first sync, so its customers are linked to ERP debtors."""
+    assert container.sync.run(connection.id).status == "SUCCEEDED"
+    return Scope(scope.tenant_id, scope.environment_id)
+
+
+def _finalized_invoice(container: Container, scope: Scope, *, linked: bool, number: str = "AR-0001") -> str:
+    with transaction(container.session_factory) as session:
+        if linked:
+            customer_id = session.scalars(
+                select(Customer.id).where(Customer.tenant_id == scope.tenant_id, Customer.erp_debtor_id.is_not(None))
+            ).first()
+        else:
+            customer_id = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Walk-in Ltd")).id
+        assert customer_id is not None
+        body = schemas.InvoiceCreate(
+            customer_id=customer_id,
+            invoice_number=number,
+            issue_date=date(2026, 3, 1),
+            due_date=date(2026, 3, 31),
+            currency="ZAR",
+            lines=[schemas.LineIn(description="Services", quantity=Decimal(2), unit_price=Decimal("500.25"))],
+        )
+        invoice = ledger.create_invoice(session, scope, body)
+        ledger.finalize_invoice(session, scope, invoice.id)
+        return invoice.id
+
+
+def _dispatch(container: Container, pushes: PushService, scope: Scope, invoice_id: str) -> Push:
+    with transaction(container.session_factory) as session:
+        pushes.dispatch_invoice(session, scope, invoice_id)
+    return _push_of(container, invoice_id)
+
+
+def _push_of(container: Container, invoice_id: str, kind: str = "invoice") -> Push:
+    with container.session_factory() as session:
+        push = session.scalars(select(Push).where(Push.invoice_id == invoice_id, Push.kind == kind)).one()
+        session.expunge(push)
+        return push
+
+
+def _push_requests(mock_erp: MockErp, endpoint: str) -> list[dict[str, object]]:
+    return [r for r in mock_erp.state.requests if r.get("endpoint") == endpoint]
+
+
+def test_dispatch_records_a_pending_push_and_queues_it_once(
+    container: Container, pushes: PushService, queue: RecordingQueue, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    push = _dispatch(container, pushes, synced, invoice_id)
+    assert (push.status, push.attempts, push.erp_id) == ("PENDING", 0, None)
+    assert queue.jobs == [(TASK_PUSH, {"push_id": push.id}, None)]
+
+    _dispatch(container, pushes, synced, invoice_id)  # dispatching again records nothing new
+    assert len(queue.jobs) == 1
+
+
+def test_invoice_push_stores_the_erp_id_and_is_never_sent_twice(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    push = _dispatch(container, pushes, synced, invoice_id)
+    before = mock_erp.data.stats()["pushedInvoices"]
+
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    done = _push_of(container, invoice_id)
+    assert done.erp_id and done.erp_id.startswith("INV-ERP-") and done.attempts == 1 and done.succeeded_at
+    with container.session_factory() as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None and invoice.erp_invoice_id == done.erp_id
+    assert mock_erp.data.stats()["pushedInvoices"] == before + 1
+
+    sent = len(_push_requests(mock_erp, "/invoices/push"))
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    assert len(_push_requests(mock_erp, "/invoices/push")) == sent, "a SUCCEEDED push was sent again"
+
+
+def test_invoice_push_body_follows_the_contract(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True, number="AR-0042")
+    pushes.execute(_dispatch(container, pushes, synced, invoice_id).id)
+    body = _push_requests(mock_erp, "/invoices/push")[-1]["body"]
+    assert isinstance(body, dict)
+    assert body["schemaVersion"] == "1" and body["invoiceNumber"] == "AR-0042" and body["status"] == "AUTHORISED"
+    assert str(body["erpDebtorId"]).startswith("DEB-")
+    assert body["lines"] == [{"description": "Services", "quantity": 2, "unitPrice": 500.25, "amount": 1000.5}]
+
+
+def test_unlinked_debtor_fails_the_push_with_a_reason_and_sends_nothing(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=False)
+    push = _dispatch(container, pushes, synced, invoice_id)
+    assert pushes.execute(push.id) == "FAILED"
+    failed = _push_of(container, invoice_id)
+    assert failed.last_error is not None
+    assert failed.last_error["kind"] == "PrerequisiteMissing"
+    assert "debtor not linked" in failed.last_error["message"] and "sync" in failed.last_error["hint"]
+    assert _push_requests(mock_erp, "/invoices/push") == []
+
+
+def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
+    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    pushes.execute(_dispatch(container, pushes, synced, invoice_id).id)
+    with transaction(container.session_factory) as session:
+        application = ledger.create_cash_application(
+            session,
+            synced,
+            schemas.CashApplicationCreate(
+                invoice_id=invoice_id, amount=Decimal("400.10"), date=date(2026, 3, 15), reference="EFT 1"
+            ),
+        )
+        approved = pushes.approve_cash_application(session, synced, application.id)
+        payment_id = approved.payment_id
+    push = _push_of(container, invoice_id, kind="payment")
+    assert push.payment_id == payment_id and queue.jobs[-1] == (TASK_PUSH, {"push_id": push.id}, None)
+
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    body = _push_requests(mock_erp, "/payments/push")[-1]["body"]
+    assert isinstance(body, dict)
+    assert body["bankAccountCode"] == "090" and body["amount"] == 400.1 and body["paymentDate"] == "2026-03-15"
+    with container.session_factory() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None and payment.erp_payment_id == _push_of(container, invoice_id, "payment").erp_id
+
+
+def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason(
+    container: Container, pushes: PushService, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    with transaction(container.session_factory) as session:
+        application = ledger.create_cash_application(
+            session,
+            synced,
+            schemas.CashApplicationCreate(
+                invoice_id=invoice_id, amount=Decimal(10), date=date(2026, 3, 15), reference="x"
+            ),
+        )
+        pushes.approve_cash_application(session, synced, application.id)
+    push = _push_of(container, invoice_id, kind="payment")
+    assert pushes.execute(push.id) == "FAILED"
+    failed = _push_of(container, invoice_id, kind="payment")
+    assert failed.last_error and "not in the ERP" in failed.last_error["message"]
+
+
+def test_transient_failures_retry_with_backoff_then_fail_and_can_be_retried(
+    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    push = _dispatch(container, pushes, synced, invoice_id)
+    mock_erp.state.set_faults([Fault(endpoint="/invoices/push", status=503)])
+
+    assert pushes.execute(push.id) == "PENDING"
+    waiting = _push_of(container, invoice_id)
+    assert waiting.attempts == 1 and waiting.next_attempt_at is not None
+    assert waiting.last_error and waiting.last_error["kind"] == "TransientError"
+    assert queue.jobs[-1] == (TASK_PUSH, {"push_id": push.id}, waiting.next_attempt_at)
+
+    assert pushes.execute(push.id) == "PENDING"
+    assert pushes.execute(push.id) == "FAILED"  # max_attempts=3
+    failed = _push_of(container, invoice_id)
+    assert failed.attempts == 3 and "gave up after 3 attempts" in (failed.last_error or {})["message"]
+    assert mock_erp.data.stats()["pushedInvoices"] == 0
+
+    mock_erp.state.set_faults([])
+    with transaction(container.session_factory) as session:
+        retried = pushes.retry(session, synced, push.id)
+        assert (retried.status, retried.attempts, retried.manual_retries) == ("PENDING", 0, 1)
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    with transaction(container.session_factory) as session, pytest.raises(Conflict) as refused:
+        pushes.retry(session, synced, push.id)
+    assert refused.value.code == "INVALID_STATE"
+
+
+def test_a_middleware_that_times_out_after_committing_produces_no_duplicate(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    push = _dispatch(container, pushes, synced, invoice_id)
+    # The mock creates the invoice, then answers after the client's 2 s timeout, once.
+    mock_erp.state.set_faults([Fault(endpoint="/invoices/push", delay_after=3, times=1)])
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    assert len(_push_requests(mock_erp, "/invoices/push")) == 2
+    assert mock_erp.data.stats()["pushedInvoices"] == 1
+    assert _push_of(container, invoice_id).erp_id == "INV-ERP-000001"
+
+
+def test_no_connection_fails_the_push_with_a_reason(
+    container: Container, pushes: PushService, scope: TenantScope
+) -> None:
+    bare = Scope(scope.tenant_id, scope.environment_id)
+    invoice_id = _finalized_invoice(container, bare, linked=False)
+    push = _dispatch(container, pushes, bare, invoice_id)
+    assert pushes.execute(push.id) == "FAILED"
+    assert "no ERP connection" in (_push_of(container, invoice_id).last_error or {})["message"]
+
+
+def test_in_process_queue_runs_jobs_only_after_commit(container: Container) -> None:
+    runner = InProcessRunner(workers=1)
+    queue = InProcessQueue(runner, container.session_factory)
+    ran: list[str] = []
+    queue.register("t", lambda item: ran.append(item))
+    try:
+        with container.session_factory() as session:
+            with session.begin():
+                queue.enqueue(session, "t", {"item": "rolled back"})
+                session.rollback()
+            with session.begin():
+                queue.enqueue(session, "t", {"item": "committed"})
+        runner.shutdown()
+    finally:
+        queue.close()
+    assert ran == ["committed"]
+
+
+def test_procrastinate_queue_inserts_the_job_in_the_callers_transaction(pg_container: Container) -> None:
+    queue = ProcrastinateQueue()
+    factory = pg_container.session_factory
+    with factory() as session:
+        with session.begin():
+            queue.enqueue(session, TASK_PUSH, {"push_id": "push_rolled_back"})
+            session.rollback()
+        with session.begin():
+            queue.enqueue(session, TASK_PUSH, {"push_id": "push_committed"}, lock="connection:x")
+    with factory() as session:
+        rows = session.execute(text("SELECT task_name, args, lock, status FROM procrastinate_jobs")).all()
+    assert [tuple(r) for r in rows] == [(TASK_PUSH, {"push_id": "push_committed"}, "connection:x", "todo")]
