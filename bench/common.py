@@ -54,3 +54,25 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], name: str, timeout
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"{name} did not start") from None
             time.sleep(0.2)
+
+
+class MockErpProcess:
+    def __init__(self, size: dict[str, int]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [ARSYNC, "mock-erp", "--host", "127.0.0.1", "--port", str(self.port), "--seed", "1"]
+        for entity, count in size.items():
+            args += [f"--{entity}", str(count)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_up(f"{self.url}/_mock/state", self.process, "mock ERP")
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def mutate(self, counts: dict[str, int]) -> None:
+        httpx.post(f"{self.url}/_mock/mutate", json=counts, timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)

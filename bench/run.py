@@ -1,4 +1,4 @@
-"""``make bench``: the sync benchmark. Figures go to bench/results.json.
+"""``make bench``: the API, push and sync benchmarks. Figures go to bench/results.json.
 
 The mock ERP runs as its own process (``arsync mock-erp``). Each measured step runs in a fresh
 process (bench/sync_once.py) so that its peak RSS is its own:
@@ -21,7 +21,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
 from cryptography.fernet import Fernet
 
 from arsync.bootstrap import bootstrap
@@ -29,31 +28,10 @@ from arsync.config import Settings
 from arsync.db import transaction
 from arsync.tenancy import service as tenancy
 from bench import api as api_bench
-from bench.common import ARSYNC, RESULTS, ROOT, Database, free_port, wait_until_up
+from bench import push as push_bench
+from bench.common import RESULTS, ROOT, Database, MockErpProcess
 
 FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
-
-
-class MockErpProcess:
-    def __init__(self, size: dict[str, int]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [ARSYNC, "mock-erp", "--host", "127.0.0.1", "--port", str(self.port), "--seed", "1"]
-        for entity, count in size.items():
-            args += [f"--{entity}", str(count)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until_up(f"{self.url}/_mock/state", self.process, "mock ERP")
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def mutate(self, counts: dict[str, int]) -> None:
-        httpx.post(f"{self.url}/_mock/mutate", json=counts, timeout=30).raise_for_status()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def step(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -123,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="Fraction of the full data set (default 1.0).")
     parser.add_argument("--page-size", type=int, default=1000)
-    parser.add_argument("--only", choices=["sync", "api"], help="Run one benchmark instead of all.")
+    parser.add_argument("--only", choices=["sync", "api", "push"], help="Run one benchmark instead of all.")
     args = parser.parse_args()
 
     env = dict(os.environ, ARSYNC_SECRET_KEY=Fernet.generate_key().decode())
@@ -137,6 +115,14 @@ def main() -> None:
         results["api"]["targets"] = {
             "getCustomer >= 0.5 x bare": results["api"]["ratios"]["getCustomerVsBare"] >= 0.5,
             "listCustomers100 >= 0.5 x bare": results["api"]["ratios"]["listCustomers100VsBare"] >= 0.5,
+        }
+    if args.only in (None, "push"):
+        print(f"Push benchmark (PostgreSQL, one worker, {push_bench.INVOICES} invoices)", flush=True)
+        results["push"] = push_bench.run()
+        results["push"]["targets"] = {
+            "p99 <= 10 x p50": results["push"]["p99OverP50"] <= 10,
+            "no push lost": results["push"]["pushesLost"] == 0
+            and results["push"]["invoicesInErp"] == results["push"]["invoices"],
         }
     if args.only in (None, "sync"):
         results["sync"] = sync_benchmark(args, env)
