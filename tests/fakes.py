@@ -61,6 +61,7 @@ class RecordingQueue:
 
     def __init__(self) -> None:
         self.jobs: list[tuple[str, dict[str, Any], datetime | None]] = []
+        self.locks: list[str | None] = []
 
     def enqueue(
         self,
@@ -72,3 +73,4 @@ class RecordingQueue:
         run_at: datetime | None = None,
     ) -> None:
         self.jobs.append((task, args, run_at))
+        self.locks.append(lock)

@@ -325,9 +325,23 @@ def _print_run(run: SyncRun) -> None:
 def sync(
     connection_id: Annotated[str, typer.Argument(help="Connection id (conn_…).")],
     full: Annotated[bool, typer.Option("--full", help="Ignore the watermark; fetch everything.")] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Hand the run to the workers and return at once (PostgreSQL).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run one sync in the foreground with progress; prints the sync-run record."""
+    """Run one sync in the foreground with progress (or queue it); prints the sync-run record."""
+    if queue:
+        with _container() as c:
+            if not c.settings.is_postgresql:
+                err_console.print("[red]error:[/red] --queue needs PostgreSQL and arsync worker; drop it on SQLite")
+                raise typer.Exit(2)
+            run, started = c.sync.start(connection_id, trigger="cli", full=full, enqueue=True)
+        if as_json:
+            _print_json(run_as_dict(run))
+        else:
+            console.print(f"{'queued' if started else 'already running'}: {run.id}")
+        return
     with _container() as c:
         run = _run_sync(c, connection_id, full, "cli", show_progress=not as_json)
     if as_json:

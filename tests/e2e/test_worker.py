@@ -6,6 +6,7 @@ loopback port, so the test can see exactly what the middleware received.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -210,3 +211,34 @@ def test_worker_refuses_sqlite(tmp_path: Path) -> None:
     environment = os.environ | {"ARSYNC_DATA_DIR": str(tmp_path), "ARSYNC_DATABASE_URL": ""}
     result = subprocess.run([str(ARSYNC), "worker"], env=environment, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "needs PostgreSQL" in result.stderr
+
+
+def test_cli_sync_queue_hands_the_run_to_a_worker(
+    pg_container: Container, mock_erp: MockErp, start_worker: Callable[..., Worker], postgres_url: str, tmp_path: Path
+) -> None:
+    _, connection_id = _scope_with_connection(pg_container, mock_erp.url)
+    worker = start_worker("w")
+    environment = os.environ | {
+        "ARSYNC_DATABASE_URL": postgres_url,
+        "ARSYNC_SECRET_KEY": TEST_SECRET_KEY,
+        "ARSYNC_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(ARSYNC), "sync", connection_id, "--queue", "--json"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "RUNNING" and run["trigger"] == "cli"
+    wait_for(lambda: _run_status(pg_container, run["id"]) != "RUNNING", "the queued run", workers=[worker])
+    assert _run_status(pg_container, run["id"]) == "SUCCEEDED"
+
+
+def _run_status(container: Container, run_id: str) -> str:
+    with container.session_factory() as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        return run.status

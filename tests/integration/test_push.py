@@ -14,15 +14,18 @@ from sqlalchemy import select, text
 
 from arsync.bootstrap import Container
 from arsync.db import transaction
-from arsync.erp.models import Connection, Push
+from arsync.erp.models import Connection, Push, SyncRun
+from arsync.erp.port import ErpConnector
 from arsync.erp.push import PushOptions, PushService
+from arsync.erp.sync import SyncEngine
 from arsync.errors import Conflict
-from arsync.jobs.queue import TASK_PUSH, InProcessQueue, ProcrastinateQueue
+from arsync.jobs.queue import TASK_PUSH, TASK_SYNC, InProcessQueue, ProcrastinateQueue
 from arsync.jobs.runner import InProcessRunner
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, Payment
 from arsync.mocks.erp import Fault
+from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import MockErp
 from tests.conftest import Scope as TenantScope
@@ -272,3 +275,35 @@ def test_procrastinate_queue_inserts_the_job_in_the_callers_transaction(pg_conta
     with factory() as session:
         rows = session.execute(text("SELECT task_name, args, lock, status FROM procrastinate_jobs")).all()
     assert [tuple(r) for r in rows] == [(TASK_PUSH, {"push_id": "push_committed"}, "connection:x", "todo")]
+
+
+def test_an_unavailable_transport_fails_the_push_visibly(
+    container: Container, queue: RecordingQueue, synced: Scope
+) -> None:
+    def no_connector(connection: Connection) -> ErpConnector:
+        raise NotImplementedError(f"transport {connection.transport!r} is not available")
+
+    service = PushService(container.session_factory, no_connector, queue)
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    push = _dispatch(container, service, synced, invoice_id)
+    assert service.execute(push.id) == "FAILED"
+    error = _push_of(container, invoice_id).last_error or {}
+    assert error["kind"] == "InternalError" and "not available" in error["message"]
+
+
+def test_start_all_active_queues_one_run_per_active_connection(
+    container: Container, queue: RecordingQueue, connection: Connection, mock_erp: MockErp
+) -> None:
+    with transaction(container.session_factory) as session:
+        other = tenancy.create_tenant(session, "never-checked", "prod")
+    pending, _ = container.connections.save_rest(other.tenant_id, other.environment_id, mock_erp.url, None)
+    assert pending.status == "PENDING"  # never health-checked: not due
+    engine = SyncEngine(container.session_factory, container.connector_for, queue=queue)
+
+    assert engine.start_all_active() == 1
+    assert engine.start_all_active() == 0  # the run is still RUNNING: nothing new
+    with container.session_factory() as session:
+        runs = session.scalars(select(SyncRun).where(SyncRun.connection_id == connection.id)).all()
+    assert [(r.trigger, r.status) for r in runs] == [("schedule", "RUNNING")]
+    assert queue.jobs == [(TASK_SYNC, {"run_id": runs[0].id}, None)]
+    assert queue.locks == [f"connection:{connection.id}"]

@@ -134,6 +134,24 @@ class PushService:
 
     def execute(self, push_id: str) -> str | None:
         """Send one push if it is still PENDING; returns its status afterwards (None if gone)."""
+        try:
+            return self._execute(push_id)
+        except Exception as exc:
+            # A bug or an unavailable transport, not the ERP's answer: fail visibly rather than
+            # leave the push PENDING with nothing queued.
+            log.exception("push %s failed unexpectedly", push_id)
+            with transaction(self.session_factory) as session:
+                push = session.get(Push, push_id)
+                if push is None or push.status != "PENDING":
+                    return push.status if push else None
+                self._fail(push, {
+                    "kind": "InternalError",
+                    "message": f"{type(exc).__name__}: {str(exc)[:500]}",
+                    "hint": "this is an arsync error, not the middleware's; see the worker log, then retry",
+                })  # fmt: skip
+                return push.status
+
+    def _execute(self, push_id: str) -> str | None:
         with transaction(self.session_factory) as session:
             # The row lock makes concurrent runs of one push (a job re-run while a slow first
             # run is still going) wait, then see SUCCEEDED and stop.
