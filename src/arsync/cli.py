@@ -33,6 +33,7 @@ from arsync.jobs.worker import run_worker
 from arsync.ledger.export import write_ledger
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
@@ -410,6 +411,20 @@ def mock_erp(
         f"on http://{host}:{port}"
     )
     uvicorn.run(create_mock_erp_app(state), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("mock-nomod")
+def mock_nomod(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8710,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Accept only this X-API-KEY (default: any sk_test_… key).")
+    ] = None,
+) -> None:
+    """Run the mock Nomod API until interrupted (POST /_mock/pay pays an invoice or link)."""
+    state = MockNomodState(api_key=api_key, base_url=f"http://{host}:{port}")
+    err_console.print(f"mock Nomod on http://{host}:{port}")
+    uvicorn.run(create_mock_nomod_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 
 # demo --------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Nomod, the payment provider: client, webhook signatures (and, with the mock, its test double)."""
