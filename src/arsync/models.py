@@ -1,11 +1,12 @@
 """Imports every model so that ``Base.metadata`` is complete (used by Alembic and tests)."""
 
 from arsync.db import Base
-from arsync.erp.models import Connection, SyncRun
+from arsync.erp.models import Connection, Push, SyncRun
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
+from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.tenancy.models import ApiKey, Environment, Tenant
 
 __all__ = [
-    "ApiKey", "Base", "CashApplication", "Connection", "Customer", "Environment", "Invoice", "InvoiceLine",
-    "Payment", "SyncRun", "Tenant",
+    "ApiKey", "Base", "CashApplication", "Connection", "Customer", "EntityIntegrationMapping", "Environment",
+    "Invoice", "InvoiceLine", "NomodConnection", "Payment", "Push", "SyncRun", "Tenant",
 ]  # fmt: skip

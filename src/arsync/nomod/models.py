@@ -1,0 +1,58 @@
+"""The Nomod connection of an environment, and the links between arsync records and provider ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from arsync.db import Base, UTCDateTime, new_id, utcnow
+from arsync.ledger.models import JSONType
+
+
+class NomodConnection(Base):
+    """At most one per (tenant, environment). The API key and webhook secret are encrypted."""
+
+    __tablename__ = "nomod_connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "environment_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("nmc"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    base_url: Mapped[str] = mapped_column(String(2000))
+    api_key_encrypted: Mapped[str] = mapped_column(String(4000))
+    api_key_hint: Mapped[str] = mapped_column(String(40))
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(String(4000), default=None)
+    invoice_sync_outbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="ACTIVE")  # ACTIVE | FAILED
+    status_reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EntityIntegrationMapping(Base):
+    """An arsync record's id at a provider. Written only together with that id, never half.
+
+    Unique on (tenant, environment, entity type, entity, provider): concurrent syncs of one
+    customer can store one mapping only.
+    """
+
+    __tablename__ = "entity_integration_mappings"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "environment_id", "entity_type", "entity_id", "provider", name="uq_integration_mappings_entity"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("map"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    entity_type: Mapped[str] = mapped_column(String(20))  # customer | invoice
+    entity_id: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(20))  # nomod
+    provider_id: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,198 @@
+"""Customer sync to the mock Nomod, on SQLite and PostgreSQL: validation, once-only creation, no half writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.errors import InvalidInput
+from arsync.ledger import schemas
+from arsync.ledger import service as ledger
+from arsync.ledger.models import Customer
+from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
+from arsync.mocks.serving import serve_in_thread
+from arsync.nomod import client as nomod
+from arsync.nomod.client import NomodError, NomodOptions
+from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
+from arsync.nomod.service import NomodService, split_name
+from arsync.tenancy.scope import Scope
+from tests.conftest import Scope as TenantScope
+
+
+@pytest.fixture
+def nomod_state() -> Iterator[MockNomodState]:
+    state = MockNomodState()
+    with serve_in_thread(create_mock_nomod_app(state)) as server:
+        state.base_url = server.url
+        yield state
+
+
+@pytest.fixture
+def service(container: Container) -> NomodService:
+    return NomodService(
+        container.session_factory, container.vault, NomodOptions(timeout_seconds=2, backoff_seconds=0.01)
+    )
+
+
+@pytest.fixture
+def nomod_scope(service: NomodService, scope: TenantScope, nomod_state: MockNomodState) -> Scope:
+    here = Scope(scope.tenant_id, scope.environment_id)
+    service.save_connection(here, api_key="sk_test_123456", invoice_sync_outbound=True, base_url=nomod_state.base_url)
+    return here
+
+
+def _customer(
+    container: Container, scope: Scope, name: str = "Ada Lovelace", email: str | None = "ada@example.com"
+) -> str:
+    with transaction(container.session_factory) as session:
+        return ledger.create_customer(session, scope, schemas.CustomerCreate(name=name, email=email)).id
+
+
+def _mappings(container: Container) -> int:
+    with container.session_factory() as session:
+        return session.scalar(select(func.count()).select_from(EntityIntegrationMapping)) or 0
+
+
+def test_split_name() -> None:
+    assert split_name(" Ada  King Lovelace ") == ("Ada", "King Lovelace")
+    assert split_name("Cher") == ("Cher", None)
+
+
+def test_first_sync_creates_the_customer_and_stores_mapping_and_metadata(
+    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+) -> None:
+    customer_id = _customer(container, nomod_scope)
+    assert nomod_state.stats()["customers"] == 0  # creating a customer syncs nothing
+    nomod_id = service.ensure_customer(nomod_scope, customer_id)
+    created = nomod_state.customers[nomod_id]
+    assert (created["first_name"], created["last_name"], created["email"]) == ("Ada", "Lovelace", "ada@example.com")
+    assert created["metadata"]["arsync_customer_id"] == customer_id
+    with container.session_factory() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None and customer.metadata_["nomod_customer_id"] == nomod_id
+        assert customer.metadata_["nomod_sync_timestamp"]
+
+    assert service.ensure_customer(nomod_scope, customer_id) == nomod_id  # the mapping is used
+    assert nomod_state.stats()["customers"] == 1 and _mappings(container) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "email", "message"),
+    [
+        ("Ada", None, nomod.MISSING_FIELDS),
+        ("   ", "ada@example.com", nomod.MISSING_FIELDS),
+        ("Ada", "ada-at-example.com", nomod.INVALID_EMAIL),
+    ],
+)
+def test_invalid_customers_fail_before_calling_nomod(
+    container: Container,
+    service: NomodService,
+    nomod_scope: Scope,
+    nomod_state: MockNomodState,
+    name: str,
+    email: str | None,
+    message: str,
+) -> None:
+    with transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=nomod_scope.tenant_id, environment_id=nomod_scope.environment_id, name=name)
+        customer.email = email
+        session.add(customer)
+        session.flush()
+        customer_id = customer.id
+    with pytest.raises(NomodError) as raised:
+        service.ensure_customer(nomod_scope, customer_id)
+    assert raised.value.message == message and raised.value.code == nomod.CODES[message]
+    assert list(nomod_state.requests) == [] and _mappings(container) == 0
+
+
+def test_unknown_or_foreign_customer_is_not_found(
+    container: Container, service: NomodService, nomod_scope: Scope
+) -> None:
+    with pytest.raises(NomodError, match=nomod.CUSTOMER_NOT_FOUND):
+        service.ensure_customer(nomod_scope, "cust_nope")
+    other = Scope("ten_other", nomod_scope.environment_id)
+    customer_id = _customer(container, nomod_scope)
+    with pytest.raises(NomodError, match=nomod.CUSTOMER_NOT_FOUND):
+        service.ensure_customer(other, customer_id)
+
+
+def test_nomod_refusing_the_email_writes_nothing(
+    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+) -> None:
+    nomod_state.create_customer({"first_name": "Someone", "email": "taken@example.com"})
+    customer_id = _customer(container, nomod_scope, email="taken@example.com")
+    with pytest.raises(NomodError) as raised:
+        service.ensure_customer(nomod_scope, customer_id)
+    assert raised.value.message == nomod.EMAIL_EXISTS
+    assert _mappings(container) == 0
+    with container.session_factory() as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None and "nomod_customer_id" not in customer.metadata_
+
+
+def test_a_nomod_outage_writes_nothing_and_is_transient(
+    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+) -> None:
+    nomod_state.faults = [NomodFault(path="/v1/customers", status=503)]
+    customer_id = _customer(container, nomod_scope)
+    with pytest.raises(NomodError) as raised:
+        service.ensure_customer(nomod_scope, customer_id)
+    assert raised.value.message == nomod.API_ERROR and raised.value.transient and _mappings(container) == 0
+
+
+def test_a_rejected_key_marks_the_connection_failed(
+    container: Container, service: NomodService, scope: TenantScope, nomod_state: MockNomodState
+) -> None:
+    here = Scope(scope.tenant_id, scope.environment_id)
+    nomod_state.api_key = "sk_test_the_real_one"
+    service.save_connection(here, api_key="sk_test_stale", invoice_sync_outbound=True, base_url=nomod_state.base_url)
+    with pytest.raises(NomodError) as raised:
+        service.ensure_customer(here, _customer(container, here))
+    assert raised.value.unauthorized and raised.value.message == nomod.API_ERROR
+    with container.session_factory() as session:
+        connection = session.scalars(select(NomodConnection)).one()
+        assert connection.status == "FAILED" and "API key" in (connection.status_reason or "")
+        assert "sk_test_stale" not in str(connection.last_error)
+
+
+def test_twenty_concurrent_syncs_create_one_nomod_customer(
+    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+) -> None:
+    customer_id = _customer(container, nomod_scope)
+    nomod_state.faults = [NomodFault(path="/v1/customers", delay=0.3, times=1)]  # widen the race window
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        ids = set(pool.map(lambda _: service.ensure_customer(nomod_scope, customer_id), range(20)))
+    assert len(ids) == 1
+    assert nomod_state.stats()["customers"] == 1 and _mappings(container) == 1
+
+
+def test_the_connection_key_is_encrypted_and_masked(
+    container: Container, service: NomodService, nomod_scope: Scope
+) -> None:
+    with container.session_factory() as session:
+        connection = session.scalars(select(NomodConnection)).one()
+    assert "sk_test_123456" not in connection.api_key_encrypted
+    assert container.vault.decrypt(connection.api_key_encrypted) == "sk_test_123456"
+    assert connection.api_key_hint.endswith("3456") and "sk_test_12" not in connection.api_key_hint
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("apiKey", {"api_key": "pk_live_x"}),
+        ("baseUrl", {"base_url": "ftp://nomod"}),
+        ("webhookSecret", {"webhook_secret": "secret"}),
+    ],
+)
+def test_bad_connection_settings_are_refused(
+    service: NomodService, nomod_scope: Scope, field: str, kwargs: dict[str, str]
+) -> None:
+    values = {"api_key": "sk_test_123456", "base_url": "https://api.nomod.com"} | kwargs
+    with pytest.raises(InvalidInput) as raised:
+        service.save_connection(nomod_scope, invoice_sync_outbound=False, **values)
+    assert raised.value.details == {"field": field}
