@@ -89,7 +89,7 @@ class PushService:
     def dispatch_invoice(self, session: Session, scope: Scope, invoice_id: str) -> Invoice:
         """Dispatch an invoice and record its push; dispatching again changes nothing."""
         invoice = ledger.dispatch_invoice(session, scope, invoice_id)
-        if invoice.erp_invoice_id is None and push_for_invoice(session, invoice.id) is None:
+        if invoice.erp_invoice_id is None and invoice.id not in pushes_by_invoice(session, [invoice.id]):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                                        kind="invoice", invoice_id=invoice.id))  # fmt: skip
         return invoice
@@ -98,7 +98,7 @@ class PushService:
         """Approve a cash application and record the push of the payment it creates."""
         application = ledger.approve_cash_application(session, scope, application_id)
         assert application.payment_id is not None
-        if push_for_payment(session, application.payment_id) is None:
+        if application.payment_id not in pushes_by_payment(session, [application.payment_id]):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                                        kind="payment", invoice_id=application.invoice_id,
                                        payment_id=application.payment_id))  # fmt: skip
@@ -305,14 +305,6 @@ class PushService:
 
 def get_push(session: Session, scope: Scope, push_id: str) -> Push:
     return get_scoped(session, Push, push_id, scope, "push")
-
-
-def push_for_invoice(session: Session, invoice_id: str) -> Push | None:
-    return session.scalar(select(Push).where(Push.kind == "invoice", Push.invoice_id == invoice_id))
-
-
-def push_for_payment(session: Session, payment_id: str) -> Push | None:
-    return session.scalar(select(Push).where(Push.payment_id == payment_id))
 
 
 def list_pushes(

@@ -61,6 +61,14 @@ def parse_retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def retry_wait(attempt: int, retry_after: float | None, backoff_seconds: float, max_retry_after: float) -> float:
+    """Seconds before the next attempt: the server's Retry-After (capped), else jittered doubling."""
+    if retry_after is not None:
+        return min(retry_after, max_retry_after)
+    backoff: float = backoff_seconds * 2 ** (attempt - 1)
+    return backoff * (0.5 + random.random() / 2)
+
+
 def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
     """The first few contract breaches as ``path: problem`` pairs."""
     parts = []
@@ -141,12 +149,10 @@ class RestConnector:
         return contract.ListRequest(page=page, limit=limit, modified_since=modified_since)
 
     def _wait(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        error = outcome.exception() if outcome else None
-        if isinstance(error, ConnectorError) and error.retry_after is not None:
-            return min(error.retry_after, self.options.max_retry_after_seconds)
-        backoff: float = self.options.backoff_seconds * 2 ** (state.attempt_number - 1)
-        return backoff * (0.5 + random.random() / 2)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = error.retry_after if isinstance(error, ConnectorError) else None
+        return retry_wait(state.attempt_number, retry_after, self.options.backoff_seconds,
+                          self.options.max_retry_after_seconds)  # fmt: skip
 
     def _call(
         self,

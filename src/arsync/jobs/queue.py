@@ -132,7 +132,7 @@ class InProcessQueue:
 
     def _fire(self, job: QueuedJob) -> None:
         with self._lock:
-            self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
+            self._timers.discard(threading.current_thread())  # a Timer is the thread it fires on
             if self._closed:
                 return
         self.runner.submit(self.handlers[job.task], **job.args)

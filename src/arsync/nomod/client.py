@@ -7,7 +7,6 @@ number of times; anything else is answered at once.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from arsync.erp.rest import parse_retry_after
+from arsync.erp.rest import parse_retry_after, retry_wait
 from arsync.errors import ArsyncError
 
 CUSTOMER_NOT_FOUND = "Customer not found"
@@ -106,10 +105,9 @@ class NomodClient:
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, NomodError) and error.retry_after is not None:
-            return min(error.retry_after, self.options.max_retry_after_seconds)
-        backoff: float = self.options.backoff_seconds * 2 ** (state.attempt_number - 1)
-        return backoff * (0.5 + random.random() / 2)
+        retry_after = error.retry_after if isinstance(error, NomodError) else None
+        return retry_wait(state.attempt_number, retry_after, self.options.backoff_seconds,
+                          self.options.max_retry_after_seconds)  # fmt: skip
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         retrying = Retrying(
