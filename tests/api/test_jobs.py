@@ -106,8 +106,9 @@ def test_retrying_a_push_that_is_not_failed_is_a_conflict(alice: Tenant, mock_er
 
 def test_twenty_concurrent_sync_now_calls_start_exactly_one_run(alice: Tenant, mock_erp: MockErp) -> None:
     connection_id = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()["id"]
-    # The run stays RUNNING for a few seconds, so every call lands while it goes.
-    mock_erp.state.set_faults([Fault(endpoint="/debtors/list", page=1, delay=3, times=1)])
+    # The run stays RUNNING long enough for every call to land while it goes, even when twenty
+    # SQLite writers queue for the database lock on a loaded machine.
+    mock_erp.state.set_faults([Fault(endpoint="/debtors/list", page=1, delay=8, times=1)])
 
     def sync_now(_: int) -> httpx.Response:
         with httpx.Client(base_url=str(alice.client.base_url), headers=alice.headers, timeout=30) as client:
