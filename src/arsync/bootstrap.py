@@ -16,8 +16,19 @@ from arsync.erp.push import PushOptions, PushService
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
-from arsync.jobs.queue import TASK_PUSH, TASK_SCHEDULED_SYNC, TASK_SYNC, InProcessQueue, JobQueue, ProcrastinateQueue
+from arsync.jobs.queue import (
+    TASK_NOMOD_INVOICE,
+    TASK_PUSH,
+    TASK_SCHEDULED_SYNC,
+    TASK_SYNC,
+    InProcessQueue,
+    JobQueue,
+    ProcrastinateQueue,
+)
 from arsync.jobs.runner import InProcessRunner
+from arsync.nomod.client import NomodOptions
+from arsync.nomod.service import NomodService, RetryPolicy
+from arsync.nomod.webhooks import PaidWebhooks
 from arsync.vault import Vault
 
 
@@ -33,6 +44,8 @@ class Container:
     runner: InProcessRunner = field(init=False)
     queue: JobQueue = field(init=False)
     pushes: PushService = field(init=False)
+    nomod: NomodService = field(init=False)
+    nomod_webhooks: PaidWebhooks = field(init=False)
 
     def __post_init__(self) -> None:
         # Reads without BEGIN/COMMIT: two fewer round trips per GET request. Same pool.
@@ -61,7 +74,22 @@ class Container:
                 failpoints=self.settings.failpoint_names,
             ),
         )
+        self.nomod = NomodService(
+            self.session_factory,
+            self.vault,
+            NomodOptions(
+                timeout_seconds=self.settings.http_timeout_seconds,
+                max_attempts=self.settings.http_max_attempts,
+                backoff_seconds=self.settings.http_backoff_seconds,
+                max_retry_after_seconds=self.settings.http_max_retry_after_seconds,
+            ),
+            queue=self.queue,
+            retry=RetryPolicy(self.settings.push_max_attempts, self.settings.push_backoff_seconds),
+            default_base_url=self.settings.nomod_base_url,
+        )
+        self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes)
         if isinstance(self.queue, InProcessQueue):
+            self.queue.register(TASK_NOMOD_INVOICE, self.nomod.run_invoice_sync)
             self.queue.register(TASK_PUSH, self.pushes.execute)
             self.queue.register(TASK_SYNC, self.sync.execute)
             self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_all_active)

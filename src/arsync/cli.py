@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,7 @@ from arsync import migrate
 from arsync.bootstrap import Container, bootstrap
 from arsync.config import Settings
 from arsync.db import transaction
+from arsync.demo import Walkthrough, WalkthroughFailed
 from arsync.erp import contract
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import Entity
@@ -35,8 +38,11 @@ from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.nomod import signing
+from arsync.nomod.schemas import nomod_connection_read
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
+from arsync.tenancy.scope import Scope
 from arsync.web.app import create_app
 
 app = typer.Typer(
@@ -46,7 +52,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants, environments and API keys.", no_args_is_help=True)
-connection_app = typer.Typer(help="ERP connections.", no_args_is_help=True)
+connection_app = typer.Typer(help="ERP and Nomod connections.", no_args_is_help=True)
 contract_app = typer.Typer(help="The Nudge REST contract.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
@@ -209,6 +215,54 @@ def _print_status(connection: Connection) -> None:
     console.print(f"status: [{colour}]{connection.status}[/{colour}]")
     if connection.status_reason:
         console.print(f"reason: {connection.status_reason}")
+
+
+@connection_app.command("set-nomod")
+def connection_set_nomod(
+    tenant: TenantOpt,
+    environment: EnvOpt,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Environment variable holding the Nomod key (never printed).")
+    ] = "NOMOD_API_KEY",
+    outbound: Annotated[
+        bool, typer.Option("--outbound/--no-outbound", help="Send invoices to Nomod when they are finalized.")
+    ] = False,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Default: ARSYNC_NOMOD_BASE_URL.")] = None,
+    webhook_secret_env: Annotated[
+        str | None, typer.Option("--webhook-secret-env", help="Environment variable holding the whsec_ secret.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Save the environment's Nomod connection (the same as PUT /api/v1/connections/nomod)."""
+    api_key = os.environ.get(api_key_env)
+    if not api_key:
+        err_console.print(f"error: environment variable {api_key_env} is not set (it holds the Nomod API key)")
+        raise typer.Exit(2)
+    webhook_secret = None
+    if webhook_secret_env:
+        webhook_secret = os.environ.get(webhook_secret_env)
+        if not webhook_secret:
+            err_console.print(f"error: environment variable {webhook_secret_env} is not set")
+            raise typer.Exit(2)
+    with _container() as c:
+        with c.session_factory() as session:
+            tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        saved = c.nomod.save_connection(
+            Scope(tenant_row.id, env.id),
+            api_key=api_key,
+            invoice_sync_outbound=outbound,
+            base_url=base_url,
+            webhook_secret=webhook_secret,
+        )
+    read = nomod_connection_read(saved)
+    if as_json:
+        _print_json(read.model_dump(mode="json", by_alias=True))
+        return
+    console.print(f"Nomod connection: [bold]{read.id}[/bold] ({read.base_url})")
+    console.print(f"API key: {read.api_key_hint}   outbound invoice sync: {'on' if outbound else 'off'}")
+    console.print(
+        f"webhook: {read.webhook_path}  [dim](secret {'set' if read.webhook_secret_set else 'not set'})[/dim]"
+    )
 
 
 @connection_app.command("list")
@@ -451,15 +505,16 @@ def _demo_scope(c: Container) -> tuple[str, str, str]:
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the summary.")] = False,
 ) -> None:
-    """Offline demo: mock ERP on loopback, a demo tenant and connection, a sync, a summary."""
+    """Offline demo: mock ERP and mock Nomod on loopback, a demo tenant, a sync, a Nomod round trip, a summary."""
     with _container() as c:
-        state = MockErpState(MockErpData(DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS, seed=7))
+        tenant_id, env_id, api_key = _demo_scope(c)
+        with c.session_factory() as session:
+            previous_runs = (
+                session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
+            )
+        data = MockErpData(DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS, seed=7, push_id_tag=f"{previous_runs + 1}-")
+        state = MockErpState(data)
         with serve_in_thread(create_mock_erp_app(state)) as mock:
-            tenant_id, env_id, api_key = _demo_scope(c)
-            with c.session_factory() as session:
-                previous_runs = (
-                    session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
-                )
             # Each demo run changes a few ERP records, so a repeat run has something to pick up.
             for _ in range(previous_runs + 1):
                 state.data.mutate({"debtors": 3, "invoices": 12, "payments": 5})
@@ -483,12 +538,25 @@ def demo(
                 f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json"
             )
             console.print("run the demo again for an incremental sync")
-            if no_serve:
-                raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
-            with _serve_api(c) as api:
+            with _demo_nomod(c) as nomod, _serve_api(c) as api:
+                webhook_secret = signing.new_secret()
+                c.nomod.save_connection(Scope(tenant_id, env_id), api_key=DEMO_NOMOD_KEY, invoice_sync_outbound=True,
+                                        base_url=nomod.url, webhook_secret=webhook_secret)  # fmt: skip
+                nomod.state.webhook_url = f"{api.url}/api/v1/webhooks/nomod/{tenant_id}/{env_id}"
+                nomod.state.webhook_secret = webhook_secret
+                console.rule("[bold]Nomod: finalize, pay, push")
+                walkthrough = Walkthrough(api.url, api_key, tenant_id, env_id, nomod.url, console)
+                try:
+                    walkthrough.run(invoice_number=f"DEMO-{previous_runs + 1:04d}")
+                    nomod_ok = True
+                except WalkthroughFailed as exc:
+                    err_console.print(f"[red]Nomod walkthrough failed:[/red] {exc}")
+                    nomod_ok = False
+                if no_serve:
+                    raise typer.Exit(0 if run.status == "SUCCEEDED" and nomod_ok else 1)
                 console.rule("[bold]serving")
                 console.print(f"API: {api.url}/api/v1  (interactive docs: {api.url}/docs)")
-                console.print(f"mock ERP: {mock.url}")
+                console.print(f"mock ERP: {mock.url}   mock Nomod: {nomod.url}")
                 console.print("try:")
                 console.print(
                     f"  curl -s {api.url}/api/v1/sync-runs -H 'Authorization: Bearer {api_key}' "
@@ -498,6 +566,36 @@ def demo(
                 console.print(f"  .venv/bin/arsync sync {connection.id}")
                 console.print("Press Ctrl-C to stop.")
                 _wait_for_interrupt()
+
+
+DEMO_NOMOD_KEY = "sk_test_arsync_demo"
+DEMO_NOMOD_PORT = 8710
+
+
+@dataclass
+class DemoNomod:
+    url: str
+    state: MockNomodState
+
+
+@contextmanager
+def _demo_nomod(c: Container) -> Iterator[DemoNomod]:
+    """The mock Nomod on 127.0.0.1:8710 (or a free port), keeping its objects in the data directory."""
+    stored = c.settings.data_dir / "mock-nomod.json"
+    state = MockNomodState(api_key=DEMO_NOMOD_KEY)
+    if stored.exists():
+        state.load(stored.read_bytes())
+    app_ = create_mock_nomod_app(state)
+    try:
+        server = serve_in_thread(app_, port=DEMO_NOMOD_PORT)
+    except OSError:
+        server = serve_in_thread(app_)
+    state.base_url = server.url
+    try:
+        with server:
+            yield DemoNomod(server.url, state)
+    finally:
+        stored.write_bytes(state.dump())
 
 
 DEMO_API_PORT = 8000

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from arsync.mocks.serving import RunningServer
+from arsync.nomod import signing
 from tests.api.conftest import Tenant
 from tests.conftest import MockErp
 
@@ -54,7 +55,15 @@ def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     key = alice.client.get("/api/v1/api-keys").json()[0]
+    nomod = alice.client.put(
+        "/api/v1/connections/nomod",
+        json={"apiKey": "sk_test_alice_secret", "invoiceSync": {"outbound": False}, "baseUrl": "http://127.0.0.1:9",
+              "webhookSecret": signing.new_secret()},
+    )  # fmt: skip
+    assert nomod.status_code == 200, nomod.text
     return {
+        "tenant_id": alice.tenant_id,
+        "environment_id": alice.environment_id,
         "customer_id": c["id"],
         "invoice_id": inv["id"],
         "application_id": cap["id"],
@@ -79,7 +88,8 @@ def _routes(server: RunningServer) -> list[tuple[str, str]]:
 def test_no_route_leaks_across_tenants(
     api_server: RunningServer, alice: Tenant, bob: Tenant, alice_data: dict[str, str]
 ):
-    secrets = [*alice_data.values(), "Alice Secret Customer", "ALICE-SECRET-1", "secret@alice.example"]
+    secrets = [*alice_data.values(), "Alice Secret Customer", "ALICE-SECRET-1", "secret@alice.example",
+               "sk_test_alice_secret"]  # fmt: skip
     routes = _routes(api_server)
     assert len(routes) >= 25
     checked = 0

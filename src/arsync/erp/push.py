@@ -94,9 +94,11 @@ class PushService:
                                        kind="invoice", invoice_id=invoice.id))  # fmt: skip
         return invoice
 
-    def approve_cash_application(self, session: Session, scope: Scope, application_id: str) -> CashApplication:
+    def approve_cash_application(
+        self, session: Session, scope: Scope, application_id: str, *, source: str = "cash_application"
+    ) -> CashApplication:
         """Approve a cash application and record the push of the payment it creates."""
-        application = ledger.approve_cash_application(session, scope, application_id)
+        application = ledger.approve_cash_application(session, scope, application_id, source=source)
         assert application.payment_id is not None
         if application.payment_id not in pushes_by_payment(session, [application.payment_id]):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,

@@ -23,7 +23,7 @@ from croniter import croniter
 from procrastinate import exceptions as procrastinate_errors
 from sqlalchemy.engine import make_url
 
-from arsync.jobs.queue import QUEUE_NAME, TASK_PUSH, TASK_SCHEDULED_SYNC, TASK_SYNC
+from arsync.jobs.queue import QUEUE_NAME, TASK_NOMOD_INVOICE, TASK_PUSH, TASK_SCHEDULED_SYNC, TASK_SYNC
 
 if TYPE_CHECKING:
     from arsync.bootstrap import Container
@@ -53,6 +53,10 @@ def build_app(container: Container) -> procrastinate.App:
     @app.task(name=TASK_SYNC, queue=QUEUE_NAME)
     def sync(run_id: str) -> None:
         container.sync.execute(run_id)
+
+    @app.task(name=TASK_NOMOD_INVOICE, queue=QUEUE_NAME)
+    def nomod_invoice(sync_id: str) -> None:
+        container.nomod.run_invoice_sync(sync_id)
 
     @app.periodic(cron=settings.sync_cron, periodic_id="active-connections")
     @app.task(name=TASK_SCHEDULED_SYNC, queue=QUEUE_NAME, queueing_lock=TASK_SCHEDULED_SYNC)

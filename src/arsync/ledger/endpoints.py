@@ -15,6 +15,8 @@ from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.money import format_amount
+from arsync.nomod import service as nomod_service
+from arsync.nomod.schemas import invoice_nomod_read
 from arsync.schemas import Page, PageParams
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
@@ -42,6 +44,7 @@ def customer_read(customer: Customer) -> schemas.CustomerRead:
 def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
     lines = ledger.invoice_lines(session, [i.id for i in invoices])
     pushes = pushes_by_invoice(session, [i.id for i in invoices if i.dispatched_at is not None])
+    nomod = nomod_service.invoice_states(session, [i.id for i in invoices if i.status != "DRAFT"])
     return [
         schemas.InvoiceRead(
             id=i.id,
@@ -57,6 +60,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
             erp_invoice_id=i.erp_invoice_id,
             dispatched_at=i.dispatched_at,
             push=push_read(pushes[i.id]) if i.id in pushes else None,
+            nomod=invoice_nomod_read(*nomod[i.id]) if i.id in nomod else None,
             lines=[
                 schemas.LineRead(
                     description=line.description,
@@ -74,7 +78,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
 
 
 def payment_reads(session: Session, payments: list[Payment]) -> list[schemas.PaymentRead]:
-    pushes = pushes_by_payment(session, [p.id for p in payments if p.source == "cash_application"])
+    pushes = pushes_by_payment(session, [p.id for p in payments if p.source != "erp"])
     return [payment_read(payment, pushes.get(payment.id)) for payment in payments]
 
 
@@ -147,7 +151,8 @@ def update_customer(
 @router.get("/customers/{customer_id}/integrations", response_model=schemas.IntegrationsRead, tags=["customers"])
 def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.IntegrationsRead:
     """The customer's links to payment providers, e.g. its Nomod customer id."""
-    return schemas.IntegrationsRead(**ledger.customer_integrations(session, scope, customer_id))
+    customer = ledger.get_customer(session, scope, customer_id)
+    return schemas.IntegrationsRead(**nomod_service.customer_integrations(session, scope, customer))
 
 
 # Invoices -------------------------------------------------------------------------------
@@ -191,9 +196,13 @@ def update_invoice(
 
 
 @router.post("/invoices/{invoice_id}/finalize", response_model=schemas.InvoiceRead, tags=["invoices"])
-def finalize_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
-    """DRAFT → FINALIZED."""
-    return invoice_reads(session, [ledger.finalize_invoice(session, scope, invoice_id)])[0]
+def finalize_invoice(
+    invoice_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
+) -> schemas.InvoiceRead:
+    """DRAFT → FINALIZED. With Nomod's outbound invoice sync on, the invoice then goes to Nomod (see ``nomod``)."""
+    invoice = ledger.finalize_invoice(session, scope, invoice_id)
+    container.nomod.queue_invoice_sync(session, scope, invoice)
+    return invoice_reads(session, [invoice])[0]
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=schemas.InvoiceRead, tags=["invoices"])

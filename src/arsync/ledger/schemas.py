@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from arsync.erp.schemas import PushRead
+from arsync.nomod.schemas import InvoiceNomodRead
 from arsync.schemas import ApiModel, MoneyIn, MoneyOut
 
 Quantity = MoneyIn
@@ -106,6 +107,9 @@ class InvoiceRead(ApiModel):
     erp_invoice_id: str | None
     dispatched_at: datetime | None
     push: PushRead | None = Field(description="The push to the ERP, once the invoice is dispatched")
+    nomod: InvoiceNomodRead | None = Field(
+        default=None, description="Its Nomod invoice sync and payment URL, once it has been near Nomod"
+    )
     lines: list[LineRead]
     created_at: datetime
     updated_at: datetime

@@ -72,15 +72,6 @@ def update_customer(session: Session, scope: Scope, customer_id: str, body: sche
     return customer
 
 
-def customer_integrations(session: Session, scope: Scope, customer_id: str) -> dict[str, Any]:
-    customer = get_customer(session, scope, customer_id)
-    integrations: dict[str, dict[str, Any]] = {}
-    nomod_id = (customer.metadata_ or {}).get("nomod_customer_id")
-    if nomod_id:
-        integrations["nomod"] = {"nomod_customer_id": nomod_id}
-    return {"customer_id": customer.id, "integrations": integrations}
-
-
 # Invoices -------------------------------------------------------------------------------
 
 
@@ -311,7 +302,9 @@ def get_cash_application(session: Session, scope: Scope, application_id: str) ->
     return get_scoped(session, CashApplication, application_id, scope, "cash application")
 
 
-def approve_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
+def approve_cash_application(
+    session: Session, scope: Scope, application_id: str, *, source: str = "cash_application"
+) -> CashApplication:
     """Record the payment and lower the invoice's outstanding amount exactly."""
     application = get_cash_application(session, scope, application_id)
     if application.status == "APPROVED":
@@ -330,7 +323,7 @@ def approve_cash_application(session: Session, scope: Scope, application_id: str
         invoice_id=invoice.id,
         amount=application.amount,
         payment_date=application.application_date,
-        source="cash_application",
+        source=source,
     )
     session.add(payment)
     session.flush()

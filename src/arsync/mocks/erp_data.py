@@ -64,6 +64,9 @@ class MockErpData:
     invoices: int = 200
     payments: int = 150
     seed: int = 1
+    # Put into the ids of pushed records, so separate runs of an in-memory mock never hand out
+    # the same id twice (the demo starts a fresh mock each run against the same ledger).
+    push_id_tag: str = ""
     _changes: dict[str, dict[int, _Change]] = field(default_factory=lambda: {entity: {} for entity in _ENTITIES})
     _pushed_invoices: list[Record] = field(default_factory=list)
     _pushed_invoice_times: list[datetime] = field(default_factory=list)
@@ -237,7 +240,7 @@ class MockErpData:
             existing = self._pushed_by_number.get(request["invoiceNumber"])
             if existing:
                 return existing, False
-            erp_id = f"INV-ERP-{len(self._pushed_invoices) + 1:06d}"
+            erp_id = f"INV-ERP-{self.push_id_tag}{len(self._pushed_invoices) + 1:06d}"
             lines = request["lines"]
             total = sum((line["amount"] for line in lines), Decimal(0))
             record = {
@@ -265,7 +268,7 @@ class MockErpData:
             existing = self._payment_keys.get(key)
             if existing:
                 return existing, False
-            erp_id = f"PAY-ERP-{len(self._pushed_payments) + 1:06d}"
+            erp_id = f"PAY-ERP-{self.push_id_tag}{len(self._pushed_payments) + 1:06d}"
             self._pushed_payments.append(
                 {
                     "erpPaymentId": erp_id,

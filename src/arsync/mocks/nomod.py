@@ -16,6 +16,7 @@ Routes: ``POST /v1/customers``, ``POST /v1/invoices``, ``POST /v1/links``,
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import threading
 import uuid
@@ -186,6 +187,21 @@ class MockNomodState:
             self.charges[charge["id"]] = charge
             return charge
 
+    def dump(self) -> bytes:
+        """The stored objects as JSON, for :meth:`load` (the demo keeps them between runs)."""
+        with self._lock:
+            kept = {"customers": self.customers, "invoices": self.invoices, "links": self.links,
+                    "charges": self.charges}  # fmt: skip
+            return orjson.dumps(kept)
+
+    def load(self, raw: bytes) -> None:
+        stored = orjson.loads(raw)
+        with self._lock:
+            self.customers = dict(stored.get("customers", {}))
+            self.invoices = dict(stored.get("invoices", {}))
+            self.links = dict(stored.get("links", {}))
+            self.charges = dict(stored.get("charges", {}))
+
     def stats(self) -> dict[str, int]:
         return {
             "customers": len(self.customers),
@@ -297,6 +313,29 @@ def create_mock_nomod_app(state: MockNomodState) -> FastAPI:
             return found
 
         return await handle(request, read)
+
+    @app.get("/pay/{kind}/{object_id}", include_in_schema=False)
+    async def pay_page(kind: str, object_id: str) -> Response:
+        """The page a payment URL opens: what is owed, and a button that pays it."""
+        target = (state.invoices if kind == "invoice" else state.links).get(object_id)
+        if target is None:
+            return Response("Not found", status_code=404, media_type="text/plain")
+        title = html.escape(str(target.get("invoice_number") or target.get("title") or object_id))
+        amount = f"{html.escape(target['amount'])} {html.escape(target['currency'])}"
+        if target["status"] == "paid":
+            return Response(f"<h1>{title}</h1><p>{amount}: paid</p>", media_type="text/html")
+        form = f"<form method='post'><button type='submit'>Pay {amount}</button></form>"
+        return Response(f"<h1>{title}</h1><p>Mock Nomod: {amount} due.</p>{form}", media_type="text/html")
+
+    @app.post("/pay/{kind}/{object_id}", include_in_schema=False)
+    async def pay_from_page(kind: str, object_id: str) -> Response:
+        try:
+            charge = state.pay(object_id if kind == "invoice" else None, object_id if kind == "link" else None)
+        except NomodValidationError as exc:
+            return Response(exc.message, status_code=exc.status, media_type="text/plain")
+        delivery = await deliver_webhook(state, charge)
+        outcome = "webhook delivered" if delivery.get("status") == 200 else f"webhook not delivered: {delivery}"
+        return Response(f"<h1>Paid</h1><p>charge {charge['id']}; {html.escape(outcome)}</p>", media_type="text/html")
 
     @app.put("/_mock/webhook", include_in_schema=False)
     async def set_webhook(request: Request) -> Response:

@@ -34,6 +34,16 @@ CODES = {
 }
 
 
+# What the platform API answers with for each, when a request runs into it.
+RESPONSE_STATUS = {
+    CUSTOMER_NOT_FOUND: 404,
+    EMAIL_EXISTS: 409,
+    INVALID_EMAIL: 422,
+    MISSING_FIELDS: 422,
+    API_ERROR: 502,
+}
+
+
 class NomodError(ArsyncError):
     """A Nomod call (or its prerequisites) failed. ``message`` is one of the five stable ones."""
 
@@ -47,6 +57,7 @@ class NomodError(ArsyncError):
         retry_after: float | None = None,
     ) -> None:
         self.code = CODES[message]
+        self.response_status = RESPONSE_STATUS[message]
         self.transient = transient
         self.unauthorized = http_status == 401
         self.retry_after = retry_after

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from arsync.db import Base, UTCDateTime, new_id, utcnow
@@ -45,6 +45,16 @@ class EntityIntegrationMapping(Base):
         UniqueConstraint(
             "tenant_id", "environment_id", "entity_type", "entity_id", "provider", name="uq_integration_mappings_entity"
         ),
+        # One arsync record per provider object, too: a Nomod charge is recorded once.
+        Index(
+            "uq_integration_mappings_provider_id",
+            "tenant_id",
+            "environment_id",
+            "provider",
+            "entity_type",
+            "provider_id",
+            unique=True,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("map"))
@@ -56,3 +66,34 @@ class EntityIntegrationMapping(Base):
     provider_id: Mapped[str] = mapped_column(String(200))
     url: Mapped[str | None] = mapped_column(String(2000), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+SYNC_STATUSES = ("PENDING", "SYNCED", "FAILED")
+
+
+class IntegrationSync(Base):
+    """Where an arsync record stands with a provider: queued, synced, or failed and why.
+
+    Invoices get one when they are queued for Nomod; customers get one when their sync is
+    tried. ``last_error`` holds the stable code and message shown on the record.
+    """
+
+    __tablename__ = "integration_syncs"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "environment_id", "entity_type", "entity_id", "provider", name="uq_integration_syncs_entity"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("isy"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    entity_type: Mapped[str] = mapped_column(String(20))  # customer | invoice
+    entity_id: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

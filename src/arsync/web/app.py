@@ -16,6 +16,7 @@ from arsync.erp.endpoints import router as erp_router
 from arsync.jobs.queue import InProcessQueue
 from arsync.jobs.worker import EmbeddedScheduler, run_worker
 from arsync.ledger.endpoints import router as ledger_router
+from arsync.nomod.endpoints import router as nomod_router
 from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.web import errors
@@ -42,6 +43,9 @@ async def _background_jobs(container: Container) -> AsyncIterator[None]:
         requeued = container.pushes.requeue_pending()
         if requeued:
             log.info("queued %d pending pushes again", requeued)
+        requeued = container.nomod.requeue_pending()
+        if requeued:
+            log.info("queued %d pending Nomod invoice syncs again", requeued)
         try:
             yield
         finally:
@@ -93,5 +97,6 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
 
     app.include_router(api_keys_router)
     app.include_router(ledger_router)
+    app.include_router(nomod_router)  # before the ERP routes: /connections/nomod is not a connection id
     app.include_router(erp_router)
     return app

@@ -61,7 +61,9 @@ def _field_name(location: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ArsyncError)
     async def arsync_error(_request: Request, exc: ArsyncError) -> JSONResponse:
-        status = next((s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500)
+        status = getattr(exc, "response_status", None) or next(
+            (s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500
+        )
         return error_json(status, exc.code, exc.message, exc.details or None)
 
     @app.exception_handler(RequestValidationError)

@@ -1,0 +1,105 @@
+"""Request and response bodies for the Nomod connection, payment links and sync state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
+from arsync.schemas import ApiModel
+
+
+class InvoiceSyncSettings(ApiModel):
+    outbound: bool = Field(description="Send invoices to Nomod when they are finalized")
+
+
+class NomodConnectionSave(ApiModel):
+    api_key: str = Field(min_length=8, max_length=500, description="Nomod secret key, sk_test_… or sk_live_…")
+    invoice_sync: InvoiceSyncSettings
+    base_url: str | None = Field(
+        default=None, max_length=2000, description="Default: the current one, or ARSYNC_NOMOD_BASE_URL"
+    )
+    webhook_secret: str | None = Field(
+        default=None, max_length=500, description="The whsec_… secret Nomod signs webhooks with; kept if omitted"
+    )
+
+
+class NomodConnectionRead(ApiModel):
+    id: str
+    api_key_hint: str = Field(description="Masked; the key itself is never shown")
+    invoice_sync: InvoiceSyncSettings
+    base_url: str
+    status: Literal["ACTIVE", "FAILED"]
+    status_reason: str | None
+    last_error: dict[str, Any] | None
+    webhook_secret_set: bool
+    webhook_path: str = Field(description="Where Nomod should send paid webhooks, on this server")
+    created_at: datetime
+    updated_at: datetime
+
+
+def nomod_connection_read(connection: NomodConnection) -> NomodConnectionRead:
+    return NomodConnectionRead(
+        id=connection.id,
+        api_key_hint=connection.api_key_hint,
+        invoice_sync=InvoiceSyncSettings(outbound=connection.invoice_sync_outbound),
+        base_url=connection.base_url,
+        status=connection.status,
+        status_reason=connection.status_reason,
+        last_error=connection.last_error,
+        webhook_secret_set=connection.webhook_secret_encrypted is not None,
+        webhook_path=f"/api/v1/webhooks/nomod/{connection.tenant_id}/{connection.environment_id}",
+        created_at=connection.created_at,
+        updated_at=connection.updated_at,
+    )
+
+
+class PaymentLinkRead(ApiModel):
+    invoice_id: str
+    kind: Literal["invoice", "link"] = Field(
+        description="invoice: the Nomod invoice's page; link: a Nomod payment link"
+    )
+    nomod_id: str
+    url: str | None
+    nomod_customer_id: str
+
+
+class InvoiceNomodRead(ApiModel):
+    """Where an invoice stands with Nomod."""
+
+    status: Literal["PENDING", "SYNCED", "FAILED"] | None = Field(
+        description="The invoice sync's status; null when the invoice was never queued for it"
+    )
+    attempts: int
+    error: dict[str, Any] | None = Field(description="code, message (one of the stable ones) and detail")
+    next_attempt_at: datetime | None
+    nomod_invoice_id: str | None
+    nomod_link_id: str | None
+    payment_url: str | None = Field(description="The Nomod invoice's URL, else the payment link's")
+
+
+def invoice_nomod_read(
+    state: IntegrationSync | None,
+    invoice: EntityIntegrationMapping | None,
+    link: EntityIntegrationMapping | None,
+) -> InvoiceNomodRead:
+    return InvoiceNomodRead(
+        status=state.status if state else ("SYNCED" if invoice else None),
+        attempts=state.attempts if state else 0,
+        error=state.last_error if state else None,
+        next_attempt_at=state.next_attempt_at if state else None,
+        nomod_invoice_id=invoice.provider_id if invoice else None,
+        nomod_link_id=link.provider_id if link else None,
+        payment_url=(invoice.url if invoice else None) or (link.url if link else None),
+    )
+
+
+class WebhookResult(ApiModel):
+    status: Literal["recorded", "needs_review", "duplicate", "ignored"]
+    reason: str | None
+    charge_id: str | None
+    invoice_id: str | None
+    cash_application_id: str | None
+    payment_id: str | None
