@@ -128,6 +128,26 @@ def test_middleware_key_is_not_stored_in_clear(cli_env: dict[str, str], mock_erp
     assert "…" + added["apiKey"][-4:] in stored, "only the masked hint is kept readable"
 
 
+def test_nomod_connection_from_the_cli(cli_env: dict[str, str]):
+    name = f"nomod-{secrets.token_hex(3)}"
+    run_cli("tenant", "create", name, "--json", env=cli_env)
+    missing = run_cli("connection", "set-nomod", "--tenant", name, "--environment", "prod", env=cli_env, expect=2)
+    assert "NOMOD_API_KEY is not set" in missing.stderr
+    key = "sk_test_cli_" + secrets.token_hex(8)
+    env = cli_env | {"NOMOD_API_KEY": key, "HOOK_SECRET": "whsec_" + "QUJD" * 8}
+    saved = one_json(run_cli(
+        "connection", "set-nomod", "--tenant", name, "--environment", "prod", "--outbound",
+        "--base-url", "http://127.0.0.1:8710", "--webhook-secret-env", "HOOK_SECRET", "--json", env=env,
+    ))  # fmt: skip
+    assert saved["invoiceSync"] == {"outbound": True} and saved["webhookSecretSet"] is True
+    assert saved["baseUrl"] == "http://127.0.0.1:8710" and saved["apiKeyHint"].endswith(key[-4:])
+    shown = run_cli("connection", "set-nomod", "--tenant", name, "--environment", "prod", env=env)
+    assert key not in shown.stdout + shown.stderr and "outbound invoice sync: off" in shown.stdout
+    bad = run_cli("connection", "set-nomod", "--tenant", name, "--environment", "prod",
+                  env=cli_env | {"NOMOD_API_KEY": "pk_live_nope"}, expect=1)  # fmt: skip
+    assert "apiKey must be a Nomod secret key" in bad.stderr and "pk_live_nope" not in bad.stderr
+
+
 def test_demo_twice_full_then_incremental(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
     env["COLUMNS"] = "120"
@@ -146,6 +166,14 @@ def test_demo_twice_full_then_incremental(tmp_path: Path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "SUCCEEDED (incremental since" in second.stdout
 
+    # Each run takes one invoice through Nomod: synced, pushed, paid by webhook, payment pushed.
+    for output, number in ((first.stdout, "DEMO-0001"), (second.stdout, "DEMO-0002")):
+        assert f"draft invoice {number}" in output and "finalized → Nomod invoice" in output
+        assert "ERP invoice push SUCCEEDED" in output and "webhook HTTP 200" in output
+        assert "invoice PAID" in output and "ERP payment push SUCCEEDED" in output
+    nomod = json.loads((tmp_path / ".arsync" / "mock-nomod.json").read_bytes())
+    assert (len(nomod["customers"]), len(nomod["invoices"]), len(nomod["charges"])) == (1, 2, 2)
+
 
 def test_demo_serves_api_until_interrupted(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
@@ -153,12 +181,12 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
     process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        api = mock = curl = None
+        api = mock = nomod = curl = None
         for line in process.stdout:
             if line.startswith("API: "):
                 api = line.split()[1].removesuffix("/api/v1")
             elif line.startswith("mock ERP: ") and api:
-                mock = line.split()[2]
+                mock, nomod = line.split()[2], line.split()[5]
             elif "curl -s" in line:
                 curl = line
             elif line.startswith("Press Ctrl-C"):
@@ -169,6 +197,8 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
         assert runs["items"][0]["status"] == "SUCCEEDED"
         answer = httpx.post(f"{mock}/health", json={"schemaVersion": "1"}, headers={"Authorization": "Bearer ask_x"})
         assert answer.json()["ok"] is True
+        state = httpx.get(f"{nomod}/_mock/state").json()
+        assert (state["customers"], state["invoices"], state["webhooksDelivered"]) == (1, 1, 1)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
