@@ -34,12 +34,14 @@ from arsync.erp.sync import EntityStats, run_as_dict
 from arsync.errors import ArsyncError
 from arsync.jobs.worker import run_worker
 from arsync.ledger.export import write_ledger
-from arsync.mocks.erp import MockErpState, create_mock_erp_app
+from arsync.mocks.erp import BREAKAGES, MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from arsync.nomod.schemas import nomod_connection_read
+from arsync.sandbox import report as sandbox_report
+from arsync.sandbox.checks import CheckResult, SuiteCannotRun, run_checks
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
 from arsync.tenancy.scope import Scope
@@ -58,6 +60,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(connection_app, name="connection")
 app.add_typer(contract_app, name="contract")
+sandbox_app = typer.Typer(help="The Developer Sandbox: check a middleware against the contract.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -448,6 +452,70 @@ def contract_schema(
 # mocks -------------------------------------------------------------------------------
 
 
+VERDICT_STYLE = {"PASS": "green", "FAIL": "red", "WARN": "yellow", "SKIP": "dim"}
+
+
+@sandbox_app.command("check")
+def sandbox_check(
+    base_url: Annotated[str, typer.Option("--base-url", help="The middleware's base URL.")],
+    token_env: Annotated[
+        str, typer.Option("--token-env", help="Environment variable holding the middleware token (never printed).")
+    ],
+    allow_writes: Annotated[
+        bool, typer.Option("--allow-writes", help="Also run the push checks; they create SBX-<run id> records.")
+    ] = False,
+    only: Annotated[str | None, typer.Option("--only", help="Comma-separated check names or prefixes.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    junit_file: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    page_size: Annotated[int, typer.Option(min=1, max=10_000, help="limit for list walks (the platform's)")] = 1000,
+    max_pages: Annotated[int, typer.Option(min=1, help="Page cap per list walk.")] = 1000,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request.")] = 30.0,
+) -> None:
+    """Check a middleware against the contract.
+
+    Exit 0 when all mandatory checks pass, 1 when one fails, 2 when the suite could not run.
+    """
+    token = os.environ.get(token_env)
+    if not token:
+        err_console.print(f"error: environment variable {token_env} is not set (it holds the middleware token)")
+        raise typer.Exit(2)
+
+    def show(result: CheckResult, index: int, total: int) -> None:
+        style = VERDICT_STYLE[result.verdict]
+        console.print(f"[{style}]{result.verdict:4}[/{style}] {result.name:32} {result.reason}", soft_wrap=True)
+        if result.verdict == "FAIL":
+            if result.path:
+                console.print(f"       path:     {result.path}", soft_wrap=True)
+            console.print(f"       expected: {result.expected!r}", soft_wrap=True)
+            console.print(f"       actual:   {result.actual!r}", soft_wrap=True)
+            if result.curl:
+                console.print(f"       reproduce: {result.curl}", soft_wrap=True, markup=False, highlight=False)
+
+    try:
+        names = only.split(",") if only else None
+        report = run_checks(base_url, token, token_env=token_env, allow_writes=allow_writes, only=names,
+                            page_size=page_size, max_pages=max_pages, timeout=timeout,
+                            progress=show, on_start=lambda warnings: _print_warnings(warnings))  # fmt: skip
+    except (SuiteCannotRun, ValueError) as exc:
+        err_console.print(f"[red]cannot run:[/red] {exc}")
+        raise typer.Exit(2) from None
+    counts = report.counts()
+    if json_file:
+        json_file.write_bytes(sandbox_report.to_json(report))
+    if junit_file:
+        junit_file.write_bytes(sandbox_report.to_junit(report))
+    console.print(
+        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['WARN']} warnings, {counts['SKIP']} skipped "
+        f"(run {report.run_id}{'; writes prefixed SBX-' + report.run_id if allow_writes else ''})"
+    )
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"[yellow bold]WARNING[/yellow bold] {warning}", soft_wrap=True)
+
+
 @app.command("mock-erp")
 def mock_erp(
     host: Annotated[str, typer.Option(help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
@@ -457,9 +525,19 @@ def mock_erp(
     payments: Annotated[int, typer.Option(min=0)] = 150,
     seed: int = 1,
     token: Annotated[str | None, typer.Option(help="Accept only this Bearer token (default: any ask_… key).")] = None,
+    breakage: Annotated[
+        list[str] | None,
+        typer.Option("--break", help=f"Break the mock on purpose (repeatable): {', '.join(BREAKAGES)}."),
+    ] = None,
 ) -> None:
     """Run the reference middleware (mock ERP) until interrupted."""
-    state = MockErpState(MockErpData(debtors, invoices, payments, seed), token=token)
+    unknown = set(breakage or []) - BREAKAGES.keys()
+    if unknown:
+        err_console.print(f"error: unknown --break {sorted(unknown)}; choose from: " +
+                          "; ".join(f"{k} ({v})" for k, v in BREAKAGES.items()))  # fmt: skip
+        raise typer.Exit(2)
+    state = MockErpState(MockErpData(debtors, invoices, payments, seed), token=token,
+                         breakages=frozenset(breakage or []))  # fmt: skip
     err_console.print(
         f"mock ERP: {debtors:,} debtors, {invoices:,} invoices, {payments:,} payments (seed {seed}) "
         f"on http://{host}:{port}"

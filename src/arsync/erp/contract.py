@@ -59,6 +59,10 @@ Amount = Annotated[
     Decimal,
     Field(decimal_places=money.MAX_EXPONENT, gt=-(10**14), lt=10**14, allow_inf_nan=False),
 ]
+PositiveAmount = Annotated[
+    Decimal,
+    Field(decimal_places=money.MAX_EXPONENT, gt=0, lt=10**14, allow_inf_nan=False),
+]
 Quantity = Annotated[Decimal, Field(decimal_places=6, gt=-(10**12), lt=10**12, allow_inf_nan=False)]
 PageNumber = Annotated[StrictInt, Field(ge=1)]
 PageLimit = Annotated[StrictInt, Field(ge=1, le=10_000)]
@@ -123,7 +127,7 @@ class InvoicePushRequest(Versioned):
 
 class PaymentPushRequest(Versioned):
     erp_invoice_id: NonEmpty
-    amount: Amount = Field(gt=0)
+    amount: PositiveAmount
     payment_date: StrictDate
     bank_account_code: NonEmpty | None = None
 

@@ -39,6 +39,18 @@ FaultKind = Literal[
 ]
 MAX_LIMIT = 1000
 
+# Deliberately broken variants of the mock, one contract breach each, for the sandbox's
+# self-test and for showing what a failing middleware looks like (``arsync mock-erp --break``).
+BREAKAGES = {
+    "no-auth": "accepts any token, or none",
+    "wrong-version-echo": 'answers successes with schemaVersion "2"',
+    "endless-has-more": "/invoices/list never ends: hasMore is always true",
+    "non-idempotent-push": "/invoices/push creates a new invoice on every retry",
+    "nonstandard-errors": 'errors are {"message": …} instead of the standard body',
+    "page2-500": "/payments/list answers HTTP 500 on page 2",
+    "ignore-modified-since": "/debtors/list ignores modifiedSince",
+}
+
 
 class Fault(BaseModel):
     """One injected misbehaviour. It fires on matching requests, ``times`` times (or forever)."""
@@ -65,6 +77,7 @@ class MockErpState:
     token: str | None = None
     service: str = "arsync-mock-erp"
     faults: list[Fault] = field(default_factory=list)
+    breakages: frozenset[str] = frozenset()
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,12 +106,12 @@ class MockErpState:
         return presented.startswith("ask_") and len(presented) > 4
 
 
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _plain_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = payload if isinstance(payload, bytes) else contract.dumps(payload)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(
+def standard_error_response(
     code: str, message: str, *, field_errors: list[dict[str, str]] | None = None,
     status: int | None = None, headers: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
@@ -106,7 +119,7 @@ def error_response(
     body: dict[str, Any] = {"schemaVersion": contract.SCHEMA_VERSION, "error": message, "code": code}
     if field_errors is not None:
         body["details"] = {"fieldErrors": field_errors}
-    return _json(body, status or contract.HTTP_STATUS_FOR_CODE.get(code, 400), headers)
+    return _plain_json(body, status or contract.HTTP_STATUS_FOR_CODE.get(code, 400), headers)
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -136,6 +149,21 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
     """The mock middleware as an ASGI app bound to ``state``."""
     app = FastAPI(title="arsync mock ERP (Nudge REST contract v1)", docs_url=None, redoc_url=None)
     data = state.data
+    broken = state.breakages
+    unknown = broken - BREAKAGES.keys()
+    if unknown:
+        raise ValueError(f"unknown breakage {sorted(unknown)}; choose from {', '.join(BREAKAGES)}")
+
+    def error_response(code: str, message: str, **kwargs: Any) -> Response:
+        if "nonstandard-errors" in broken:
+            status = kwargs.get("status") or contract.HTTP_STATUS_FOR_CODE.get(code, 400)
+            return Response(orjson.dumps({"message": message}), status_code=status, media_type="application/json")
+        return standard_error_response(code, message, **kwargs)
+
+    def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        if "wrong-version-echo" in broken and status == 200 and isinstance(payload, dict):
+            payload = payload | {"schemaVersion": "2"}
+        return _plain_json(payload, status, headers)
 
     async def handle(request: Request, endpoint: str) -> Response:
         raw = await request.body()
@@ -165,7 +193,9 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         if fault and fault.kind == "malformed_json":
             return Response(b'{"schemaVersion": "1", "oops', media_type="application/json")
 
-        if not state.token_ok(request.headers.get("authorization")):
+        if "page2-500" in broken and endpoint == "/payments/list" and page_hint == 2:
+            return Response(b"Internal Server Error", status_code=500, media_type="text/plain")
+        if "no-auth" not in broken and not state.token_ok(request.headers.get("authorization")):
             return error_response("UNAUTHORIZED", contract.UNAUTHORIZED_MESSAGE)
         if parsed is None or not isinstance(parsed, dict):
             return error_response("INVALID_JSON", "Request body must be a JSON object")
@@ -202,9 +232,10 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
                     "VALIDATION_FAILED", "Unknown debtor",
                     field_errors=[{"field": "erpDebtorId", "message": "no such debtor in the ERP"}],
                 )  # fmt: skip
-            erp_id, _ = data.push_invoice(body.model_dump(by_alias=True, mode="json") | {
+            pushed = body.model_dump(by_alias=True, mode="json") | {
                 "lines": [line.model_dump(by_alias=True) for line in body.lines]
-            })  # fmt: skip
+            }
+            erp_id, _ = data.push_invoice(pushed, idempotent="non-idempotent-push" not in broken)
             return _json({"schemaVersion": "1", "erpInvoiceId": erp_id})
         assert isinstance(body, contract.PaymentPushRequest)
         if not data.knows_invoice(body.erp_invoice_id):
@@ -217,6 +248,16 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
 
     def list_page(entity: str, body: contract.ListRequest, fault: Fault | None) -> Response:
         page, limit = body.page, body.limit
+        modified_since = body.modified_since
+        if "ignore-modified-since" in broken and entity == "debtors":
+            modified_since = None
+        if "endless-has-more" in broken and entity == "invoices":
+            everything, _ = data.page(entity, 1, data.size(entity), modified_since)
+            if not everything:
+                return _json({"schemaVersion": "1", entity: [], "hasMore": False})
+            start = (page - 1) * limit
+            records = [everything[(start + n) % len(everything)] for n in range(min(limit, len(everything)))]
+            return _json({"schemaVersion": "1", entity: records, "hasMore": True})
         if fault and fault.kind == "repeat_page":
             page = 1
         if fault and fault.kind == "endless_has_more":
@@ -225,13 +266,13 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
             size = max(data.size(entity), 1)
             records = [data.record(entity, ((page - 1) * limit + n) % size) for n in range(min(limit, size))]
             return _json({"schemaVersion": "1", entity: records, "hasMore": True})
-        records, has_more = data.page(entity, page, limit, body.modified_since)
+        records, has_more = data.page(entity, page, limit, modified_since)
         if fault and fault.kind == "repeat_page":
             has_more = True
         if fault and fault.kind:
-            broken = _faulty_page(fault.kind, entity, records, page, limit)
-            if broken is not None:
-                return _json(broken)
+            faulty = _faulty_page(fault.kind, entity, records, page, limit)
+            if faulty is not None:
+                return _json(faulty)
         return _json({"schemaVersion": "1", entity: records, "hasMore": has_more})
 
     for path in contract.ENDPOINTS:

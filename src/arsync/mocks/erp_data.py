@@ -71,6 +71,7 @@ class MockErpData:
     _pushed_invoices: list[Record] = field(default_factory=list)
     _pushed_invoice_times: list[datetime] = field(default_factory=list)
     _pushed_by_number: dict[str, str] = field(default_factory=dict)
+    _pushed_ids: set[str] = field(default_factory=set)
     _pushed_payments: list[Record] = field(default_factory=list)
     _pushed_payment_times: list[datetime] = field(default_factory=list)
     _payment_keys: dict[tuple[Any, ...], str] = field(default_factory=dict)
@@ -232,13 +233,15 @@ class MockErpData:
         suffix = erp_invoice_id.removeprefix("INV-")
         if suffix.isdigit() and len(suffix) == 7:
             return 1 <= int(suffix) <= self.invoices
-        return erp_invoice_id in self._pushed_by_number.values()
+        return erp_invoice_id in self._pushed_ids
 
-    def push_invoice(self, request: Record, now: datetime | None = None) -> tuple[str, bool]:
+    def push_invoice(
+        self, request: Record, now: datetime | None = None, *, idempotent: bool = True
+    ) -> tuple[str, bool]:
         """Create the invoice, or return the id of the one with the same number."""
         with self._lock:
             existing = self._pushed_by_number.get(request["invoiceNumber"])
-            if existing:
+            if existing and idempotent:
                 return existing, False
             erp_id = f"INV-ERP-{self.push_id_tag}{len(self._pushed_invoices) + 1:06d}"
             lines = request["lines"]
@@ -259,6 +262,7 @@ class MockErpData:
             self._pushed_invoices.append(record)
             self._pushed_invoice_times.append(now or datetime.now(UTC))
             self._pushed_by_number[request["invoiceNumber"]] = erp_id
+            self._pushed_ids.add(erp_id)
             return erp_id, True
 
     def push_payment(self, request: Record, now: datetime | None = None) -> tuple[str, bool]:

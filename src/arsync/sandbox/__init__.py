@@ -1,0 +1,1 @@
+"""The Developer Sandbox: conformance checks for Nudge REST middleware."""

@@ -1,0 +1,122 @@
+"""HTTP for the sandbox: the platform's own requests, every exchange kept for the report.
+
+Requests carry the headers the REST connector sends. The token is never stored: recorded
+requests and ``curl`` lines show it as ``$VAR`` (the environment variable it came from).
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from arsync import __version__
+
+Auth = Literal["token", "none", "wrong", "basic", "empty"]
+MAX_KEPT_BODY = 4000
+
+
+@dataclass
+class Exchange:
+    """One request and what came back (or why nothing did)."""
+
+    method: str
+    path: str
+    auth: Auth
+    request_body: str | None
+    status: int | None = None
+    content_type: str | None = None
+    response_body: str = ""
+    elapsed_ms: float = 0.0
+    error: str | None = None
+    curl: str = ""
+    parsed: Any = field(default=None, repr=False)
+    parse_error: str | None = None
+
+    @property
+    def server_error(self) -> bool:
+        return self.error is not None or (self.status is not None and self.status >= 500)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "auth": self.auth,
+            "requestBody": self.request_body,
+            "status": self.status,
+            "contentType": self.content_type,
+            "responseBody": self.response_body[:MAX_KEPT_BODY],
+            "elapsedMs": round(self.elapsed_ms, 1),
+            "error": self.error,
+            "curl": self.curl,
+        }
+
+
+class SandboxClient:
+    def __init__(self, base_url: str, token: str, token_env: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.token_env = token_env
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.exchanges: list[Exchange] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def mask(self, text: str) -> str:
+        return text.replace(self._token, f"${self.token_env}") if self._token else text
+
+    def post(
+        self, path: str, body: bytes | None, *, auth: Auth = "token", content_type: str = "application/json"
+    ) -> Exchange:
+        headers = {
+            "Content-Type": content_type,
+            "Accept": "application/json",
+            "User-Agent": f"arsync-sandbox/{__version__}",
+        }
+        shown_auth = {
+            "token": f"Bearer ${self.token_env}",
+            "wrong": "Bearer ask_sandbox_wrong_token",
+            "basic": "Basic c2FuZGJveDpzYW5kYm94",
+            "empty": "Bearer ",
+        }.get(auth)
+        if auth == "token":
+            headers["Authorization"] = f"Bearer {self._token}"
+        elif shown_auth is not None:
+            headers["Authorization"] = shown_auth
+        text = body.decode(errors="replace") if body is not None else None
+        exchange = Exchange("POST", path, auth, self.mask(text) if text is not None else None)
+        exchange.curl = self._curl(path, shown_auth, content_type, exchange.request_body)
+        started = time.perf_counter()
+        try:
+            response = self._client.post(path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            exchange.error = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            exchange.status = response.status_code
+            exchange.content_type = response.headers.get("content-type")
+            exchange.response_body = self.mask(response.text)
+            try:
+                exchange.parsed = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                exchange.parse_error = str(exc)
+        exchange.elapsed_ms = (time.perf_counter() - started) * 1000
+        with self._lock:
+            self.exchanges.append(exchange)
+        return exchange
+
+    def _curl(self, path: str, auth: str | None, content_type: str, body: str | None) -> str:
+        parts = ["curl", "-sS", "-X", "POST", shlex.quote(f"{self.base_url}{path}")]
+        if auth is not None:
+            # Double quotes so the shell expands $VAR; the token itself never appears.
+            parts += ["-H", f'"Authorization: {auth}"']
+        parts += ["-H", shlex.quote(f"Content-Type: {content_type}")]
+        if body is not None:
+            parts += ["--data", shlex.quote(body)]
+        return " ".join(parts)
