@@ -204,3 +204,36 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_sandbox_check_from_the_cli(cli_env: dict[str, str], tmp_path: Path):
+    from arsync.mocks.erp import MockErpState, create_mock_erp_app
+    from arsync.mocks.erp_data import MockErpData
+    from arsync.mocks.serving import serve_in_thread
+
+    token = "ask_cli_sandbox_" + secrets.token_hex(6)
+    env = cli_env | {"MW_TOKEN": token}
+    good = MockErpState(MockErpData(40, 80, 60, seed=2), token=token)
+    broken = MockErpState(MockErpData(40, 80, 60, seed=2), token=token, breakages=frozenset({"page2-500"}))
+    with serve_in_thread(create_mock_erp_app(good)) as ok_server, serve_in_thread(create_mock_erp_app(broken)) as bad:
+        passed = run_cli("sandbox", "check", "--base-url", ok_server.url, "--token-env", "MW_TOKEN",
+                         "--allow-writes", env=env)  # fmt: skip
+        assert re.search(r"^PASS health ", passed.stdout, re.M) and " 0 failed" in passed.stdout
+        assert "writes prefixed SBX-" in passed.stdout
+
+        report_json, report_xml = tmp_path / "sandbox.json", tmp_path / "sandbox.xml"
+        failed = run_cli("sandbox", "check", "--base-url", bad.url, "--token-env", "MW_TOKEN", "--json",
+                         str(report_json), "--junit", str(report_xml), env=env, expect=1)  # fmt: skip
+        assert re.search(r"^FAIL server\.no_5xx", failed.stdout, re.M)
+        assert "reproduce: curl" in failed.stdout and '"Authorization: Bearer $MW_TOKEN"' in failed.stdout
+        assert token not in failed.stdout + failed.stderr
+        assert token not in report_json.read_text() and token not in report_xml.read_text()
+        assert json.loads(report_json.read_text())["summary"]["FAIL"] == 1
+        assert "<testsuite" in report_xml.read_text()
+
+        refused = run_cli("sandbox", "check", "--base-url", ok_server.url, "--token-env", "MW_TOKEN",
+                          env=cli_env | {"MW_TOKEN": "ask_wrong"}, expect=2)  # fmt: skip
+        assert "every call got 401: check the token" in refused.stderr
+    run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "MW_TOKEN", env=env, expect=2)
+    unset = run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "NOPE", env=env, expect=2)
+    assert "NOPE is not set" in unset.stderr

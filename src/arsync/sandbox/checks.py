@@ -353,9 +353,9 @@ def check_malformed_json(ctx: Context) -> str | None:
 
 def check_error_body(ctx: Context) -> str | None:
     probes = [
-        ctx.post("/health", contract.HealthRequest(), auth="none"),
         ctx.post("/debtors/list", b"not json"),
         ctx.post("/debtors/list", {"schemaVersion": "1", "page": 0, "limit": 10}),
+        ctx.post("/health", contract.HealthRequest(), auth="none"),
     ]
     for exchange in probes:
         if exchange.server_error:

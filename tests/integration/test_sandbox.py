@@ -1,0 +1,119 @@
+"""The Developer Sandbox against the mock ERP over loopback HTTP: it passes, and each broken variant fails one check."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from arsync.mocks.erp import BREAKAGES, MockErpState, create_mock_erp_app
+from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.sandbox import report
+from arsync.sandbox.checks import CheckResult, SuiteCannotRun, all_checks, run_checks
+
+TOKEN = "ask_sandbox_secret_7f3a9c"
+
+# Each broken variant of the mock and the one check aimed at it.
+AIMED_AT = {
+    "no-auth": "auth.missing_token",
+    "wrong-version-echo": "schema_version.echo",
+    "endless-has-more": "invoices.terminates",
+    "non-idempotent-push": "invoices.push_retry",
+    "nonstandard-errors": "error_body.shape",
+    "page2-500": "server.no_5xx",
+    "ignore-modified-since": "debtors.modified_since_future",
+}
+
+
+def _serve(*breakages: str) -> RunningServer:
+    state = MockErpState(MockErpData(60, 120, 90, seed=5), token=TOKEN, breakages=frozenset(breakages))
+    return serve_in_thread(create_mock_erp_app(state))
+
+
+@pytest.fixture(scope="module")
+def conforming() -> Iterator[RunningServer]:
+    with _serve() as server:
+        yield server
+
+
+def test_there_are_at_least_25_named_checks() -> None:
+    names = [c.name for c in all_checks()]
+    assert len(names) >= 25 and len(set(names)) == len(names)
+
+
+def test_the_mock_erp_passes_every_check(conforming: RunningServer) -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    def progress(result: CheckResult, index: int, total: int) -> None:
+        seen.append((result.name, index, total))
+
+    result = run_checks(conforming.url, TOKEN, token_env="MW_TOKEN", allow_writes=True, progress=progress)
+    verdicts = {r.name: r.verdict for r in result.results}
+    assert set(verdicts.values()) == {"PASS"}, {
+        n: (v, r.reason) for n, v, r in ((r.name, r.verdict, r) for r in result.results) if v != "PASS"
+    }
+    assert result.warnings == [] and not result.failed
+    assert [s[1] for s in seen] == list(range(1, len(all_checks()) + 1)) and seen[-1][2] == len(all_checks())
+
+
+@pytest.mark.parametrize("breakage", sorted(AIMED_AT))
+def test_each_broken_variant_fails_exactly_its_check(breakage: str) -> None:
+    assert set(AIMED_AT) == set(BREAKAGES)
+    with _serve(breakage) as server:
+        result = run_checks(server.url, TOKEN, token_env="MW_TOKEN", allow_writes=True)
+    failed = [r for r in result.results if r.verdict == "FAIL"]
+    assert [r.name for r in failed] == [AIMED_AT[breakage]], [(r.name, r.reason) for r in failed]
+    (failure,) = failed
+    assert failure.reason and failure.expected is not None and failure.actual is not None
+    assert failure.curl and failure.curl.startswith("curl ") and TOKEN not in failure.curl
+    if breakage != "no-auth":  # that one reproduces a request sent without a token
+        assert '"Authorization: Bearer $MW_TOKEN"' in failure.curl
+
+
+def test_writes_are_opt_in(conforming: RunningServer) -> None:
+    result = run_checks(conforming.url, TOKEN, only=["invoices.push", "payments.push"])
+    assert {r.verdict for r in result.results} == {"SKIP"}
+    assert all("--allow-writes" in r.reason for r in result.results)
+
+
+def test_only_selects_checks_and_refuses_unknown_names(conforming: RunningServer) -> None:
+    result = run_checks(conforming.url, TOKEN, only=["auth.*", "health"])
+    assert [r.name for r in result.results] == ["health", "auth.missing_token", "auth.invalid_token",
+                                                "auth.malformed_header"]  # fmt: skip
+    with pytest.raises(ValueError, match="no check is named"):
+        run_checks(conforming.url, TOKEN, only=["no.such.check"])
+
+
+def test_a_refused_token_or_a_dead_server_cannot_be_checked(conforming: RunningServer) -> None:
+    with pytest.raises(SuiteCannotRun, match="every call got 401: check the token"):
+        run_checks(conforming.url, "ask_not_the_token", token_env="MW_TOKEN")
+    with pytest.raises(SuiteCannotRun, match="cannot reach"):
+        run_checks("http://127.0.0.1:9", TOKEN, timeout=2)
+
+
+def test_reports_carry_every_check_and_never_the_token() -> None:
+    with _serve("page2-500") as server:
+        result = run_checks(server.url, TOKEN, token_env="MW_TOKEN", allow_writes=True)
+    as_json = report.to_json(result)
+    as_xml = report.to_junit(result)
+    assert TOKEN.encode() not in as_json and TOKEN.encode() not in as_xml
+
+    document = orjson.loads(as_json)
+    assert len(document["checks"]) == len(all_checks()) and document["writePrefix"] == f"SBX-{result.run_id}"
+    assert document["summary"]["FAIL"] == 1 and document["summary"]["mandatoryFailed"] == 1
+    health = next(c for c in document["checks"] if c["name"] == "health")
+    (exchange,) = health["exchanges"]
+    assert exchange["status"] == 200 and exchange["elapsedMs"] >= 0 and '"schemaVersion":"1"' in exchange["requestBody"]
+    assert '"ok":true' in exchange["responseBody"].replace(" ", "")
+
+    suite = ET.fromstring(as_xml)
+    cases = suite.findall("testcase")
+    assert len(cases) == len(all_checks()) == int(suite.get("tests", "0"))
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert [c.get("name") for c in failures] == ["server.no_5xx"] and suite.get("failures") == "1"
+    assert "reproduce: curl" in (failures[0].find("failure").text or "")  # type: ignore[union-attr]
+    skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
+    assert int(suite.get("skipped", "0")) == len(skipped) > 0
