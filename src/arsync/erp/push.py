@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, select
@@ -33,7 +32,7 @@ from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector
 from arsync.errors import Conflict, ConnectorError, TransientError
-from arsync.jobs.queue import TASK_PUSH, JobQueue
+from arsync.jobs.queue import TASK_PUSH, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.schemas import PageParams
@@ -41,8 +40,6 @@ from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 
 log = logging.getLogger(__name__)
 ConnectorFactory = Callable[[Connection], ErpConnector]
-
-MAX_BACKOFF_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +158,8 @@ class PushService:
             if push is None or push.status != "PENDING":
                 return push.status if push else None
             now = utcnow()
-            if push.next_attempt_at is not None and push.next_attempt_at > now + timedelta(seconds=1):
-                return push.status  # an early duplicate; the scheduled job will send it
+            if runs_early(push.next_attempt_at):
+                return push.status
             push.attempts += 1
             push.updated_at = now
             try:
@@ -296,8 +293,7 @@ class PushService:
         if push.attempts >= self.options.max_attempts:
             self._fail(push, error | {"message": f"{error['message']}; gave up after {push.attempts} attempts"})
             return
-        delay = min(self.options.backoff_seconds * 2 ** (push.attempts - 1), MAX_BACKOFF_SECONDS)
-        push.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        push.next_attempt_at = next_attempt_at(push.attempts, self.options.backoff_seconds)
         push.last_error = error | {"at": utcnow().isoformat()}
         self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id}, run_at=push.next_attempt_at)
 

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -36,6 +36,18 @@ TASK_SCHEDULED_SYNC = "arsync.scheduled_sync"
 TASK_NOMOD_INVOICE = "arsync.nomod_invoice"
 
 Handler = Callable[..., Any]
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+def next_attempt_at(attempts: int, first_delay_seconds: float) -> datetime:
+    """When a job that failed ``attempts`` times runs again: the delay doubles, capped at an hour."""
+    delay = min(timedelta(seconds=first_delay_seconds * 2 ** (attempts - 1)), MAX_RETRY_DELAY)
+    return utcnow() + delay
+
+
+def runs_early(scheduled_for: datetime | None) -> bool:
+    """True for a job running well before its retry time: a stray duplicate; the scheduled one will run."""
+    return scheduled_for is not None and scheduled_for > utcnow() + timedelta(seconds=1)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import transaction, utcnow
 from arsync.errors import Conflict, InvalidInput
-from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue
+from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, InvoiceLine
 from arsync.money import exponent, format_amount
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "nomod"
 LOCK_STRIPES = 64
-MAX_BACKOFF_SECONDS = 3600.0
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ClientFactory = Callable[[str, str], NomodClient]
 
@@ -278,8 +276,8 @@ class NomodService:
             state = session.get(IntegrationSync, sync_id)
             if state is None or state.status != "PENDING":
                 return state.status if state else None
-            if state.next_attempt_at is not None and state.next_attempt_at > utcnow() + timedelta(seconds=1):
-                return state.status  # an early duplicate; the scheduled job will run it
+            if runs_early(state.next_attempt_at):
+                return state.status
             scope, invoice_id = Scope(state.tenant_id, state.environment_id), state.entity_id
         try:
             self.sync_invoice(scope, invoice_id)
@@ -344,8 +342,7 @@ class NomodService:
             state.updated_at = now
             state.last_error = error | {"at": now.isoformat()}
             if transient and state.attempts < self.retry.max_attempts:
-                delay = min(self.retry.backoff_seconds * 2 ** (state.attempts - 1), MAX_BACKOFF_SECONDS)
-                state.next_attempt_at = now + timedelta(seconds=delay)
+                state.next_attempt_at = next_attempt_at(state.attempts, self.retry.backoff_seconds)
                 assert self.queue is not None
                 self.queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id}, run_at=state.next_attempt_at)
             else:
