@@ -221,6 +221,15 @@ def _print_status(connection: Connection) -> None:
         console.print(f"reason: {connection.status_reason}")
 
 
+def _secret_from_env(variable: str, what: str) -> str:
+    """A secret passed by environment variable name, so it never shows in ps or shell history."""
+    value = os.environ.get(variable)
+    if not value:
+        err_console.print(f"error: environment variable {variable} is not set (it holds {what})")
+        raise typer.Exit(2)
+    return value
+
+
 @connection_app.command("set-nomod")
 def connection_set_nomod(
     tenant: TenantOpt,
@@ -238,16 +247,8 @@ def connection_set_nomod(
     as_json: JsonFlag = False,
 ) -> None:
     """Save the environment's Nomod connection (the same as PUT /api/v1/connections/nomod)."""
-    api_key = os.environ.get(api_key_env)
-    if not api_key:
-        err_console.print(f"error: environment variable {api_key_env} is not set (it holds the Nomod API key)")
-        raise typer.Exit(2)
-    webhook_secret = None
-    if webhook_secret_env:
-        webhook_secret = os.environ.get(webhook_secret_env)
-        if not webhook_secret:
-            err_console.print(f"error: environment variable {webhook_secret_env} is not set")
-            raise typer.Exit(2)
+    api_key = _secret_from_env(api_key_env, "the Nomod API key")
+    webhook_secret = _secret_from_env(webhook_secret_env, "the webhook secret") if webhook_secret_env else None
     with _container() as c:
         with c.session_factory() as session:
             tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
@@ -475,10 +476,7 @@ def sandbox_check(
 
     Exit 0 when all mandatory checks pass, 1 when one fails, 2 when the suite could not run.
     """
-    token = os.environ.get(token_env)
-    if not token:
-        err_console.print(f"error: environment variable {token_env} is not set (it holds the middleware token)")
-        raise typer.Exit(2)
+    token = _secret_from_env(token_env, "the middleware token")
 
     def show(result: CheckResult, index: int, total: int) -> None:
         style = VERDICT_STYLE[result.verdict]

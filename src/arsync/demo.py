@@ -47,22 +47,28 @@ class Walkthrough:
             say(f"draft invoice {invoice['invoiceNumber']} ({invoice['id']}): {invoice['amountTotal']} KWD")
             _ok(api.post(f"/invoices/{invoice['id']}/finalize"))
             synced = self._wait(
-                api, invoice["id"], lambda i: (i.get("nomod") or {}).get("status") in ("SYNCED", "FAILED")
+                api,
+                f"/invoices/{invoice['id']}",
+                lambda i: (i.get("nomod") or {}).get("status") in ("SYNCED", "FAILED"),
             )
             nomod = synced["nomod"]
             if nomod["status"] != "SYNCED":
                 raise WalkthroughFailed(f"Nomod invoice sync failed: {nomod['error']}")
             say(f"finalized → Nomod invoice {nomod['nomodInvoiceId']}")
             _ok(api.post(f"/invoices/{invoice['id']}/dispatch"))
-            pushed = self._wait(api, invoice["id"], lambda i: i["push"]["status"] != "PENDING")
+            pushed = self._wait(api, f"/invoices/{invoice['id']}", lambda i: i["push"]["status"] != "PENDING")
             say(f"dispatched → ERP invoice push {pushed['push']['status']} (erpInvoiceId {pushed['erpInvoiceId']})")
             link = _ok(api.post(f"/invoices/{invoice['id']}/payment-link"))
             say(f"payment link ({link['kind']}): [bold]{link['url']}[/bold]")
             paid = _ok(httpx.post(f"{self.nomod_url}/_mock/pay", json={"invoiceId": link["nomodId"]}, timeout=30))
             say(f"paid in the mock Nomod: charge {paid['charge']['id']}, webhook HTTP {paid['delivery'].get('status')}")
-            settled = self._wait(api, invoice["id"], lambda i: i["status"] == "PAID")
+            settled = self._wait(api, f"/invoices/{invoice['id']}", lambda i: i["status"] == "PAID")
             payments = _ok(api.get("/payments", params={"invoiceId": invoice["id"]}))["items"]
-            payment = self._wait_payment_push(api, payments[0]["id"])
+            payment = self._wait(
+                api,
+                f"/payments/{payments[0]['id']}",
+                lambda p: bool(p.get("push")) and p["push"]["status"] != "PENDING",
+            )
             say(f"invoice {settled['status']}, outstanding {settled['amountOutstanding']} KWD; payment "
                 f"{payment['id']} ({payment['source']}) → ERP payment push {payment['push']['status']}")  # fmt: skip
             integrations = _ok(api.get(f"/customers/{customer['id']}/integrations"))
@@ -85,26 +91,15 @@ class Walkthrough:
         raise WalkthroughFailed("no synced customer with an email")
 
     @staticmethod
-    def _wait(api: httpx.Client, invoice_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    def _wait(api: httpx.Client, path: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """GET ``path`` until ``done`` says so, for at most POLL_SECONDS."""
         deadline = time.monotonic() + POLL_SECONDS
         while True:
-            invoice = _ok(api.get(f"/invoices/{invoice_id}"))
-            if done(invoice):
-                return invoice
+            record = _ok(api.get(path))
+            if done(record):
+                return record
             if time.monotonic() > deadline:
-                raise WalkthroughFailed(f"invoice {invoice_id} did not get there in {POLL_SECONDS:.0f} s: {invoice}")
-            time.sleep(0.1)
-
-    @staticmethod
-    def _wait_payment_push(api: httpx.Client, payment_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + POLL_SECONDS
-        while True:
-            payment = _ok(api.get(f"/payments/{payment_id}"))
-            push = payment.get("push")
-            if push and push["status"] != "PENDING":
-                return payment
-            if time.monotonic() > deadline:
-                raise WalkthroughFailed(f"payment {payment_id} push still pending: {payment}")
+                raise WalkthroughFailed(f"{path} did not get there in {POLL_SECONDS:.0f} s: {record}")
             time.sleep(0.1)
 
 

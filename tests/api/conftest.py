@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -61,3 +63,14 @@ def bob(container: Container, api_server: RunningServer) -> Iterator[Tenant]:
     tenant = _tenant(container, api_server, "bob")
     yield tenant
     tenant.client.close()
+
+
+def until(client: httpx.Client, path: str, done: Any, timeout: float = 60) -> dict[str, Any]:
+    """GET ``path`` until ``done(body)``; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(path).json()
+        if done(body):
+            return body
+        assert time.monotonic() < deadline, f"timed out waiting on {path}: {body}"
+        time.sleep(0.05)

@@ -6,7 +6,6 @@ that ``arsync serve`` starts.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,17 +13,8 @@ import httpx
 
 from arsync.mocks.erp import Fault
 from tests.api.conftest import Tenant
+from tests.api.conftest import until as _until
 from tests.conftest import MockErp
-
-
-def _until(client: httpx.Client, path: str, done: Any, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"timed out waiting on {path}: {body}"
-        time.sleep(0.1)
 
 
 def _synced_connection(alice: Tenant, mock_erp: MockErp) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from arsync.nomod.models import EntityIntegrationMapping
-from tests.api.conftest import Tenant
+from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp, _wipe, make_settings
 
 NOMOD_KEY = "sk_test_api_suite"
+_until = partial(until, timeout=30)
 
 
 @pytest.fixture
@@ -91,16 +93,6 @@ def _invoice(
         assert finalized.status_code == 200, finalized.text
         invoice = finalized.json()
     return invoice
-
-
-def _until(client: httpx.Client, path: str, done: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"timed out waiting on {path}: {body}"
-        time.sleep(0.05)
 
 
 def _nomod_settled(alice: Tenant, invoice_id: str) -> dict[str, Any]:

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "nomod"
 LOCK_STRIPES = 64
+NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
+SENT_STATUSES = ("FINALIZED", "PAID")  # invoice statuses that go to Nomod
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ClientFactory = Callable[[str, str], NomodClient]
 
@@ -157,9 +159,7 @@ class NomodService:
     def _usable_connection(self, session: Session, scope: Scope) -> NomodConnection:
         connection = self.connection(session, scope)
         if connection is None:
-            raise NomodError(
-                API_ERROR, detail="this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
-            )
+            raise NomodError(API_ERROR, detail=NO_CONNECTION)
         if connection.status == "FAILED":
             raise NomodError(API_ERROR, detail=f"the Nomod connection is FAILED: {connection.status_reason}")
         return connection
@@ -233,7 +233,7 @@ class NomodService:
     def retry_invoice_sync(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
         """Queue a FAILED (or never queued) invoice sync again, with a fresh budget of attempts."""
         invoice = ledger.get_invoice(session, scope, invoice_id)
-        if invoice.status not in ("FINALIZED", "PAID"):
+        if invoice.status not in SENT_STATUSES:
             raise Conflict(
                 f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod", code="INVALID_STATE"
             )
@@ -243,9 +243,7 @@ class NomodService:
         if state is not None and state.status == "PENDING":
             raise Conflict(f"invoice {invoice.id} is already queued for Nomod", code="INVALID_STATE")
         if self.connection(session, scope) is None:
-            raise NomodError(
-                API_ERROR, detail="this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
-            )
+            raise NomodError(API_ERROR, detail=NO_CONNECTION)
         return self._queue(session, scope, invoice.id)
 
     def _queue(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
@@ -308,7 +306,7 @@ class NomodService:
             if existing is None:
                 invoice = session.get(Invoice, invoice_id)
                 assert invoice is not None
-                if invoice.status not in ("FINALIZED", "PAID"):
+                if invoice.status not in SENT_STATUSES:
                     raise Conflict(
                         f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod", code="INVALID_STATE"
                     )
@@ -367,9 +365,8 @@ class NomodService:
                 )
             customer_id = invoice.customer_id
             state = _state(session, scope, INVOICE, invoice.id)
-        nomod_customer_id = self.ensure_customer(scope, customer_id)
-        with self.session_factory() as session:
             synced = _mapping_row(session, scope, INVOICE, invoice_id)
+        nomod_customer_id = self.ensure_customer(scope, customer_id)
         if synced is None and state is not None and state.status == "PENDING":
             # Its sync is queued: run it now rather than create a second thing to pay.
             nomod_id, url = self.sync_invoice(scope, invoice_id)
@@ -537,6 +534,19 @@ def _mapping_row(session: Session, scope: Scope, entity_type: str, entity_id: st
             EntityIntegrationMapping.provider == PROVIDER,
         )
     )
+
+
+def entity_for(session: Session, scope: Scope, entity_type: str, provider_id: str) -> str | None:
+    """The arsync record a provider object is mapped to, if any (the reverse of :func:`mapped_id`)."""
+    found: str | None = session.scalar(
+        select(EntityIntegrationMapping.entity_id).where(
+            in_scope(EntityIntegrationMapping, scope),
+            EntityIntegrationMapping.provider == PROVIDER,
+            EntityIntegrationMapping.entity_type == entity_type,
+            EntityIntegrationMapping.provider_id == provider_id,
+        )
+    )
+    return found
 
 
 def mapped_id(session: Session, scope: Scope, entity_type: str, entity_id: str) -> str | None:

@@ -21,7 +21,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,9 +30,8 @@ from arsync.ledger.models import CashApplication, Invoice
 from arsync.money import decimal_places, exponent
 from arsync.nomod import signing
 from arsync.nomod.client import API_ERROR, NomodError
-from arsync.nomod.models import EntityIntegrationMapping
-from arsync.nomod.service import CASH_APPLICATION, INVOICE, INVOICE_LINK, PROVIDER, NomodService
-from arsync.tenancy.scope import Scope, in_scope
+from arsync.nomod.service import CASH_APPLICATION, INVOICE, INVOICE_LINK, NomodService, entity_for
+from arsync.tenancy.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +157,7 @@ def _invoice_for(session: Session, scope: Scope, charge: dict[str, Any]) -> str 
     for entity_type, key in ((INVOICE, "invoice"), (INVOICE_LINK, "link")):
         provider_id = charge.get(key)
         if isinstance(provider_id, str) and provider_id:
-            found = session.scalar(
-                select(EntityIntegrationMapping.entity_id).where(
-                    in_scope(EntityIntegrationMapping, scope),
-                    EntityIntegrationMapping.provider == PROVIDER,
-                    EntityIntegrationMapping.entity_type == entity_type,
-                    EntityIntegrationMapping.provider_id == provider_id,
-                )
-            )
+            found = entity_for(session, scope, entity_type, provider_id)
             if found is not None:
                 return found
     return None
@@ -208,14 +199,7 @@ def _why_not_applicable(invoice: Invoice, amount: Decimal, currency: str) -> str
 
 
 def _recorded(session: Session, scope: Scope, charge_id: str) -> CashApplication | None:
-    application_id = session.scalar(
-        select(EntityIntegrationMapping.entity_id).where(
-            in_scope(EntityIntegrationMapping, scope),
-            EntityIntegrationMapping.provider == PROVIDER,
-            EntityIntegrationMapping.entity_type == CASH_APPLICATION,
-            EntityIntegrationMapping.provider_id == charge_id,
-        )
-    )
+    application_id = entity_for(session, scope, CASH_APPLICATION, charge_id)
     return session.get(CashApplication, application_id) if application_id else None
 
 

@@ -605,11 +605,41 @@ def _invoice_request(ctx: Context, suffix: str, debtor: str | None = None) -> co
     )
 
 
-def _push(ctx: Context, path: str, request: contract.ContractModel, id_field: str) -> str:
+PUSH_ID = {"/invoices/push": "erpInvoiceId", "/payments/push": "erpPaymentId"}
+
+
+def _push(ctx: Context, path: str, request: contract.ContractModel) -> tuple[str, Exchange]:
+    """The id the ERP gave a push, and the exchange it came in."""
     exchange = ctx.post(path, request)
-    body = validate(exchange, contract.ENDPOINTS[path][1])
-    value: str = body[id_field]
-    return value
+    value: str = validate(exchange, contract.ENDPOINTS[path][1])[PUSH_ID[path]]
+    return value, exchange
+
+
+def _retry_gets_same_id(ctx: Context, path: str, request: contract.ContractModel, first_id: str, what: str) -> None:
+    erp_id, again = _push(ctx, path, request)
+    if erp_id != first_id:
+        raise fail(
+            f"a byte-identical retry created another {what}",
+            expected=first_id,
+            actual=erp_id,
+            path=f"$.{PUSH_ID[path]}",
+            exchange=again,
+        )
+
+
+def _one_id_at_once(ctx: Context, path: str, request: contract.ContractModel, what: str) -> str:
+    """Push ``request`` 4 times at once; the one id they all got."""
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: _push(ctx, path, request)[0], range(4)))
+    got = set(answers)
+    if len(got) != 1:
+        raise fail(
+            f"4 identical {what} pushes at once got different ids",
+            expected="one id",
+            actual=sorted(got),
+            path=f"$.{PUSH_ID[path]}",
+        )
+    return answers[0]
 
 
 def _listed(ctx: Context, entity: str, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -630,33 +660,18 @@ def check_invoice_push(ctx: Context) -> str | None:
     ctx.pushed.setdefault("since", datetime.now(UTC).replace(microsecond=0))
     request = _invoice_request(ctx, "1")
     ctx.pushed["invoiceRequest"] = request
-    ctx.pushed["invoice"] = _push(ctx, "/invoices/push", request, "erpInvoiceId")
+    ctx.pushed["invoice"], _ = _push(ctx, "/invoices/push", request)
     return None
 
 
 def check_invoice_retry(ctx: Context) -> str | None:
-    again = ctx.post("/invoices/push", ctx.pushed["invoiceRequest"])
-    erp_id = validate(again, contract.InvoicePushResponse)["erpInvoiceId"]
-    if erp_id != ctx.pushed["invoice"]:
-        raise fail(
-            "a byte-identical retry created another invoice",
-            expected=ctx.pushed["invoice"],
-            actual=erp_id,
-            path="$.erpInvoiceId",
-            exchange=again,
-        )
+    _retry_gets_same_id(ctx, "/invoices/push", ctx.pushed["invoiceRequest"], ctx.pushed["invoice"], "invoice")
     return None
 
 
 def check_invoice_concurrent(ctx: Context) -> str | None:
     request = _invoice_request(ctx, "2")
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: ctx.post("/invoices/push", request), range(4)))
-    got = {validate(a, contract.InvoicePushResponse)["erpInvoiceId"] for a in answers}
-    if len(got) != 1:
-        raise fail(
-            "4 identical pushes at once got different ids", expected="one id", actual=sorted(got), path="$.erpInvoiceId"
-        )
+    _one_id_at_once(ctx, "/invoices/push", request, "invoice")
     listed = _listed(ctx, "invoices", lambda r: r["invoiceNumber"] == request.invoice_number)
     if len(listed) != 1:
         raise fail(
@@ -704,37 +719,17 @@ def _payment_request(ctx: Context, amount: str) -> contract.PaymentPushRequest:
 def check_payment_push(ctx: Context) -> str | None:
     request = _payment_request(ctx, "0.10")
     ctx.pushed["paymentRequest"] = request
-    ctx.pushed["payment"] = _push(ctx, "/payments/push", request, "erpPaymentId")
+    ctx.pushed["payment"], _ = _push(ctx, "/payments/push", request)
     return None
 
 
 def check_payment_retry(ctx: Context) -> str | None:
-    again = ctx.post("/payments/push", ctx.pushed["paymentRequest"])
-    erp_id = validate(again, contract.PaymentPushResponse)["erpPaymentId"]
-    if erp_id != ctx.pushed["payment"]:
-        raise fail(
-            "a byte-identical retry created another payment",
-            expected=ctx.pushed["payment"],
-            actual=erp_id,
-            path="$.erpPaymentId",
-            exchange=again,
-        )
+    _retry_gets_same_id(ctx, "/payments/push", ctx.pushed["paymentRequest"], ctx.pushed["payment"], "payment")
     return None
 
 
 def check_payment_concurrent(ctx: Context) -> str | None:
-    request = _payment_request(ctx, "0.20")
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: ctx.post("/payments/push", request), range(4)))
-    got = {validate(a, contract.PaymentPushResponse)["erpPaymentId"] for a in answers}
-    if len(got) != 1:
-        raise fail(
-            "4 identical payment pushes at once got different ids",
-            expected="one id",
-            actual=sorted(got),
-            path="$.erpPaymentId",
-        )
-    (erp_id,) = got
+    erp_id = _one_id_at_once(ctx, "/payments/push", _payment_request(ctx, "0.20"), "payment")
     listed = _listed(ctx, "payments", lambda r: r["erpPaymentId"] == erp_id)
     if len(listed) != 1:
         raise fail(f"payment {erp_id} is listed {len(listed)} times", expected=1, actual=len(listed))
