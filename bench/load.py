@@ -1,6 +1,9 @@
 """A small HTTP load generator, run as its own process: N concurrent keep-alive clients.
 
 Prints one JSON object per URL: requests, errors, req/s and latency percentiles.
+
+It uses aiohttp rather than httpx: an httpx client tops out near 700 req/s on one core, so a
+fast endpoint measured the client, not the server.
 """
 
 from __future__ import annotations
@@ -11,24 +14,26 @@ import json
 import sys
 import time
 
-import httpx
+import aiohttp
 
 
 async def load(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
-        await client.get(url)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as client:
+        async with client.get(url) as first:
+            await first.read()
 
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await client.get(url)
+                async with client.get(url) as response:
+                    await response.read()
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
+                if response.status != 200:
                     errors += 1
 
         started = time.perf_counter()

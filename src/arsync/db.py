@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -136,8 +137,14 @@ def make_engine(url: str) -> Engine:
     # runs, and a generic plan made while a table was still empty (seq scan) is then kept while
     # the table grows to millions of rows.
     # No pre-ping: it costs a round trip on every checkout; stale connections are recycled instead.
+    # orjson parses JSONB columns several times faster than the standard library.
     return create_engine(
-        url, pool_size=20, max_overflow=30, pool_recycle=1800, connect_args={"prepare_threshold": None}
+        url,
+        pool_size=20,
+        max_overflow=30,
+        pool_recycle=1800,
+        connect_args={"prepare_threshold": None},
+        json_deserializer=orjson.loads,
     )
 
 

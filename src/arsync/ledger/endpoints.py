@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from arsync.erp.models import Push
@@ -20,7 +21,7 @@ from arsync.nomod.schemas import invoice_nomod_read
 from arsync.schemas import Page, PageParams
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
-from arsync.web.responses import json_response
+from arsync.web.responses import json_response, page_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 Paging = Annotated[PageParams, Depends()]
@@ -39,6 +40,16 @@ def customer_read(customer: Customer) -> schemas.CustomerRead:
         erp_debtor_id=customer.erp_debtor_id,
         created_at=customer.created_at,
     )
+
+
+CUSTOMER_WIRE_KEYS = tuple(field.alias or name for name, field in schemas.CustomerRead.model_fields.items())
+
+
+def customer_wire(row: Row[Any]) -> dict[str, Any]:
+    """A row of ``ledger.CUSTOMER_READ_COLUMNS`` as CustomerRead's JSON object."""
+    item = dict(zip(CUSTOMER_WIRE_KEYS, row, strict=True))
+    item["metadata"] = item["metadata"] or {}
+    return item
 
 
 def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
@@ -129,9 +140,7 @@ def list_customers(
 ) -> Response:
     """List customers, filtered by name, email or ERP debtor id."""
     rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
-    return json_response(
-        Page(items=[customer_read(c) for c in rows], page=paging.page, limit=paging.limit, has_more=more)
-    )
+    return page_response([customer_wire(row) for row in rows], paging, more)
 
 
 @router.get("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])

@@ -30,6 +30,7 @@ class Customer(Base):
     __table_args__ = (
         Index("uq_customers_erp_id", "tenant_id", "environment_id", "erp_debtor_id", unique=True),
         Index("ix_customers_scope_name", "tenant_id", "environment_id", "name"),
+        Index("ix_customers_scope_id", "tenant_id", "environment_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cust"))
@@ -52,6 +53,7 @@ class Invoice(Base):
     __table_args__ = (
         Index("uq_invoices_erp_id", "tenant_id", "environment_id", "erp_invoice_id", unique=True),
         Index("ix_invoices_customer", "customer_id"),
+        Index("ix_invoices_scope_id", "tenant_id", "environment_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inv"))
@@ -89,6 +91,7 @@ class Payment(Base):
     __table_args__ = (
         Index("uq_payments_erp_id", "tenant_id", "environment_id", "erp_payment_id", unique=True),
         Index("ix_payments_invoice", "invoice_id"),
+        Index("ix_payments_scope_id", "tenant_id", "environment_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))

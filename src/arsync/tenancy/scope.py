@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Row, Select
 from sqlalchemy.orm import Session
 
 from arsync.errors import NotFound
@@ -38,6 +38,18 @@ def in_scope(model: Any, scope: Scope) -> ColumnElement[bool]:
 
 
 def paginate(session: Session, statement: Select[T], params: PageParams) -> tuple[list[T], bool]:
-    """One page of ``statement``'s rows and whether more follow (fetches one extra row)."""
-    rows = list(session.scalars(statement.offset(params.offset).limit(params.limit + 1)))
+    """One page of ``statement``'s objects and whether more follow (fetches one extra row)."""
+    return _one_page(list(session.scalars(_page_of(statement, params))), params)
+
+
+def paginate_rows(session: Session, statement: Select[Any], params: PageParams) -> tuple[list[Row[Any]], bool]:
+    """As ``paginate``, for a statement of columns: plain rows, no ORM objects."""
+    return _one_page(list(session.execute(_page_of(statement, params))), params)
+
+
+def _page_of(statement: Select[Any], params: PageParams) -> Select[Any]:
+    return statement.offset(params.offset).limit(params.limit + 1)
+
+
+def _one_page(rows: list[Any], params: PageParams) -> tuple[list[Any], bool]:
     return rows[: params.limit], len(rows) > params.limit

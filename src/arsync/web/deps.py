@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
@@ -27,21 +28,39 @@ async def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_session(request: Request, container: ContainerDep) -> Iterator[Session]:
+async def get_session(request: Request, container: ContainerDep) -> AsyncIterator[Session]:
     """The request's session.
 
     Writes run in one transaction that commits after the endpoint and before the response.
     GET requests only read, so they run in autocommit mode: no BEGIN and COMMIT round trips.
+
+    This is an async dependency on purpose: a sync one costs two worker-thread hops per request.
+    Opening a session does no I/O (it connects on its first query), and closing one whose
+    connection has no open transaction does none either, so only commit and rollback, which
+    talk to the database, go to a worker thread.
     """
     if request.method in {"GET", "HEAD"}:
         with container.read_session_factory() as session:
             yield session
         return
-    with container.session_factory() as session, session.begin():
+    session = container.session_factory()
+    try:
         yield session
+        await run_in_threadpool(session.commit)
+    except BaseException:
+        await run_in_threadpool(session.rollback)
+        raise
+    finally:
+        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+# Built once: every authenticated request runs it.
+API_KEY_BY_HASH = select(ApiKey.tenant_id, ApiKey.environment_id, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash")
+)
 
 
 def get_scope(
@@ -53,7 +72,7 @@ def get_scope(
     """The (tenant, environment) the API key is bound to; 401 for a bad key, 403 for other ids."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Missing or invalid Authorization header. Use: Authorization: Bearer <key>")
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials)))
+    key = session.execute(API_KEY_BY_HASH, {"key_hash": hash_api_key(credentials.credentials)}).first()
     if key is None or key.revoked_at is not None:
         raise Unauthorized("Unknown or revoked API key")
     if not x_tenant_id or not x_environment_id:
