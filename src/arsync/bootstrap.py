@@ -30,6 +30,11 @@ from arsync.nomod.client import NomodOptions
 from arsync.nomod.service import NomodService, RetryPolicy
 from arsync.nomod.webhooks import PaidWebhooks
 from arsync.vault import Vault
+from arsync.xero.connector import XeroConnector, XeroOptions
+from arsync.xero.limits import budget_for
+from arsync.xero.oauth import XeroApp, XeroOAuth
+from arsync.xero.service import XeroConnections
+from arsync.xero.tokens import XeroTokens
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Container:
     pushes: PushService = field(init=False)
     nomod: NomodService = field(init=False)
     nomod_webhooks: PaidWebhooks = field(init=False)
+    xero: XeroConnections = field(init=False)
 
     def __post_init__(self) -> None:
         # Reads without BEGIN/COMMIT: two fewer round trips per GET request. Same pool.
@@ -94,6 +100,24 @@ class Container:
             self.queue.register(TASK_SYNC, self.sync.execute)
             self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_all_active)
         self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
+        self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
+
+    def xero_oauth(self) -> XeroOAuth | None:
+        s = self.settings
+        if not s.xero_client_id or not s.xero_client_secret:
+            return None
+        return XeroOAuth(
+            XeroApp(
+                client_id=s.xero_client_id,
+                client_secret=s.xero_client_secret,
+                redirect_uri=s.xero_redirect_uri,
+                authorize_url=s.xero_authorize_url,
+                token_url=s.xero_token_url,
+                revoke_url=s.xero_revoke_url,
+                api_url=s.xero_api_url.rstrip("/"),
+                timeout_seconds=s.http_timeout_seconds,
+            )
+        )
 
     def rest_options(self) -> RestOptions:
         s = self.settings
@@ -110,7 +134,22 @@ class Container:
             return RestConnector(
                 connection.base_url, self.vault.decrypt(connection.secret_encrypted), self.rest_options()
             )
-        raise NotImplementedError(f"transport {connection.transport!r} is not available")
+        if connection.provider == "xero" and connection.external_tenant_id:
+            s = self.settings
+            tokens = XeroTokens(self.session_factory, self.vault, self.xero.oauth, connection.id)
+            budget = budget_for(
+                f"{connection.base_url} {connection.external_tenant_id}",
+                s.xero_calls_per_minute,
+                s.xero_minute_seconds,
+                s.xero_max_in_flight,
+            )
+            options = XeroOptions(
+                timeout_seconds=s.http_timeout_seconds,
+                max_attempts=s.http_max_attempts,
+                backoff_seconds=s.http_backoff_seconds,
+            )
+            return XeroConnector(tokens, connection.external_tenant_id, connection.base_url, budget, options)
+        raise NotImplementedError(f"transport {connection.transport!r} ({connection.provider}) is not available")
 
     def close(self) -> None:
         if isinstance(self.queue, InProcessQueue):

@@ -38,6 +38,7 @@ from arsync.mocks.erp import BREAKAGES, MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.nomod import signing
 from arsync.nomod.schemas import nomod_connection_read
 from arsync.sandbox import report as sandbox_report
@@ -268,6 +269,26 @@ def connection_set_nomod(
     console.print(
         f"webhook: {read.webhook_path}  [dim](secret {'set' if read.webhook_secret_set else 'not set'})[/dim]"
     )
+
+
+@connection_app.command("xero-authorize")
+def connection_xero_authorize(
+    tenant: TenantOpt,
+    environment: EnvOpt,
+    bank_account_code: Annotated[
+        str | None, typer.Option("--bank-account-code", help="Xero bank account for payment pushes, e.g. 090.")
+    ] = None,
+) -> None:
+    """Print the "Connect Xero" link (the same as GET /api/v1/connections/xero/authorize).
+
+    Open it, allow access, and Xero sends the browser back to arsync's callback, which saves the
+    connection and starts the full import. The link works once, for 10 minutes.
+    """
+    with _container() as c:
+        with c.session_factory() as session:
+            tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        url = c.xero.begin(Scope(tenant_row.id, env.id), bank_account_code)
+    console.print(url, soft_wrap=True)
 
 
 @connection_app.command("list")
@@ -541,6 +562,28 @@ def mock_erp(
         f"on http://{host}:{port}"
     )
     uvicorn.run(create_mock_erp_app(state), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("mock-xero")
+def mock_xero(
+    host: Annotated[str, typer.Option(help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8720,
+    organisation: Annotated[
+        list[str] | None, typer.Option("--organisation", help="Organisation name (repeatable).")
+    ] = None,
+    contacts: Annotated[int, typer.Option(min=0)] = 20,
+    invoices: Annotated[int, typer.Option(min=0)] = 60,
+    payments: Annotated[int, typer.Option(min=0)] = 30,
+) -> None:
+    """Run a mock of Xero's identity service and Accounting API until interrupted."""
+    state = MockXeroState()
+    for seed, name in enumerate(organisation or ["Demo Company (NZ)"], start=1):
+        state.add_organisation(name, contacts, invoices, payments, seed=seed)
+    base = f"http://{host}:{port}"
+    err_console.print(f"mock Xero on {base}; point arsync at it with:")
+    for name, value in mock_xero_settings(base, state.config).items():
+        err_console.print(f"  export {name}={value}")
+    uvicorn.run(create_mock_xero_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command("mock-nomod")

@@ -26,6 +26,21 @@ class Settings(BaseSettings):
     sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
     nomod_base_url: str = "https://api.nomod.com"
 
+    # Xero (native OAuth connector). Every URL is configurable so the mock can stand in.
+    xero_client_id: str | None = Field(default=None, description="The Xero app's client id.")
+    xero_client_secret: str | None = Field(default=None, description="The Xero app's client secret.")
+    xero_redirect_uri: str = Field(
+        default="http://127.0.0.1:8000/api/v1/connections/xero/callback",
+        description="Where Xero sends the user back; must match the Xero app's setting.",
+    )
+    xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+    xero_token_url: str = "https://identity.xero.com/connect/token"
+    xero_revoke_url: str = "https://identity.xero.com/connect/revocation"
+    xero_api_url: str = Field(default="https://api.xero.com", description="Serves /connections and /api.xro/2.0.")
+    xero_calls_per_minute: int = Field(default=60, ge=1, description="Per-organisation budget, below Xero's limit.")
+    xero_minute_seconds: float = Field(default=60.0, gt=0, description="The window of that budget.")
+    xero_max_in_flight: int = Field(default=5, ge=1, le=5, description="Calls in flight per organisation.")
+
     # ERP sync tuning.
     sync_page_size: int = Field(default=1000, ge=1, le=10_000)
     sync_max_pages: int = Field(default=100_000, ge=1, description="Paging guard per entity.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -156,4 +157,19 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits once on success and rolls back on any error."""
     with factory() as session, session.begin():
+        yield session
+
+
+_LOCK_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def exclusive_transaction(factory: sessionmaker[Session], key: str) -> Iterator[Session]:
+    """A transaction that holds ``key``: across processes on PostgreSQL, within this process everywhere.
+
+    Never nest two of these: two keys on one stripe would deadlock.
+    """
+    with _LOCK_STRIPES[hash(key) % len(_LOCK_STRIPES)], transaction(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
         yield session

@@ -11,6 +11,8 @@
         ├── AuthenticationFailed    401 from the middleware
         ├── ContractViolation       a body that breaks the Nudge contract (incl. schemaVersion)
         ├── PagingError             paging that does not advance, or exceeds the page cap
+        ├── ReauthRequired          a native ERP refused the refresh token: reconnect (NEEDS_REAUTH)
+        ├── RateLimitExhausted      a native ERP's daily call limit is used up
         └── RemoteError             any other non-success answer
 
 Secrets never go into an error: messages are built from endpoints, ids and contract codes.
@@ -61,6 +63,8 @@ HINTS = {
     "PagingError": "fix the middleware's paging (page, limit, hasMore), then Sync now",
     "TransientError": "the middleware was unavailable; check it is up, then Sync now",
     "RemoteError": "check the middleware logs for this request, then Sync now",
+    "ReauthRequired": "reconnect Xero (GET /api/v1/connections/xero/authorize), then Sync now",
+    "RateLimitExhausted": "wait until the time given in the message, then Sync now",
 }
 
 
@@ -68,6 +72,8 @@ class ConnectorError(ArsyncError):
     """An ERP call failed. ``str()`` gives one line naming where and why."""
 
     code = "ERP_ERROR"
+    # What a sync that ends with this error makes of its connection (None: leave it as it is).
+    connection_status: str | None = "FAILED"
 
     def __init__(
         self,
@@ -78,13 +84,14 @@ class ConnectorError(ArsyncError):
         http_status: int | None = None,
         contract_code: str | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.page = page
         self.http_status = http_status
         self.contract_code = contract_code
         self.retry_after = retry_after
-        self.hint = HINTS.get(type(self).__name__, HINTS["RemoteError"])
+        self.hint = hint or HINTS.get(type(self).__name__, HINTS["RemoteError"])
         self.message = message
         super().__init__(message, details=self.as_dict())
 
@@ -120,6 +127,16 @@ class ContractViolation(ConnectorError):
 
 class PagingError(ConnectorError):
     code = "ERP_PAGING_ERROR"
+
+
+class ReauthRequired(ConnectorError):
+    code = "ERP_NEEDS_REAUTH"
+    connection_status = "NEEDS_REAUTH"
+
+
+class RateLimitExhausted(ConnectorError):
+    code = "ERP_RATE_LIMITED"
+    connection_status = None
 
 
 class RemoteError(ConnectorError):

@@ -20,6 +20,7 @@ from arsync.erp.schemas import (
     push_read,
     sync_run_read,
 )
+from arsync.errors import Conflict
 from arsync.schemas import Page, PageParams
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
@@ -63,7 +64,8 @@ def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> 
 def rotate_key(connection_id: str, scope: ScopeDep, container: ContainerDep) -> ConnectionWithKey:
     """Issue a new middleware key (in the response once); the old one stops at once."""
     with container.session_factory() as session:
-        _connection(session, scope, connection_id)
+        if _connection(session, scope, connection_id).transport != "rest":
+            raise Conflict("a native connection has no middleware key; reconnect it instead", code="INVALID_STATE")
     connection, key = container.connections.rotate_key(connection_id)
     return ConnectionWithKey(**connection_read(connection).model_dump(), api_key=key)
 
@@ -77,9 +79,24 @@ def check_health(connection_id: str, scope: ScopeDep, container: ContainerDep) -
 
 
 @router.delete("/connections/{connection_id}", status_code=204, tags=["connections"])
-def delete_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> Response:
-    """Delete a connection and its sync history; synced ledger records stay."""
-    session.delete(_connection(session, scope, connection_id))
+def delete_connection(
+    connection_id: str,
+    scope: ScopeDep,
+    session: SessionDep,
+    container: ContainerDep,
+    force: Annotated[bool, Query(description="Native: delete even if the ERP did not confirm the revocation")] = False,
+) -> Response:
+    """Delete a connection and its sync history; synced ledger records stay.
+
+    A native (Xero) connection's tokens are revoked at the ERP first.
+    """
+    connection = _connection(session, scope, connection_id)
+    if connection.transport == "native" and not container.xero.disconnect(connection) and not force:
+        raise Conflict(
+            "Xero did not confirm that it revoked arsync's access; try again, or add ?force=true to delete anyway",
+            code="REVOKE_FAILED",
+        )
+    session.delete(connection)
     return Response(status_code=204)
 
 

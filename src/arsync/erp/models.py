@@ -35,6 +35,9 @@ class Connection(Base):
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     sync_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Native connections: the ERP's own id and name of the organisation connected.
+    external_tenant_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    external_tenant_name: Mapped[str | None] = mapped_column(String(500), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -111,3 +114,25 @@ class Push(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class OAuthState(Base):
+    """One OAuth authorization in progress: the ``state`` Xero sends back, tied to a scope.
+
+    Only a hash of the state is stored. The PKCE verifier and, while the user picks one of
+    several organisations, the tokens are encrypted.
+    """
+
+    __tablename__ = "oauth_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(40))
+    code_verifier_encrypted: Mapped[str] = mapped_column(String(4000))
+    bank_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    tokens_encrypted: Mapped[str | None] = mapped_column(String(8000), default=None)
+    organisations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -25,6 +25,18 @@ class Page(Generic[T]):
     has_more: bool
 
 
+@dataclass(frozen=True)
+class PushAttempt:
+    """What a connector needs to know to push without duplicates.
+
+    ``idempotency_key`` is the same on every attempt of one push. ``uncertain`` says an earlier
+    attempt may have reached the ERP (it timed out or the connection dropped).
+    """
+
+    idempotency_key: str
+    uncertain: bool = False
+
+
 class ErpConnector(Protocol):
     """List and push operations against one ERP connection."""
 
@@ -36,8 +48,8 @@ class ErpConnector(Protocol):
 
     def list_payments(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Payment]: ...
 
-    def push_invoice(self, request: contract.InvoicePushRequest) -> str: ...
+    def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str: ...
 
-    def push_payment(self, request: contract.PaymentPushRequest) -> str: ...
+    def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str: ...
 
     def close(self) -> None: ...

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from arsync.db import transaction, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
-from arsync.erp.port import ErpConnector
+from arsync.erp.port import ErpConnector, PushAttempt
 from arsync.errors import Conflict, ConnectorError, TransientError
 from arsync.jobs.queue import TASK_PUSH, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
@@ -184,12 +184,15 @@ class PushService:
         else:
             request = self._payment_request(session, push, connection)
         _failpoint(self.options, "push.before_send")
+        # An earlier attempt that failed in a transient way may have reached the ERP.
+        uncertain = (push.last_error or {}).get("kind") == "TransientError"
+        attempt = PushAttempt(idempotency_key=f"arsync-{push.id}", uncertain=uncertain)
         connector = self.connector_factory(connection)
         try:
             erp_id = (
-                connector.push_invoice(request)
+                connector.push_invoice(request, attempt)
                 if isinstance(request, contract.InvoicePushRequest)
-                else connector.push_payment(request)
+                else connector.push_payment(request, attempt)
             )
         finally:
             connector.close()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from arsync.erp import contract
-from arsync.erp.port import Page
+from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
     AuthenticationFailed,
     ConnectorError,
@@ -136,10 +136,12 @@ class RestConnector:
         body = self._call("/payments/list", self._list(page, limit, modified_since), contract.PaymentPage, page)
         return Page(page, body.payments, body.has_more)
 
-    def push_invoice(self, request: contract.InvoicePushRequest) -> str:
+    # The contract makes the middleware idempotent on the invoice number and the payment's
+    # fields, so the attempt needs no special handling here.
+    def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str:
         return self._call("/invoices/push", request, contract.InvoicePushResponse).erp_invoice_id
 
-    def push_payment(self, request: contract.PaymentPushRequest) -> str:
+    def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
         return self._call("/payments/push", request, contract.PaymentPushResponse).erp_payment_id
 
     # Plumbing ---------------------------------------------------------------------

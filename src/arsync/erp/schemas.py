@@ -29,6 +29,8 @@ class ConnectionRead(ApiModel):
     last_error: dict[str, Any] | None
     key_hint: str = Field(description="The middleware key, masked")
     last_successful_sync_started_at: datetime | None
+    erp_organisation_id: str | None = Field(default=None, description="Native connections: the ERP's organisation")
+    erp_organisation_name: str | None = None
 
 
 class ConnectionWithKey(ConnectionRead):
@@ -74,6 +76,8 @@ def connection_read(connection: Connection) -> ConnectionRead:
         last_error=connection.last_error,
         key_hint=connection.secret_hint,
         last_successful_sync_started_at=connection.sync_watermark,
+        erp_organisation_id=connection.external_tenant_id,
+        erp_organisation_name=connection.external_tenant_name,
     )
 
 

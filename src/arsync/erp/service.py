@@ -39,7 +39,7 @@ def validate_base_url(url: str) -> str:
     return url
 
 
-def _clean_bank_code(code: str | None) -> str | None:
+def clean_bank_code(code: str | None) -> str | None:
     if code is None:
         return None
     code = code.strip()
@@ -68,7 +68,7 @@ class ConnectionService:
         the only time it is ever shown.
         """
         base_url = validate_base_url(base_url)
-        bank_account_code = _clean_bank_code(bank_account_code)
+        bank_account_code = clean_bank_code(bank_account_code)
         with transaction(self.session_factory) as session:
             connection = session.scalar(
                 select(Connection).where(

@@ -368,8 +368,9 @@ class SyncEngine:
             elif isinstance(error, ConnectorError):
                 run.status = "FAILED"
                 run.error = error.as_dict() | {"at": now.isoformat()}
-                connection.status, connection.status_changed_at = "FAILED", now
-                connection.status_reason = str(error)
+                if error.connection_status is not None:
+                    connection.status, connection.status_changed_at = error.connection_status, now
+                    connection.status_reason = str(error)
                 connection.last_error = run.error
             else:
                 run.status = "FAILED"

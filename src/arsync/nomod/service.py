@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import transaction, utcnow
+from arsync.db import exclusive_transaction, transaction, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
@@ -52,7 +51,6 @@ from arsync.vault import Vault, mask
 log = logging.getLogger(__name__)
 
 PROVIDER = "nomod"
-LOCK_STRIPES = 64
 NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
 SENT_STATUSES = ("FINALIZED", "PAID")  # invoice statuses that go to Nomod
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -107,7 +105,6 @@ class NomodService:
         self.queue = queue
         self.retry = retry or RetryPolicy()
         self.default_base_url = default_base_url
-        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     # The connection -------------------------------------------------------------------------
 
@@ -467,9 +464,7 @@ class NomodService:
     @contextmanager
     def exclusive(self, key: str) -> Iterator[Session]:
         """A transaction that holds ``key``: across processes on PostgreSQL, within this process everywhere."""
-        with self._locks[hash(key) % LOCK_STRIPES], transaction(self.session_factory) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+        with exclusive_transaction(self.session_factory, key) as session:
             yield session
 
 

@@ -20,6 +20,7 @@ from arsync.nomod.endpoints import router as nomod_router
 from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.web import errors
+from arsync.xero.endpoints import router as xero_router
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
 
     app.include_router(api_keys_router)
     app.include_router(ledger_router)
+    app.include_router(xero_router)  # before the ERP routes too: /connections/xero is not a connection id
     app.include_router(nomod_router)  # before the ERP routes: /connections/nomod is not a connection id
     app.include_router(erp_router)
     return app

@@ -1,0 +1,1 @@
+"""Xero: the first native ERP connector (OAuth 2, Accounting API)."""

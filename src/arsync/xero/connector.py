@@ -1,0 +1,310 @@
+"""The Xero connector: an :class:`~arsync.erp.port.ErpConnector` over Xero's Accounting API.
+
+Reads: contacts become debtors, ACCREC invoices become invoices (``AmountDue`` is the amount
+outstanding), receivable payments become payments. ``If-Modified-Since`` makes later syncs
+incremental.
+
+Every call goes through the organisation's :class:`CallBudget`, with a token from
+:class:`XeroTokens`: a 401 refreshes the token once and repeats the call. A 429 holds the
+organisation for its ``Retry-After`` and repeats the call (a bounded number of times), except
+the daily limit, which ends the work with the time it resets.
+
+Writes carry an ``Idempotency-Key`` derived from the push. After an uncertain failure (a
+timeout, a dropped connection, a 5xx: Xero may have stored the record) the invoice is first
+looked up by its number, so a retry never makes a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from arsync.erp import contract
+from arsync.erp.port import Page, PushAttempt
+from arsync.erp.rest import parse_retry_after, retry_wait
+from arsync.errors import (
+    AuthenticationFailed,
+    ConnectorError,
+    ContractViolation,
+    RateLimitExhausted,
+    ReauthRequired,
+    RemoteError,
+    TransientError,
+)
+from arsync.xero import api
+from arsync.xero.limits import CallBudget
+from arsync.xero.tokens import XeroTokens
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+ACCOUNTING = "/api.xro/2.0"
+MAX_PAGE_SIZE = 1000
+UNCERTAIN_STATUSES = {500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class XeroOptions:
+    timeout_seconds: float = 30.0
+    max_attempts: int = 4
+    backoff_seconds: float = 0.5
+    max_rate_limit_waits: int = 50
+    max_retry_after_seconds: float = 120.0
+
+
+class XeroConnector:
+    def __init__(
+        self,
+        tokens: XeroTokens,
+        xero_tenant_id: str,
+        api_url: str,
+        budget: CallBudget,
+        options: XeroOptions | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tokens = tokens
+        self.tenant_id = xero_tenant_id
+        self.budget = budget
+        self.options = options or XeroOptions()
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=api_url.rstrip("/") + ACCOUNTING,
+            timeout=self.options.timeout_seconds,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "arsync"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # Reads ----------------------------------------------------------------------------------
+
+    def health(self) -> contract.HealthResponse:
+        """The token works and still reaches this organisation."""
+        tenants = self.tokens.oauth.tenants(self.tokens.access_token())
+        if not any(t.tenantId == self.tenant_id for t in tenants):
+            raise ReauthRequired("this Xero organisation is no longer connected to arsync", endpoint="/connections")
+        return contract.HealthResponse(schema_version="1", ok=True, service="xero")
+
+    def list_debtors(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Debtor]:
+        body = self._list("/Contacts", api.ContactsPage, page, limit, modified_since, {})
+        return Page(page, [api.debtor(c) for c in body.Contacts],
+                    api.has_more(body.pagination, page, len(body.Contacts), self._size(limit)))  # fmt: skip
+
+    def list_invoices(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Invoice]:
+        body = self._list("/Invoices", api.InvoicesPage, page, limit, modified_since, {"where": 'Type=="ACCREC"'})
+        try:
+            invoices = [api.invoice(i) for i in body.Invoices]
+        except (ValidationError, ValueError) as exc:
+            raise ContractViolation(f"a Xero invoice cannot be read: {exc}", endpoint="/Invoices", page=page) from exc
+        return Page(page, invoices, api.has_more(body.pagination, page, len(body.Invoices), self._size(limit)))
+
+    def list_payments(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Payment]:
+        where = {"where": 'PaymentType=="ACCRECPAYMENT" AND Status=="AUTHORISED"'}
+        body = self._list("/Payments", api.PaymentsPage, page, limit, modified_since, where)
+        return Page(page, [api.payment(p) for p in body.Payments],
+                    api.has_more(body.pagination, page, len(body.Payments), self._size(limit)))  # fmt: skip
+
+    # Writes ---------------------------------------------------------------------------------
+
+    def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str:
+        uncertain = attempt.uncertain
+        for number in range(1, self.options.max_attempts + 1):
+            if uncertain:
+                existing = self._find_invoice(request.invoice_number, request.erp_debtor_id)
+                if existing is not None:
+                    return existing
+            try:
+                body = self._call("PUT", "/Invoices", api.InvoicesPage, json=api.invoice_body(request),
+                                  idempotency_key=attempt.idempotency_key)  # fmt: skip
+            except TransientError:
+                if number == self.options.max_attempts:
+                    raise
+                uncertain = True
+                self._sleep(
+                    retry_wait(number, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
+                )
+                continue
+            created: api.Invoice = self._single(body.Invoices, "/Invoices")
+            return created.InvoiceID
+        raise AssertionError("unreachable")
+
+    def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
+        if not request.bank_account_code:
+            raise RemoteError(
+                "Xero needs a bank account code for payments",
+                endpoint="/Payments",
+                hint="reconnect Xero with bankAccountCode (e.g. 090), then retry the push",
+            )
+        key = attempt.idempotency_key
+        for number in range(1, self.options.max_attempts + 1):
+            try:
+                body = self._call("PUT", "/Payments", api.PaymentsPage, json=api.payment_body(request),
+                                  idempotency_key=key)  # fmt: skip
+            except TransientError:
+                # Xero replays the first answer for the same Idempotency-Key, so a repeat is safe.
+                if number == self.options.max_attempts:
+                    raise
+                self._sleep(
+                    retry_wait(number, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
+                )
+                continue
+            paid: api.Payment = self._single(body.Payments, "/Payments")
+            return paid.PaymentID
+        raise AssertionError("unreachable")
+
+    def _find_invoice(self, invoice_number: str, contact_id: str) -> str | None:
+        body = self._call("GET", "/Invoices", api.InvoicesPage,
+                          params={"InvoiceNumbers": invoice_number, "where": 'Type=="ACCREC"'})  # fmt: skip
+        for found in body.Invoices:
+            if found.Contact.ContactID == contact_id and found.Status not in {"DELETED", "VOIDED"}:
+                return found.InvoiceID
+        return None
+
+    @staticmethod
+    def _single(records: list[Any], endpoint: str) -> Any:
+        if len(records) != 1:
+            raise ContractViolation(f"Xero answered with {len(records)} records for one", endpoint=endpoint)
+        return records[0]
+
+    # Plumbing -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _size(limit: int) -> int:
+        return min(limit, MAX_PAGE_SIZE)
+
+    def _list(
+        self,
+        path: str,
+        model: type[ModelT],
+        page: int,
+        limit: int,
+        modified_since: datetime | None,
+        params: dict[str, str],
+    ) -> ModelT:
+        headers = {}
+        if modified_since is not None:
+            headers["If-Modified-Since"] = modified_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        query = params | {"page": str(page), "pageSize": str(self._size(limit))}
+        return self._call("GET", path, model, params=query, headers=headers, page=page, retry_transient=True)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[ModelT],
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        page: int | None = None,
+        retry_transient: bool = False,
+    ) -> ModelT:
+        """One Xero call; 401, 429 and (for reads) transient failures are handled here."""
+        headers = dict(headers or {})
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key[:128]
+        content = contract.dumps(json) if json is not None else None
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        refreshed = False
+        rate_waits = 0
+        failures = 0
+        while True:
+            token = self.tokens.access_token()
+            try:
+                with self.budget.slot():
+                    response = self._client.request(
+                        method, path, params=params, content=content,
+                        headers=headers | {"Authorization": f"Bearer {token}", "xero-tenant-id": self.tenant_id},
+                    )  # fmt: skip
+                error = self._error(response, path, page)
+            except httpx.TimeoutException as exc:
+                error = TransientError(f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",
+                                       endpoint=path, page=page)  # fmt: skip
+            except httpx.TransportError as exc:
+                error = TransientError(f"connection failed ({type(exc).__name__})", endpoint=path, page=page)
+            if error is None:
+                return self._parse(response, model, path, page)
+            if isinstance(error, AuthenticationFailed) and not refreshed:
+                self.tokens.refresh(token)
+                refreshed = True
+                continue
+            if isinstance(error, TransientError) and error.http_status == 429:
+                rate_waits += 1
+                if rate_waits > self.options.max_rate_limit_waits:
+                    raise TransientError(f"still rate limited after {rate_waits - 1} waits", endpoint=path,
+                                         page=page, http_status=429)  # fmt: skip
+                self.budget.back_off(min(error.retry_after or 1.0, self.options.max_retry_after_seconds))
+                continue
+            if isinstance(error, TransientError) and retry_transient:
+                failures += 1
+                if failures >= self.options.max_attempts:
+                    raise TransientError(f"{error.message} (gave up after {failures} attempts)", endpoint=path,
+                                         page=page, http_status=error.http_status)  # fmt: skip
+                self._sleep(
+                    retry_wait(failures, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
+                )
+                continue
+            raise error
+
+    def _error(self, response: httpx.Response, path: str, page: int | None) -> ConnectorError | None:
+        status = response.status_code
+        if status == 200:
+            return None
+        if status == 401:
+            return AuthenticationFailed("Xero rejected the access token", endpoint=path, page=page, http_status=401,
+                                        hint="reconnect Xero, then Sync now")  # fmt: skip
+        if status == 403:
+            return ReauthRequired("Xero refused access to this organisation", endpoint=path, page=page,
+                                  http_status=403)  # fmt: skip
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if response.headers.get("x-rate-limit-problem", "").lower() == "day":
+                resumes = datetime.now(UTC) + timedelta(seconds=retry_after or 0)
+                return RateLimitExhausted(
+                    "Xero's daily limit of calls for this organisation is used up; syncing can resume after "
+                    f"{resumes:%Y-%m-%d %H:%M} UTC",
+                    endpoint=path, page=page, http_status=429,
+                )  # fmt: skip
+            return TransientError("rate limited by Xero", endpoint=path, page=page, http_status=429,
+                                  retry_after=retry_after)  # fmt: skip
+        if status in UNCERTAIN_STATUSES:
+            return TransientError(f"Xero answered HTTP {status}", endpoint=path, page=page, http_status=status)
+        return RemoteError(f"Xero refused the request: {_xero_message(response)}", endpoint=path, page=page,
+                           http_status=status, hint="fix the record in arsync or Xero, then retry")  # fmt: skip
+
+    @staticmethod
+    def _parse(response: httpx.Response, model: type[ModelT], path: str, page: int | None) -> ModelT:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ContractViolation(f"Xero's answer is not what its API documents: {exc.errors()[:2]}",
+                                    endpoint=path, page=page, http_status=200,
+                                    hint="report this to the arsync team with the sync run id") from exc  # fmt: skip
+
+
+def _xero_message(response: httpx.Response) -> str:
+    """The validation messages of a Xero error body, or its status."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return f"HTTP {response.status_code}"
+    messages = [
+        error.get("Message")
+        for element in (body.get("Elements") or [] if isinstance(body, dict) else [])
+        for error in element.get("ValidationErrors") or []
+    ]
+    found = [m for m in messages if isinstance(m, str)]
+    if found:
+        return "; ".join(found)[:500]
+    detail = body.get("Detail") or body.get("Message") if isinstance(body, dict) else None
+    return str(detail)[:500] if detail else f"HTTP {response.status_code}"

@@ -1,0 +1,94 @@
+"""``/api/v1/connections/xero``: connect Xero over OAuth 2.
+
+The authorize route needs the API key like every other. The callback and the organisation
+choice are reached by the user's browser coming back from Xero, so they carry no key: the
+one-time ``state`` ties them to the tenant and environment that started the authorization.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
+
+from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, sync_run_read
+from arsync.erp.sync import run_as_dict
+from arsync.schemas import ApiModel
+from arsync.tenancy.scope import Scope
+from arsync.web.deps import ContainerDep, ScopeDep
+from arsync.web.errors import ERROR_RESPONSES
+from arsync.xero.service import ConnectResult
+
+router = APIRouter(prefix="/api/v1/connections/xero", tags=["connections"], responses=ERROR_RESPONSES)
+
+
+class AuthorizeRead(ApiModel):
+    authorize_url: str = Field(description="Send the user here; the link works once, for 10 minutes")
+    expires_in_seconds: int
+
+
+class OrganisationChoice(ApiModel):
+    tenant_id: str
+    tenant_name: str | None
+
+
+class ConnectRead(ApiModel):
+    status: str = Field(description="CONNECTED, or CHOOSE_ORGANISATION when the user gave access to several")
+    connection: ConnectionRead | None = None
+    sync_run: SyncRunRead | None = Field(default=None, description="The full import, started at once")
+    organisations: list[OrganisationChoice] = Field(default_factory=list)
+    choose_path: str | None = Field(default=None, description="POST {state, xeroTenantId} here to pick one")
+
+
+class ChooseOrganisation(ApiModel):
+    state: str = Field(min_length=1, max_length=200)
+    xero_tenant_id: str = Field(min_length=1, max_length=100)
+
+
+def _read(result: ConnectResult) -> ConnectRead:
+    if result.status == "CONNECTED":
+        assert result.connection is not None and result.sync_run is not None
+        return ConnectRead(status=result.status, connection=connection_read(result.connection),
+                           sync_run=SyncRunRead(**run_as_dict(result.sync_run)))  # fmt: skip
+    choices: list[dict[str, Any]] = result.organisations
+    return ConnectRead(
+        status=result.status,
+        organisations=[OrganisationChoice(tenant_id=o["tenantId"], tenant_name=o.get("tenantName")) for o in choices],
+        choose_path="/api/v1/connections/xero/choose",
+    )
+
+
+@router.get("/authorize", response_model=AuthorizeRead)
+def authorize(
+    scope: ScopeDep,
+    container: ContainerDep,
+    bank_account_code: Annotated[
+        str | None, Query(alias="bankAccountCode", max_length=50, description="Xero bank account for payments")
+    ] = None,
+) -> AuthorizeRead:
+    """The URL of Xero's consent page ("Connect Xero") for this tenant and environment."""
+    url = container.xero.begin(Scope(scope.tenant_id, scope.environment_id), bank_account_code)
+    return AuthorizeRead(authorize_url=url, expires_in_seconds=600)
+
+
+@router.get("/callback", response_model=ConnectRead)
+async def callback(
+    container: ContainerDep,
+    state: Annotated[str, Query(min_length=1, max_length=200)],
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> ConnectRead:
+    """Where Xero sends the user back: saves the connection and starts the full import."""
+    result = await run_in_threadpool(container.xero.complete, state, code, error)
+    return _read(result)
+
+
+@router.post("/choose", response_model=ConnectRead)
+async def choose(body: ChooseOrganisation, container: ContainerDep) -> ConnectRead:
+    """Pick the organisation when the user gave access to several."""
+    return _read(await run_in_threadpool(container.xero.choose, body.state, body.xero_tenant_id))
+
+
+__all__ = ["router", "sync_run_read"]

@@ -1,0 +1,74 @@
+"""A per-organisation call budget, so arsync stays inside Xero's limits instead of bouncing off them.
+
+Xero allows 5 calls in flight, 60 a minute and 5,000 a day per organisation. The budget keeps
+to ``max_in_flight`` and ``per_window`` calls per window in this process, and after a 429 holds
+every call to that organisation until its ``Retry-After`` has passed. Other processes that call
+the same organisation are covered by that last rule.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+class CallBudget:
+    def __init__(
+        self,
+        per_window: int,
+        window_seconds: float,
+        max_in_flight: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_window = per_window
+        self.window_seconds = window_seconds
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
+        self._calls: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Wait for room, then hold one of the in-flight places for the call."""
+        with self._in_flight:
+            self._wait_for_window()
+            yield
+
+    def back_off(self, seconds: float) -> None:
+        """No call to this organisation for ``seconds`` (a 429's Retry-After)."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def _wait_for_window(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._calls and now - self._calls[0] >= self.window_seconds:
+                    self._calls.popleft()
+                wait = self._blocked_until - now
+                if wait <= 0:
+                    if len(self._calls) < self.per_window:
+                        self._calls.append(now)
+                        return
+                    wait = self._calls[0] + self.window_seconds - now
+            self._sleep(max(wait, 0.001))
+
+
+_budgets: dict[str, CallBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def budget_for(organisation: str, per_window: int, window_seconds: float, max_in_flight: int) -> CallBudget:
+    """The one budget of an organisation in this process."""
+    with _budgets_lock:
+        budget = _budgets.get(organisation)
+        if budget is None:
+            budget = _budgets[organisation] = CallBudget(per_window, window_seconds, max_in_flight)
+        return budget

@@ -1,0 +1,343 @@
+"""Xero over OAuth 2, against the mock Xero over loopback HTTP, on SQLite and PostgreSQL.
+
+The "browser" is an httpx client: it opens the authorize URL arsync gives, allows access on
+the mock's consent page and follows Xero's redirect to arsync's real callback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+
+from arsync.bootstrap import Container, bootstrap
+from arsync.db import transaction
+from arsync.erp.models import Connection
+from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.mocks.xero import MockXeroFault, MockXeroState, create_mock_xero_app, mock_xero_settings
+from arsync.tenancy import service as tenancy
+from arsync.web.app import create_app
+from arsync.xero.tokens import XeroTokens, seal, unseal
+from tests.api.conftest import Tenant, until
+from tests.conftest import TEST_SECRET_KEY, _wipe, make_settings
+
+CONTACTS, INVOICES, PAYMENTS = 30, 80, 30
+ACCREC = sum(1 for n in range(INVOICES) if n % 10 != 9)
+
+
+@dataclass
+class MockXero:
+    state: MockXeroState
+    server: RunningServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def organisation(self) -> dict[str, Any]:
+        return dict(self.state.summary()["organisations"][0])
+
+    def configure(self, **changes: Any) -> None:
+        self.state.config = self.state.config.model_copy(update=changes)
+
+
+@pytest.fixture
+def mock_xero() -> Iterator[MockXero]:
+    state = MockXeroState()
+    state.add_organisation("Demo Company (NZ)", CONTACTS, INVOICES, PAYMENTS)
+    with serve_in_thread(create_mock_xero_app(state)) as server:
+        yield MockXero(state, server)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def xero_settings(mock: MockXero, api_port: int) -> dict[str, Any]:
+    names = mock_xero_settings(mock.url, mock.state.config)
+    values: dict[str, Any] = {name.removeprefix("ARSYNC_").lower(): value for name, value in names.items()}
+    values["xero_redirect_uri"] = f"http://127.0.0.1:{api_port}/api/v1/connections/xero/callback"
+    return values
+
+
+@pytest.fixture
+def api_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def container(database_url: str, tmp_path: Path, mock_xero: MockXero, api_port: int) -> Iterator[Container]:
+    settings = make_settings(database_url, tmp_path, push_backoff_seconds=0.05, push_max_attempts=3,
+                             sync_page_size=10, **xero_settings(mock_xero, api_port))  # fmt: skip
+    app = bootstrap(settings, upgrade_schema=False)
+    _wipe(app)
+    yield app
+    _wipe(app)
+    app.close()
+
+
+@pytest.fixture
+def api_server(container: Container, api_port: int) -> Iterator[RunningServer]:
+    with serve_in_thread(create_app(container, background_jobs=True), port=api_port, lifespan="on") as server:
+        yield server
+
+
+def connect(tenant: Tenant, mock: MockXero, **authorize: str) -> httpx.Response:
+    """Connect Xero as a user would: the authorize link, "Allow access", the redirect back."""
+    started = tenant.client.get("/api/v1/connections/xero/authorize", params=authorize)
+    assert started.status_code == 200, started.text
+    url = started.json()["authorizeUrl"]
+    assert url.startswith(f"{mock.url}/identity/connect/authorize?")
+    consent_page = httpx.get(url)
+    assert consent_page.status_code == 200 and "Allow access" in consent_page.text
+    form = dict(parse_qsl(urlsplit(url).query)) | {"decision": "allow"}
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        return browser.post(f"{mock.url}/identity/connect/authorize", data=form)
+
+
+def connected(tenant: Tenant, mock: MockXero) -> dict[str, Any]:
+    """Connect, wait for the import to finish, return the callback's answer."""
+    answer = connect(tenant, mock, bankAccountCode="090")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == "CONNECTED"
+    run_id = body["syncRun"]["id"]
+    run = until(tenant.client, f"/api/v1/sync-runs/{run_id}", lambda r: r["status"] != "RUNNING")
+    assert run["status"] == "SUCCEEDED", run
+    return body | {"finishedRun": run}
+
+
+def test_connect_imports_contacts_invoices_payments(alice: Tenant, mock_xero: MockXero, container: Container):
+    body = connected(alice, mock_xero)
+    connection = body["connection"]
+    assert connection["transport"] == "native" and connection["provider"] == "xero"
+    assert connection["status"] == "ACTIVE" and connection["erpOrganisationName"] == "Demo Company (NZ)"
+    assert connection["bankAccountCode"] == "090"
+    run = body["finishedRun"]
+    assert run["trigger"] == "connect" and run["full"] is True and run["modifiedSince"] is None
+    assert run["counts"]["debtors"]["created"] == CONTACTS
+    assert run["counts"]["invoices"]["created"] == ACCREC  # the bills (ACCPAY) stay out
+    payments = run["counts"]["payments"]["created"]
+    assert 0 < payments <= PAYMENTS
+
+    # The ledger holds Xero's figures exactly: AmountDue is the amount outstanding.
+    org = mock_xero.state.organisations[connection["erpOrganisationId"]]
+    xero_invoice = next(i for i in org.invoices.values() if i["Type"] == "ACCREC" and i["AmountPaid"] > 0)
+    listed = alice.client.get("/api/v1/invoices", params={"limit": 500}).json()["items"]
+    ours = next(i for i in listed if i["erpInvoiceId"] == xero_invoice["InvoiceID"])
+    assert ours["amountOutstanding"] == f"{xero_invoice['AmountDue']:.2f}"
+    assert ours["amountTotal"] == f"{xero_invoice['Total']:.2f}"
+    assert len(alice.client.get("/api/v1/payments", params={"limit": 500}).json()["items"]) == payments
+
+    # Tokens are encrypted at rest and never shown.
+    shown = alice.client.get(f"/api/v1/connections/{connection['id']}").text
+    with container.session_factory() as session:
+        stored = session.get(Connection, connection["id"])
+        assert stored is not None
+        tokens = XeroTokens(container.session_factory, container.vault, container.xero.oauth, stored.id)
+        access = tokens.access_token()
+        assert access not in stored.secret_encrypted and access not in shown
+
+    # A second sync is incremental and finds nothing new.
+    again = alice.client.post(f"/api/v1/connections/{connection['id']}/sync").json()
+    again = until(alice.client, f"/api/v1/sync-runs/{again['id']}", lambda r: r["status"] != "RUNNING")
+    assert again["status"] == "SUCCEEDED" and again["modifiedSince"] is not None
+    assert again["counts"]["invoices"]["records"] == 0
+
+    # Disconnecting revokes the tokens at Xero.
+    assert alice.client.delete(f"/api/v1/connections/{connection['id']}").status_code == 204
+    assert mock_xero.state.revocations == 1
+    assert httpx.get(f"{mock_xero.url}/connections", headers={"Authorization": f"Bearer {access}"}).status_code == 401
+
+
+def test_callback_refuses_unknown_used_or_declined_states(
+    alice: Tenant, mock_xero: MockXero, api_server: RunningServer
+):
+    callback = f"{api_server.url}/api/v1/connections/xero/callback"
+    unknown = httpx.get(callback, params={"state": "forged", "code": "x"})
+    assert unknown.status_code == 422 and "unknown, used or expired" in unknown.json()["error"]["message"]
+
+    first = connect(alice, mock_xero)
+    assert first.status_code == 200 and first.json()["status"] == "CONNECTED"
+    replay = httpx.get(str(first.request.url))
+    assert replay.status_code == 422, replay.text  # the state works once
+
+    url = alice.client.get("/api/v1/connections/xero/authorize").json()["authorizeUrl"]
+    form = dict(parse_qsl(urlsplit(url).query)) | {"decision": "deny"}
+    with httpx.Client(follow_redirects=True) as browser:
+        declined = browser.post(f"{mock_xero.url}/identity/connect/authorize", data=form)
+    assert declined.status_code == 422 and "did not authorize" in declined.json()["error"]["message"]
+
+
+def test_several_organisations_ask_which_one(alice: Tenant, mock_xero: MockXero):
+    second = mock_xero.state.add_organisation("Second Ltd", 3, 4, 0, seed=2)
+    asked = connect(alice, mock_xero)
+    assert asked.status_code == 200, asked.text
+    body = asked.json()
+    assert body["status"] == "CHOOSE_ORGANISATION" and body["connection"] is None
+    assert {o["tenantName"] for o in body["organisations"]} == {"Demo Company (NZ)", "Second Ltd"}
+    state = dict(parse_qsl(urlsplit(str(asked.request.url)).query))["state"]
+    chosen = alice.client.post(body["choosePath"], json={"state": state, "xeroTenantId": second.tenant_id})
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["connection"]["erpOrganisationName"] == "Second Ltd"
+    run = until(alice.client, f"/api/v1/sync-runs/{chosen.json()['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
+    assert run["status"] == "SUCCEEDED" and run["counts"]["debtors"]["created"] == 3
+
+
+def test_token_expiring_mid_sync_is_refreshed(alice: Tenant, mock_xero: MockXero):
+    # The import makes about 17 calls; every token dies at the 8th.
+    mock_xero.configure(expire_tokens_at_call=8)
+    body = connected(alice, mock_xero)
+    assert mock_xero.state.refreshes == 1
+    assert body["finishedRun"]["counts"]["invoices"]["created"] == ACCREC
+    assert alice.client.get(f"/api/v1/connections/{body['connection']['id']}").json()["status"] == "ACTIVE"
+
+
+def test_refused_refresh_asks_to_reconnect(alice: Tenant, mock_xero: MockXero):
+    connection_id = connected(alice, mock_xero)["connection"]["id"]
+    mock_xero.state.refuse_refresh = True
+    mock_xero.state.expire_access_tokens()
+    run = alice.client.post(f"/api/v1/connections/{connection_id}/sync").json()
+    run = until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda r: r["status"] != "RUNNING")
+    assert run["status"] == "FAILED" and run["error"]["kind"] == "ReauthRequired"
+    assert "reconnect" in run["error"]["hint"].lower()
+    connection = alice.client.get(f"/api/v1/connections/{connection_id}").json()
+    assert connection["status"] == "NEEDS_REAUTH" and "reconnect" in connection["statusReason"].lower()
+
+    mock_xero.state.refuse_refresh = False
+    again = connected(alice, mock_xero)  # reconnecting brings it back
+    assert again["connection"]["id"] == connection_id and again["connection"]["status"] == "ACTIVE"
+
+
+def test_rate_limit_storm_ends_with_the_sync_done_and_limits_kept(alice: Tenant, mock_xero: MockXero):
+    # A tight organisation: 5 in flight, 12 calls per second, and every 4th call refused anyway.
+    mock_xero.configure(minute_limit=12, minute_window_seconds=1.0, latency_seconds=0.02, storm_every=4)
+    body = connected(alice, mock_xero)
+    assert body["finishedRun"]["counts"]["invoices"]["created"] == ACCREC
+    organisation = mock_xero.organisation()
+    assert organisation["refusals"].get("storm", 0) >= 3
+    assert organisation["maxInFlight"] <= 5
+
+
+def test_daily_limit_fails_the_sync_with_when_it_can_resume(alice: Tenant, mock_xero: MockXero):
+    mock_xero.configure(day_limit=3)
+    answer = connect(alice, mock_xero).json()
+    run = until(alice.client, f"/api/v1/sync-runs/{answer['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
+    assert run["status"] == "FAILED" and run["error"]["kind"] == "RateLimitExhausted"
+    assert "can resume after" in run["error"]["message"] and "UTC" in run["error"]["message"]
+    # A rate limit is not the connection's fault: it stays ACTIVE for the next scheduled run.
+    assert alice.client.get(f"/api/v1/connections/{answer['connection']['id']}").json()["status"] == "ACTIVE"
+
+
+def test_pushes_go_to_xero_once_even_after_a_timeout(
+    alice: Tenant, mock_xero: MockXero, container: Container, mock_erp: Any
+):
+    # A REST connection too: the native one must win.
+    rest = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url})
+    assert rest.status_code == 200, rest.text
+    xero_id = connected(alice, mock_xero)["connection"]["id"]
+    customer = next(c for c in alice.client.get("/api/v1/customers", params={"limit": 100}).json()["items"]
+                    if c["erpDebtorId"])  # fmt: skip
+    invoice = alice.client.post("/api/v1/invoices", json={
+        "customerId": customer["id"], "invoiceNumber": "ARS-0001", "issueDate": "2026-03-01",
+        "dueDate": "2026-03-31", "currency": "USD",
+        "lines": [{"description": "Audit", "quantity": 3, "unitPrice": "333.33"}],
+    }).json()  # fmt: skip
+    assert alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize").status_code == 200
+
+    # Xero stores the invoice, then answers after the client (2 s timeout) has given up.
+    mock_xero.state.faults = [MockXeroFault(method="PUT", path="/Invoices", delay=3.0, times=1)]
+    assert alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch").status_code == 200
+    done = until(alice.client, f"/api/v1/invoices/{invoice['id']}", lambda i: i["push"]["status"] != "PENDING", 60)
+    push = done["push"]
+    assert push["status"] == "SUCCEEDED", push
+    assert push["connectionId"] == xero_id
+    numbers = mock_xero.organisation()["invoiceNumbers"]
+    assert numbers.count("ARS-0001") == 1
+    org = next(iter(mock_xero.state.organisations.values()))
+    stored = next(i for i in org.invoices.values() if i["InvoiceNumber"] == "ARS-0001")
+    assert done["erpInvoiceId"] == stored["InvoiceID"] and str(stored["Total"]) == "999.99"
+
+    # Approving a cash application pushes the payment against bank account 090.
+    application = alice.client.post("/api/v1/cash-applications", json={
+        "invoiceId": invoice["id"], "amount": "500.00", "date": "2026-03-05", "reference": "wire",
+    }).json()  # fmt: skip
+    assert alice.client.post(f"/api/v1/cash-applications/{application['id']}/approve").status_code == 200
+    paid = until(alice.client, "/api/v1/pushes?kind=payment",
+                 lambda page: bool(page["items"]) and page["items"][0]["status"] != "PENDING")  # fmt: skip
+    assert paid["items"][0]["status"] == "SUCCEEDED", paid
+    assert stored["AmountDue"] == stored["Total"] - 500
+    payment = next(p for p in org.payments.values() if p["Invoice"]["InvoiceID"] == stored["InvoiceID"])
+    assert payment["Account"]["Code"] == "090"
+
+
+REFRESH_SCRIPT = """
+import sys, time
+from arsync.bootstrap import bootstrap
+from arsync.xero.tokens import XeroTokens, seal, unseal
+container = bootstrap(upgrade_schema=False)
+start_at = float(sys.argv[2])
+time.sleep(max(start_at - time.time(), 0))
+print(XeroTokens(container.session_factory, container.vault, container.xero.oauth, sys.argv[1]).access_token())
+container.close()
+"""
+
+
+def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Path, mock_xero: MockXero, api_port: int):
+    """Two processes find the token expired at the same moment: Xero sees one refresh."""
+    settings = xero_settings(mock_xero, api_port)
+    container = bootstrap(make_settings(postgres_url, tmp_path, **settings), upgrade_schema=False)
+    _wipe(container)
+    try:
+        with transaction(container.session_factory) as session:
+            created = tenancy.create_tenant(session, "workers", "prod")
+        app = create_app(container, background_jobs=True)
+        server = serve_in_thread(app, port=api_port, lifespan="on")
+        tenant = Tenant(created.tenant_id, created.environment_id, created.api_key,
+                        httpx.Client(base_url=server.url, headers={
+                            "Authorization": f"Bearer {created.api_key}", "X-Tenant-ID": created.tenant_id,
+                            "X-Environment-ID": created.environment_id}))  # fmt: skip
+        with server:
+            connection_id = connected(tenant, mock_xero)["connection"]["id"]
+        tenant.client.close()
+        mock_xero.state.expire_access_tokens()
+        with transaction(container.session_factory) as session:
+            row = session.get(Connection, connection_id)
+            assert row is not None
+            tokens = unseal(container.vault, row.secret_encrypted)
+            expired = dataclasses.replace(tokens, expires_at=tokens.expires_at.replace(year=2000))
+            row.secret_encrypted = seal(container.vault, expired)
+        refreshes_before = mock_xero.state.refresh_requests
+        env = dict(os.environ, ARSYNC_DATABASE_URL=postgres_url, ARSYNC_SECRET_KEY=TEST_SECRET_KEY,
+                   ARSYNC_DATA_DIR=str(tmp_path),
+                   **{f"ARSYNC_{k.upper()}": str(v) for k, v in settings.items()})  # fmt: skip
+        start_at = str(time.time() + 3)
+        command = [sys.executable, "-c", REFRESH_SCRIPT, connection_id, start_at]
+        workers = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outputs = [worker.communicate(timeout=60) for worker in workers]
+        assert all(worker.returncode == 0 for worker in workers), outputs
+        tokens_seen = {out.strip().splitlines()[-1] for out, _ in outputs}
+        assert mock_xero.state.refresh_requests - refreshes_before == 1
+        assert len(tokens_seen) == 1  # both went on with the one new token
+        (token,) = tokens_seen
+        listed = httpx.get(f"{mock_xero.url}/connections", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200
+    finally:
+        _wipe(container)
+        container.close()
