@@ -582,7 +582,7 @@ def mock_xero(
     base = f"http://{host}:{port}"
     err_console.print(f"mock Xero on {base}; point arsync at it with:")
     for name, value in mock_xero_settings(base, state.config).items():
-        err_console.print(f"  export {name}={value}")
+        err_console.print(f"  export {name}={value}", soft_wrap=True)
     uvicorn.run(create_mock_xero_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 
