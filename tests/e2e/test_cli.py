@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from arsync.db import make_engine
+from arsync.mocks.serving import serve_in_thread
+from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from tests.conftest import TEST_SECRET_KEY, MockErp
 
 ARSYNC = str(Path(sys.executable).parent / "arsync")
@@ -237,3 +239,21 @@ def test_sandbox_check_from_the_cli(cli_env: dict[str, str], tmp_path: Path):
     run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "MW_TOKEN", env=env, expect=2)
     unset = run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "NOPE", env=env, expect=2)
     assert "NOPE is not set" in unset.stderr
+
+
+def test_xero_authorize_link_from_the_cli(cli_env: dict[str, str]):
+    name = f"xero-{secrets.token_hex(3)}"
+    run_cli("tenant", "create", name, "--json", env=cli_env)
+    unconfigured = run_cli("connection", "xero-authorize", "--tenant", name, "--environment", "prod",
+                           env=cli_env, expect=1)  # fmt: skip
+    assert "ARSYNC_XERO_CLIENT_ID" in unconfigured.stderr
+    state = MockXeroState()
+    state.add_organisation("CLI Co", 2, 2, 0)
+    with serve_in_thread(create_mock_xero_app(state)) as server:
+        env = cli_env | mock_xero_settings(server.url, state.config)
+        shown = run_cli("connection", "xero-authorize", "--tenant", name, "--environment", "prod",
+                        "--bank-account-code", "090", env=env)  # fmt: skip
+        url = shown.stdout.strip()
+        assert url.startswith(f"{server.url}/identity/connect/authorize?") and "code_challenge=" in url
+        assert "Allow access" in httpx.get(url).text
+        assert state.config.client_secret not in shown.stdout + shown.stderr
