@@ -113,7 +113,8 @@ def test_no_route_leaks_across_tenants(
             if "{" in template:
                 assert response.status_code in (401, 403, 404), f"{method} {template} -> {response.status_code}"
             else:
-                assert response.status_code in (200, 201, 202, 401, 403, 404, 422), (
+                # 409: Bob acting in his own scope on something not set up there (Xero not configured).
+                assert response.status_code in (200, 201, 202, 401, 403, 404, 409, 422), (
                     f"{method} {template} -> {response.status_code}"
                 )
             checked += 1
