@@ -246,7 +246,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def dumps(payload: ContractModel | dict[str, Any]) -> bytes:
+def dumps(payload: ContractModel | dict[str, Any] | list[Any]) -> bytes:
     """JSON bytes with camelCase keys, decimals as exact numbers and dates as ISO strings."""
     if isinstance(payload, ContractModel):
         payload = payload.model_dump(by_alias=True, exclude_none=True)

@@ -45,6 +45,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from arsync.erp import contract
+
 ACCOUNTING = "/api.xro/2.0"
 BANK_ACCOUNT_CODES = ("090", "091")
 
@@ -423,13 +425,8 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    def default(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return orjson.Fragment(format(value, "f"))
-        raise TypeError(type(value).__name__)
-
-    return Response(orjson.dumps(payload, default=default), status_code=status, media_type="application/json",
-                    headers=headers)  # fmt: skip
+    """JSON with Decimals written as exact numbers, as Xero writes amounts."""
+    return Response(contract.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:

@@ -115,26 +115,14 @@ class XeroConnector:
     # Writes ---------------------------------------------------------------------------------
 
     def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str:
-        uncertain = attempt.uncertain
-        for number in range(1, self.options.max_attempts + 1):
-            if uncertain:
-                existing = self._find_invoice(request.invoice_number, request.erp_debtor_id)
-                if existing is not None:
-                    return existing
-            try:
-                body = self._call("PUT", "/Invoices", api.InvoicesPage, json=api.invoice_body(request),
-                                  idempotency_key=attempt.idempotency_key)  # fmt: skip
-            except TransientError:
-                if number == self.options.max_attempts:
-                    raise
-                uncertain = True
-                self._sleep(
-                    retry_wait(number, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
-                )
-                continue
-            created: api.Invoice = self._single(body.Invoices, "/Invoices")
-            return created.InvoiceID
-        raise AssertionError("unreachable")
+        return self._put(
+            "/Invoices",
+            api.InvoicesPage,
+            api.invoice_body(request),
+            attempt,
+            created_id=lambda answer: self._single(answer.Invoices, "/Invoices").InvoiceID,
+            find_existing=lambda: self._find_invoice(request.invoice_number, request.erp_debtor_id),
+        )
 
     def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
         if not request.bank_account_code:
@@ -143,21 +131,46 @@ class XeroConnector:
                 endpoint="/Payments",
                 hint="reconnect Xero with bankAccountCode (e.g. 090), then retry the push",
             )
-        key = attempt.idempotency_key
+        return self._put(
+            "/Payments",
+            api.PaymentsPage,
+            api.payment_body(request),
+            attempt,
+            created_id=lambda answer: self._single(answer.Payments, "/Payments").PaymentID,
+        )
+
+    def _put(
+        self,
+        path: str,
+        model: type[ModelT],
+        body: dict[str, Any],
+        attempt: PushAttempt,
+        *,
+        created_id: Callable[[ModelT], str],
+        find_existing: Callable[[], str | None] | None = None,
+    ) -> str:
+        """Create one record, repeating transient failures with the same Idempotency-Key.
+
+        Xero replays its first answer for a key it has seen. Where ``find_existing`` is given,
+        it runs first after any uncertain failure, in case Xero no longer remembers the key.
+        """
+        uncertain = attempt.uncertain
         for number in range(1, self.options.max_attempts + 1):
+            if uncertain and find_existing is not None:
+                existing = find_existing()
+                if existing is not None:
+                    return existing
             try:
-                body = self._call("PUT", "/Payments", api.PaymentsPage, json=api.payment_body(request),
-                                  idempotency_key=key)  # fmt: skip
+                answer = self._call("PUT", path, model, json=body, idempotency_key=attempt.idempotency_key)
             except TransientError:
-                # Xero replays the first answer for the same Idempotency-Key, so a repeat is safe.
                 if number == self.options.max_attempts:
                     raise
+                uncertain = True
                 self._sleep(
                     retry_wait(number, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
                 )
                 continue
-            paid: api.Payment = self._single(body.Payments, "/Payments")
-            return paid.PaymentID
+            return created_id(answer)
         raise AssertionError("unreachable")
 
     def _find_invoice(self, invoice_number: str, contact_id: str) -> str | None:

@@ -14,7 +14,6 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
 from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, sync_run_read
-from arsync.erp.sync import run_as_dict
 from arsync.schemas import ApiModel
 from arsync.tenancy.scope import Scope
 from arsync.web.deps import ContainerDep, ScopeDep
@@ -51,7 +50,7 @@ def _read(result: ConnectResult) -> ConnectRead:
     if result.status == "CONNECTED":
         assert result.connection is not None and result.sync_run is not None
         return ConnectRead(status=result.status, connection=connection_read(result.connection),
-                           sync_run=SyncRunRead(**run_as_dict(result.sync_run)))  # fmt: skip
+                           sync_run=sync_run_read(result.sync_run))  # fmt: skip
     choices: list[dict[str, Any]] = result.organisations
     return ConnectRead(
         status=result.status,
@@ -89,6 +88,3 @@ async def callback(
 async def choose(body: ChooseOrganisation, container: ContainerDep) -> ConnectRead:
     """Pick the organisation when the user gave access to several."""
     return _read(await run_in_threadpool(container.xero.choose, body.state, body.xero_tenant_id))
-
-
-__all__ = ["router", "sync_run_read"]

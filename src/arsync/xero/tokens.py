@@ -15,7 +15,7 @@ from datetime import timedelta
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import exclusive_transaction, transaction, utcnow
+from arsync.db import exclusive_transaction, utcnow
 from arsync.erp.models import Connection
 from arsync.errors import NotFound, ReauthRequired
 from arsync.vault import Vault
@@ -81,9 +81,3 @@ class XeroTokens:
         if connection is None:
             raise NotFound(f"connection {self.connection_id} not found")
         return connection
-
-    def revoke(self) -> None:
-        """Revoke the grant at Xero (disconnecting)."""
-        with transaction(self.session_factory) as session:
-            tokens = unseal(self.vault, self._connection(session).secret_encrypted)
-        self.oauth.revoke(tokens.refresh_token)
