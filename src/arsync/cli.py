@@ -46,6 +46,7 @@ from arsync.sandbox.checks import CheckResult, SuiteCannotRun, run_checks
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
 from arsync.tenancy.scope import Scope
+from arsync.ui import accounts
 from arsync.web.app import create_app
 
 app = typer.Typer(
@@ -63,6 +64,8 @@ app.add_typer(connection_app, name="connection")
 app.add_typer(contract_app, name="contract")
 sandbox_app = typer.Typer(help="The Developer Sandbox: check a middleware against the contract.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+user_app = typer.Typer(help="People who sign in to the web UI.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -168,6 +171,51 @@ def tenant_create(
     for key, value in payload.items():
         console.print(f"{key}: [bold]{value}[/bold]")
     console.print("[dim]The API key is shown only this once.[/dim]")
+
+
+# user --------------------------------------------------------------------------------
+
+
+def _new_password(password_env: str | None) -> str:
+    if password_env:
+        return _secret_from_env(password_env, "the password")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="The email the user signs in with; unique.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id or name.")],
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="Read the password from this environment variable.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a UI user in a tenant. The password is asked for, or read from --password-env."""
+    password = _new_password(password_env)
+    with _container() as c, transaction(c.session_factory) as session:
+        tenant_row = tenancy.resolve_tenant(session, tenant)
+        user = accounts.create_user(session, tenant_row.id, email, password)
+        payload = {"userId": user.id, "email": user.email, "tenantId": tenant_row.id}
+    if as_json:
+        _print_json(payload)
+        return
+    console.print(f"user {payload['email']} ({payload['userId']}) can now sign in to tenant {tenant_row.name}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    password_env: Annotated[
+        str | None, typer.Option("--password-env", help="Read the password from this environment variable.")
+    ] = None,
+) -> None:
+    """Give a UI user a new password; their open sessions are signed out."""
+    password = _new_password(password_env)
+    with _container() as c, transaction(c.session_factory) as session:
+        user = accounts.set_password(session, email, password)
+        console.print(f"new password set for {user.email}; their sessions were signed out")
 
 
 # connection --------------------------------------------------------------------------

@@ -165,8 +165,11 @@ def list_invoices(
     customer_id: str | None,
     due_before: Any,
     due_after: Any,
+    number: str | None = None,
 ) -> tuple[list[Invoice], bool]:
     statement = select(Invoice).where(in_scope(Invoice, scope))
+    if number:
+        statement = statement.where(func.lower(Invoice.invoice_number).contains(number.lower(), autoescape=True))
     if status:
         statement = statement.where(Invoice.status == status)
     if customer_id:

@@ -78,11 +78,17 @@ def revoke_api_keys(session: Session, tenant_id: str, environment_id: str) -> in
     return len(keys)
 
 
-def resolve_scope(session: Session, tenant_ref: str, environment_ref: str) -> tuple[Tenant, Environment]:
-    """A tenant and one of its environments, each given by id or by name."""
+def resolve_tenant(session: Session, tenant_ref: str) -> Tenant:
+    """A tenant given by id or by name."""
     tenant = session.scalar(select(Tenant).where(or_(Tenant.id == tenant_ref, Tenant.name == tenant_ref)))
     if tenant is None:
         raise NotFound(f"tenant {tenant_ref!r} not found")
+    return tenant
+
+
+def resolve_scope(session: Session, tenant_ref: str, environment_ref: str) -> tuple[Tenant, Environment]:
+    """A tenant and one of its environments, each given by id or by name."""
+    tenant = resolve_tenant(session, tenant_ref)
     env = session.scalar(
         select(Environment).where(
             Environment.tenant_id == tenant.id,

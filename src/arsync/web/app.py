@@ -19,6 +19,7 @@ from arsync.ledger.endpoints import router as ledger_router
 from arsync.nomod.endpoints import router as nomod_router
 from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
+from arsync.ui.app import install_ui
 from arsync.web import errors
 from arsync.xero.endpoints import router as xero_router
 
@@ -101,4 +102,5 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.include_router(xero_router)  # before the ERP routes too: /connections/xero is not a connection id
     app.include_router(nomod_router)  # before the ERP routes: /connections/nomod is not a connection id
     app.include_router(erp_router)
+    install_ui(app)
     return app

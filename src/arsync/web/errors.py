@@ -58,31 +58,38 @@ def _field_name(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+async def arsync_error(_request: Request, exc: ArsyncError) -> JSONResponse:
+    return error_json(status_for(exc), exc.code, exc.message, exc.details or None)
+
+
+def status_for(exc: ArsyncError) -> int:
+    status: int = getattr(exc, "response_status", None) or next(
+        (s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500
+    )
+    return status
+
+
+async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return error_json(400, "INVALID_JSON", "The request body is not valid JSON")
+    field_errors = [{"field": _field_name(tuple(e["loc"])), "message": str(e["msg"])} for e in errors]
+    first = field_errors[0] if field_errors else {"field": "body", "message": "invalid"}
+    return error_json(422, "VALIDATION_FAILED", f"{first['field']}: {first['message']}", {"fieldErrors": field_errors})
+
+
+async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return error_json(exc.status_code, code, str(exc.detail))
+
+
+async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_json(500, "INTERNAL_ERROR", "An unexpected error occurred; it has been logged")
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ArsyncError)
-    async def arsync_error(_request: Request, exc: ArsyncError) -> JSONResponse:
-        status = getattr(exc, "response_status", None) or next(
-            (s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500
-        )
-        return error_json(status, exc.code, exc.message, exc.details or None)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(error.get("type") == "json_invalid" for error in errors):
-            return error_json(400, "INVALID_JSON", "The request body is not valid JSON")
-        field_errors = [{"field": _field_name(tuple(e["loc"])), "message": str(e["msg"])} for e in errors]
-        first = field_errors[0] if field_errors else {"field": "body", "message": "invalid"}
-        return error_json(
-            422, "VALIDATION_FAILED", f"{first['field']}: {first['message']}", {"fieldErrors": field_errors}
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-        return error_json(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_json(500, "INTERNAL_ERROR", "An unexpected error occurred; it has been logged")
+    app.add_exception_handler(ArsyncError, arsync_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected)

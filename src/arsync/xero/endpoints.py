@@ -8,14 +8,17 @@ one-time ``state`` ties them to the tenant and environment that started the auth
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
 from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, sync_run_read
+from arsync.errors import ArsyncError
 from arsync.schemas import ApiModel
 from arsync.tenancy.scope import Scope
+from arsync.ui.base import plain_words, redirect
 from arsync.web.deps import ContainerDep, ScopeDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.xero.service import ConnectResult
@@ -74,14 +77,27 @@ def authorize(
 
 @router.get("/callback", response_model=ConnectRead)
 async def callback(
+    request: Request,
     container: ContainerDep,
     state: Annotated[str, Query(min_length=1, max_length=200)],
     code: Annotated[str | None, Query(max_length=2000)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
-) -> ConnectRead:
-    """Where Xero sends the user back: saves the connection and starts the full import."""
-    result = await run_in_threadpool(container.xero.complete, state, code, error)
-    return _read(result)
+) -> ConnectRead | Response:
+    """Where Xero sends the user back: saves the connection and starts the full import.
+
+    A browser (``Accept: text/html``) is sent on to the UI's settings page instead of JSON.
+    """
+    if "text/html" not in request.headers.get("accept", ""):
+        return _read(await run_in_threadpool(container.xero.complete, state, code, error))
+    try:
+        result = await run_in_threadpool(container.xero.complete, state, code, error)
+    except ArsyncError as exc:
+        return redirect("/settings/erp", error=plain_words(exc))
+    if result.status == "CHOOSE_ORGANISATION":
+        return redirect(f"/settings/erp/xero/choose?state={quote(state)}")
+    assert result.connection is not None
+    name = result.connection.external_tenant_name or "your organisation"
+    return redirect("/settings/erp", notice=f"Xero connected: {name}. The first import has started.")
 
 
 @router.post("/choose", response_model=ConnectRead)

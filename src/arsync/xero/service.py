@@ -63,6 +63,10 @@ class XeroConnections:
         self.sync = sync
 
     @property
+    def configured(self) -> bool:
+        return self._oauth is not None
+
+    @property
     def oauth(self) -> XeroOAuth:
         if self._oauth is None:
             raise Conflict(
@@ -118,6 +122,15 @@ class XeroConnections:
                                details={"field": "xeroTenantId"})  # fmt: skip
         chosen = api.Tenant(tenantId=xero_tenant_id, tenantName=offered[xero_tenant_id].get("tenantName"))
         return self._connect(pending, unseal(self.vault, pending.tokens_encrypted), chosen)
+
+    def offered(self, state: str) -> list[dict[str, Any]]:
+        """The organisations a pending authorization may pick from (does not use the state up)."""
+        with self.session_factory() as session:
+            row = session.get(OAuthState, _hash(state))
+            if row is None or row.expires_at < utcnow() or not row.organisations:
+                raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
+                                   details={"field": "state"})  # fmt: skip
+            return list(row.organisations)
 
     def disconnect(self, connection: Connection) -> bool:
         """Revoke the tokens at Xero; True if Xero confirmed. The caller deletes the connection."""

@@ -1,0 +1,196 @@
+"""Settings: the ERP connection (REST middleware or Xero) and the Nomod connection."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from arsync.db import transaction
+from arsync.erp.models import Connection
+from arsync.errors import ArsyncError, Conflict
+from arsync.nomod.models import NomodConnection
+from arsync.tenancy.scope import get_scoped, in_scope
+from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
+from arsync.ui.pages_sync import connection_label
+
+router = APIRouter(include_in_schema=False)
+
+STATUS_ADVICE = {
+    "PENDING": "Saved but not checked yet. Run the health check.",
+    "ACTIVE": "Connected. Data syncs nightly and whenever you press Sync now.",
+    "FAILED": "arsync cannot use this connection until the problem below is fixed.",
+    "NEEDS_REAUTH": "Xero needs you to sign in again before arsync can sync. Press Reconnect.",
+}
+
+
+def _connections(ui: Ui) -> list[dict[str, Any]]:
+    with ui.db() as session:
+        rows = session.scalars(select(Connection).where(in_scope(Connection, ui.scope)).order_by(Connection.id)).all()
+    views = []
+    for connection in rows:
+        what, hint = error_advice(connection.last_error)
+        views.append({
+            "c": connection, "label": connection_label(connection), "advice": STATUS_ADVICE.get(connection.status, ""),
+            "problem": what or connection.status_reason, "hint": hint,
+        })  # fmt: skip
+    return views
+
+
+def _erp_page(request: Request, ui: Ui, *, status_code: int = 200, **context: Any) -> Response:
+    connections = _connections(ui)
+    rest = next((v for v in connections if v["c"].transport == "rest"), None)
+    native = next((v for v in connections if v["c"].transport == "native"), None)
+    return render(
+        ui, request, "settings_erp.html", rest=rest, native=native,
+        xero_configured=ui.container.xero.configured, status_code=status_code, **context,
+    )  # fmt: skip
+
+
+@router.get("/settings/erp", response_class=HTMLResponse)
+def erp_settings(request: Request, ui: UiDep) -> Response:
+    return _erp_page(request, ui)
+
+
+@router.post("/settings/erp/rest", response_class=HTMLResponse)
+def save_rest(
+    request: Request,
+    ui: ActionDep,
+    base_url: Annotated[str, Form(max_length=2000)] = "",
+    bank_account_code: Annotated[str, Form(max_length=50)] = "",
+) -> Response:
+    """Save, then check health; a new key is shown in this response only."""
+    try:
+        connection, key = ui.container.connections.save_rest(
+            ui.tenant.id, ui.environment.id, base_url, bank_account_code or None
+        )
+        connection = ui.container.connections.check_health(connection.id)
+    except ArsyncError as exc:
+        return _erp_page(request, ui, status_code=400, form_error=plain_words(exc), base_url=base_url)
+    return _erp_page(request, ui, new_key=key, saved=connection.status)
+
+
+@router.post("/settings/erp/{connection_id}/rotate-key", response_class=HTMLResponse)
+def rotate_key(request: Request, ui: ActionDep, connection_id: str) -> Response:
+    try:
+        with ui.db() as session:
+            if get_scoped(session, Connection, connection_id, ui.scope, "connection").transport != "rest":
+                raise Conflict("a Xero connection has no middleware key; use Reconnect instead")
+        connection, key = ui.container.connections.rotate_key(connection_id)
+        connection = ui.container.connections.check_health(connection_id)
+    except ArsyncError as exc:
+        return redirect("/settings/erp", error=plain_words(exc))
+    return _erp_page(request, ui, new_key=key, rotated=True, saved=connection.status)
+
+
+@router.post("/settings/erp/{connection_id}/health")
+def check_health(request: Request, ui: ActionDep, connection_id: str) -> Response:
+    def run() -> str:
+        with ui.db() as session:
+            get_scoped(session, Connection, connection_id, ui.scope, "connection")
+        status = ui.container.connections.check_health(connection_id).status
+        return "Health check passed: the ERP answered." if status == "ACTIVE" else f"Health check: {status}."
+
+    return act(request, "/settings/erp", run, lambda message: message)
+
+
+@router.post("/settings/erp/{connection_id}/delete")
+def delete_connection(
+    request: Request, ui: ActionDep, connection_id: str, force: Annotated[bool, Form()] = False
+) -> Response:
+    def run() -> str:
+        with transaction(ui.container.session_factory) as session:
+            connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
+            native = connection.transport == "native"
+            if native and not ui.container.xero.disconnect(connection) and not force:
+                raise Conflict(
+                    "Xero did not confirm that it removed arsync's access. Try again, or tick "
+                    "'disconnect anyway' to remove the connection from arsync only."
+                )
+            session.delete(connection)
+        return "Xero disconnected." if native else "ERP connection removed. Synced records stay in the ledger."
+
+    return act(request, "/settings/erp", run, lambda message: message)
+
+
+@router.post("/settings/erp/xero/connect")
+def connect_xero(
+    request: Request, ui: ActionDep, bank_account_code: Annotated[str, Form(max_length=50)] = ""
+) -> Response:
+    """Send the browser to Xero's consent page; Xero brings it back to the callback."""
+    try:
+        url = ui.container.xero.begin(ui.scope, bank_account_code or None)
+    except ArsyncError as exc:
+        return redirect("/settings/erp", error=plain_words(exc))
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/settings/erp/xero/choose", response_class=HTMLResponse)
+def choose_organisation(request: Request, ui: UiDep, state: Annotated[str, Query(max_length=200)]) -> Response:
+    try:
+        organisations = ui.container.xero.offered(state)
+    except ArsyncError as exc:
+        return redirect("/settings/erp", error=plain_words(exc))
+    return render(ui, request, "xero_choose.html", organisations=organisations, state=state)
+
+
+@router.post("/settings/erp/xero/choose")
+def chose_organisation(
+    request: Request,
+    ui: ActionDep,
+    state: Annotated[str, Form(max_length=200)],
+    xero_tenant_id: Annotated[str, Form(max_length=100)],
+) -> Response:
+    try:
+        result = ui.container.xero.choose(state, xero_tenant_id)
+    except ArsyncError as exc:
+        return redirect("/settings/erp", error=plain_words(exc))
+    assert result.connection is not None
+    name = result.connection.external_tenant_name or "your organisation"
+    return redirect("/settings/erp", notice=f"Xero connected: {name}. The first import has started.")
+
+
+# Nomod ----------------------------------------------------------------------------------
+
+
+def _nomod(ui: Ui) -> NomodConnection | None:
+    with ui.db() as session:
+        connection = ui.container.nomod.connection(session, ui.scope)
+        if connection is not None:
+            session.expunge(connection)
+        return connection
+
+
+@router.get("/settings/nomod", response_class=HTMLResponse)
+def nomod_settings(request: Request, ui: UiDep) -> Response:
+    connection = _nomod(ui)
+    problem = error_advice(connection.last_error) if connection and connection.last_error else None
+    return render(ui, request, "settings_nomod.html", nomod=connection, nomod_problem=problem)
+
+
+@router.post("/settings/nomod", response_class=HTMLResponse)
+def save_nomod(
+    request: Request,
+    ui: ActionDep,
+    api_key: Annotated[str, Form(max_length=500)] = "",
+    base_url: Annotated[str, Form(max_length=2000)] = "",
+    invoice_sync_outbound: Annotated[bool, Form()] = False,
+) -> Response:
+    """Save the Nomod settings; an empty key field keeps the stored key."""
+    current = _nomod(ui)
+    key = api_key.strip()
+    if not key and current is not None:
+        key = ui.container.vault.decrypt(current.api_key_encrypted)
+    try:
+        ui.container.nomod.save_connection(
+            ui.scope, api_key=key, invoice_sync_outbound=invoice_sync_outbound, base_url=base_url.strip() or None
+        )
+    except ArsyncError as exc:
+        return render(
+            ui, request, "settings_nomod.html", nomod=current, nomod_problem=None, form_error=plain_words(exc),
+            status_code=400,
+        )  # fmt: skip
+    state = "on" if invoice_sync_outbound else "off"
+    return redirect("/settings/nomod", notice=f"Nomod settings saved. Invoice sync to Nomod is {state}.")

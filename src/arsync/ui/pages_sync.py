@@ -1,0 +1,179 @@
+"""The sync toolbar (Sync now, live progress, last and next run) and the sync history pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from croniter import croniter
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arsync.erp.models import Connection, SyncRun
+from arsync.erp.port import ENTITIES
+from arsync.erp.sync import run_as_dict
+from arsync.tenancy.scope import Scope, get_scoped, in_scope
+from arsync.ui.base import ActionDep, Ui, UiDep, error_advice, plain_words, redirect, render
+
+router = APIRouter(include_in_schema=False)
+HISTORY_PAGE = 30
+
+
+@dataclass
+class ConnectionSync:
+    """What the toolbar shows for one ERP connection."""
+
+    connection: Connection
+    running: dict[str, Any] | None
+    last: dict[str, Any] | None
+    next_run: datetime | None
+
+
+def connection_label(connection: Connection) -> str:
+    if connection.provider == "xero":
+        return f"Xero: {connection.external_tenant_name or connection.external_tenant_id or 'organisation'}"
+    return "ERP (REST middleware)"
+
+
+def sync_states(session: Session, scope: Scope, cron: str) -> list[ConnectionSync]:
+    connections = session.scalars(select(Connection).where(in_scope(Connection, scope)).order_by(Connection.id))
+    states = []
+    for connection in connections:
+        runs = session.scalars(
+            select(SyncRun)
+            .where(SyncRun.connection_id == connection.id)
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .limit(2)
+        ).all()
+        running = next((r for r in runs if r.status == "RUNNING"), None)
+        last = next((r for r in runs if r.status != "RUNNING"), None)
+        next_run = croniter(cron, datetime.now(UTC)).get_next(datetime) if connection.status == "ACTIVE" else None
+        states.append(
+            ConnectionSync(
+                connection,
+                run_as_dict(running) if running else None,
+                run_as_dict(last) if last else None,
+                next_run,
+            )
+        )
+    return states
+
+
+def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
+    with ui.db() as session:
+        states = sync_states(session, ui.scope, ui.container.settings.sync_cron)
+        finished = None
+        if watching and not any(s.running and s.running["id"] == watching for s in states):
+            run = session.get(SyncRun, watching)
+            if run is not None and run.tenant_id == ui.tenant.id and run.status != "RUNNING":
+                finished = run_as_dict(run)
+    return {
+        "sync_states": states,
+        "entities": ENTITIES,
+        "label": connection_label,
+        "just_finished": finished,
+        "polling": any(s.running for s in states),
+        "watch_id": next((s.running["id"] for s in states if s.running), None),
+    }
+
+
+@router.get("/ui/sync-toolbar", response_class=HTMLResponse)
+def sync_toolbar(request: Request, ui: UiDep, watching: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+    """The toolbar alone: htmx polls it while a run is going."""
+    return render(ui, request, "_toolbar.html", **toolbar_context(ui, watching))
+
+
+@router.post("/ui/sync-now", response_class=HTMLResponse)
+def sync_now(
+    request: Request,
+    ui: ActionDep,
+    connection_id: Annotated[str, Form(max_length=40)],
+    full: Annotated[bool, Form()] = False,
+) -> Response:
+    """Start a run (or join the running one) and answer with the toolbar showing its progress."""
+    try:
+        with ui.db() as session:
+            get_scoped(session, Connection, connection_id, ui.scope, "ERP connection")
+        run, _ = ui.container.sync.start(connection_id, trigger="manual", full=full, enqueue=True)
+    except Exception as exc:
+        if request.headers.get("hx-request"):
+            return render(ui, request, "_toolbar.html", error=plain_words(exc), **toolbar_context(ui))
+        return redirect("/", error=plain_words(exc))
+    if request.headers.get("hx-request"):
+        return render(ui, request, "_toolbar.html", **toolbar_context(ui, watching=run.id))
+    return redirect(f"/sync-runs/{run.id}", notice="Sync started.")
+
+
+# History --------------------------------------------------------------------------------
+
+
+def chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bars of records fetched and a line of duration for up to 30 runs, oldest on the left."""
+    width, height, pad = 600, 160, 4
+    ordered = list(reversed(runs))
+    if not ordered:
+        return {"bars": [], "line": "", "width": width, "height": height, "max_records": 0, "max_seconds": 0}
+    records = [sum(int(c.get("records", 0)) for c in (r["counts"] or {}).values()) for r in ordered]
+    seconds = [float(r["durationSeconds"] or 0) for r in ordered]
+    max_records, max_seconds = max(records) or 1, max(seconds) or 1
+    slot = width / len(ordered)
+    bars, points = [], []
+    for index, (run, count, duration) in enumerate(zip(ordered, records, seconds, strict=True)):
+        bar_height = (height - 2 * pad) * count / max_records
+        x = index * slot
+        bars.append({
+            "x": round(x + slot * 0.15, 1), "width": round(slot * 0.7, 1),
+            "y": round(height - pad - bar_height, 1), "height": round(bar_height, 1),
+            "failed": run["status"] == "FAILED", "records": count, "seconds": duration, "id": run["id"],
+            "started": run["startedAt"],
+        })  # fmt: skip
+        points.append(f"{x + slot / 2:.1f},{height - pad - (height - 2 * pad) * duration / max_seconds:.1f}")
+    return {
+        "bars": bars, "line": " ".join(points), "width": width, "height": height,
+        "max_records": max(records), "max_seconds": max(seconds),
+    }  # fmt: skip
+
+
+@router.get("/sync-runs", response_class=HTMLResponse)
+def sync_history(
+    request: Request,
+    ui: UiDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    status: Annotated[str | None, Query(pattern="^(RUNNING|SUCCEEDED|FAILED)$")] = None,
+) -> Response:
+    with ui.db() as session:
+        statement = select(SyncRun).where(in_scope(SyncRun, ui.scope))
+        if status:
+            statement = statement.where(SyncRun.status == status)
+        rows = session.scalars(
+            statement.order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+            .offset((page - 1) * HISTORY_PAGE)
+            .limit(HISTORY_PAGE + 1)
+        ).all()
+        runs = [run_as_dict(r) for r in rows[:HISTORY_PAGE]]
+        recent = runs if page == 1 and not status else [
+            run_as_dict(r) for r in session.scalars(
+                select(SyncRun).where(in_scope(SyncRun, ui.scope))
+                .order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(HISTORY_PAGE)
+            )
+        ]  # fmt: skip
+    return render(
+        ui, request, "sync_runs.html", runs=runs, page=page, has_more=len(rows) > HISTORY_PAGE,
+        status=status, chart=chart(recent), **toolbar_context(ui),
+    )  # fmt: skip
+
+
+@router.get("/sync-runs/{run_id}", response_class=HTMLResponse)
+def sync_run_page(request: Request, ui: UiDep, run_id: str) -> Response:
+    with ui.db() as session:
+        run = run_as_dict(get_scoped(session, SyncRun, run_id, ui.scope, "sync run"))
+        connection = session.get(Connection, run["connectionId"])
+        label = connection_label(connection) if connection else "deleted connection"
+    what, hint = error_advice(run["error"])
+    return render(
+        ui, request, "sync_run.html", run=run, connection_label=label, error_text=what, error_hint=hint,
+        entities=ENTITIES, polling=run["status"] == "RUNNING",
+    )  # fmt: skip
