@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -47,6 +48,7 @@ from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import ApiKey, Tenant
 from arsync.tenancy.scope import Scope
 from arsync.ui import accounts
+from arsync.ui.models import User
 from arsync.web.app import create_app
 
 app = typer.Typer(
@@ -655,6 +657,20 @@ DEMO_ENVIRONMENT = "prod"
 DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS = 300, 3000, 2500
 
 
+DEMO_USER = "demo@example.com"
+
+
+def _demo_user(c: Container, tenant_id: str) -> str:
+    """The demo's UI user, with a new password each run (returned to be printed)."""
+    password = secrets.token_urlsafe(12)
+    with transaction(c.session_factory) as session:
+        if session.scalar(select(User.id).where(User.email == DEMO_USER)) is None:
+            accounts.create_user(session, tenant_id, DEMO_USER, password)
+        else:
+            accounts.set_password(session, DEMO_USER, password)
+    return password
+
+
 def _demo_scope(c: Container) -> tuple[str, str, str]:
     """The demo tenant and environment (created on first use) and a fresh API key."""
     with transaction(c.session_factory) as session:
@@ -675,6 +691,7 @@ def demo(
     """Offline demo: mock ERP and mock Nomod on loopback, a demo tenant, a sync, a Nomod round trip, a summary."""
     with _container() as c:
         tenant_id, env_id, api_key = _demo_scope(c)
+        ui_password = _demo_user(c, tenant_id)
         with c.session_factory() as session:
             previous_runs = (
                 session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.tenant_id == tenant_id)) or 0
@@ -699,6 +716,10 @@ def demo(
             console.print(
                 f"platform API key: [bold]{api_key}[/bold]  [dim](new each demo run; {keys} issued so far)[/dim]"
             )
+            console.print(
+                f"web UI user: [bold]{DEMO_USER}[/bold]  password: [bold]{ui_password}[/bold]  "
+                "[dim](new each demo run)[/dim]"
+            )
             if middleware_key:
                 console.print(f"middleware key: {connection.secret_hint}")
             console.print(
@@ -722,6 +743,7 @@ def demo(
                 if no_serve:
                     raise typer.Exit(0 if run.status == "SUCCEEDED" and nomod_ok else 1)
                 console.rule("[bold]serving")
+                console.print(f"web UI: [bold]{api.url}/[/bold]  (sign in as {DEMO_USER} with the password above)")
                 console.print(f"API: {api.url}/api/v1  (interactive docs: {api.url}/docs)")
                 console.print(f"mock ERP: {mock.url}   mock Nomod: {nomod.url}")
                 console.print("try:")

@@ -183,9 +183,11 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
     process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        api = mock = nomod = curl = None
+        api = mock = nomod = curl = password = None
         for line in process.stdout:
-            if line.startswith("API: "):
+            if line.startswith("web UI user: "):
+                password = line.split()[5]
+            elif line.startswith("API: "):
                 api = line.split()[1].removesuffix("/api/v1")
             elif line.startswith("mock ERP: ") and api:
                 mock, nomod = line.split()[2], line.split()[5]
@@ -199,6 +201,19 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
         assert runs["items"][0]["status"] == "SUCCEEDED"
         answer = httpx.post(f"{mock}/health", json={"schemaVersion": "1"}, headers={"Authorization": "Bearer ask_x"})
         assert answer.json()["ok"] is True
+        # A finance user signs in at the printed address with the printed password and sees the ledger.
+        assert password, "the demo did not print the UI user's password"
+        with httpx.Client(base_url=api, timeout=30) as browser:
+            login = browser.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+            assert token
+            signed_in = browser.post(
+                "/login", data={"email": "demo@example.com", "password": password, "csrf_token": token.group(1)}
+            )
+            assert signed_in.status_code == 303
+            invoices = browser.get("/invoices")
+            assert invoices.status_code == 200 and invoices.text.count('href="/invoices/inv_') == 25
+            assert "Sync now" in invoices.text and "SUCCEEDED" in invoices.text
         state = httpx.get(f"{nomod}/_mock/state").json()
         assert (state["customers"], state["invoices"], state["webhooksDelivered"]) == (1, 1, 1)
         process.send_signal(signal.SIGINT)
@@ -257,3 +272,30 @@ def test_xero_authorize_link_from_the_cli(cli_env: dict[str, str]):
         assert url.startswith(f"{server.url}/identity/connect/authorize?") and "code_challenge=" in url
         assert "Allow access" in httpx.get(url).text
         assert state.config.client_secret not in shown.stdout + shown.stderr
+
+
+def test_user_create_and_set_password(cli_env: dict[str, str]):
+    name = f"people-{secrets.token_hex(3)}"
+    run_cli("tenant", "create", name, "--json", env=cli_env)
+    email = f"{name}@example.com"
+    password = "a long enough password"
+    env = cli_env | {"UI_PASSWORD": password}
+    made = one_json(run_cli("user", "create", email, "--tenant", name, "--password-env", "UI_PASSWORD", "--json",
+                            env=env))  # fmt: skip
+    assert made["email"] == email and made["userId"].startswith("usr_")
+
+    again = run_cli("user", "create", email.upper(), "--tenant", name, "--password-env", "UI_PASSWORD", env=env,
+                    expect=1)  # fmt: skip
+    assert "already exists" in again.stderr and password not in again.stdout + again.stderr
+    short = run_cli("user", "create", f"x-{email}", "--tenant", name, "--password-env", "UI_PASSWORD",
+                    env=cli_env | {"UI_PASSWORD": "short"}, expect=1)  # fmt: skip
+    assert "at least 10 characters" in short.stderr
+    nowhere = run_cli("user", "create", f"y-{email}", "--tenant", "no-such-tenant", "--password-env", "UI_PASSWORD",
+                      env=env, expect=1)  # fmt: skip
+    assert "tenant 'no-such-tenant' not found" in nowhere.stderr
+    unset = run_cli("user", "create", f"z-{email}", "--tenant", name, "--password-env", "NOT_SET", env=env, expect=2)
+    assert "NOT_SET is not set" in unset.stderr
+
+    reset = run_cli("user", "set-password", email, "--password-env", "UI_PASSWORD",
+                    env=cli_env | {"UI_PASSWORD": "another long password"})  # fmt: skip
+    assert "sessions were signed out" in reset.stdout

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -143,7 +143,7 @@ def _read_flash(request: Request) -> dict[str, str] | None:
     if not raw:
         return None
     try:
-        value = json.loads(raw)
+        value = json.loads(unquote(raw))
     except ValueError:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("text"), str):
@@ -213,24 +213,37 @@ def plain_words(exc: Exception) -> str:
     return "Something went wrong on our side. Please try again; if it keeps happening, contact your administrator."
 
 
+PLAIN_FAILURES = {
+    "AuthenticationFailed": "The ERP refused arsync's key.",
+    "TransientError": "The ERP did not answer in time or was unavailable, even after several tries.",
+    "ContractViolation": "The ERP sent data in a form arsync cannot read.",
+    "PagingError": "The ERP kept sending pages without end, or the same page twice.",
+    "ReauthRequired": "Xero needs someone to sign in again and allow arsync access.",
+    "RateLimitExhausted": "Xero's daily limit of requests was reached.",
+    "RemoteError": "The ERP answered with an error.",
+    "Abandoned": "The sync stopped part-way because the server running it stopped.",
+    "InternalError": "arsync hit an error of its own.",
+}
+
+
 def error_advice(error: dict[str, Any] | None) -> tuple[str, str | None]:
-    """A stored connector error (sync run, push or connection) as (what happened, what to do)."""
+    """A stored error (sync run, push or connection) as (what happened, what to do)."""
     if not error:
         return "", None
     where = error.get("endpoint")
-    status = error.get("status")
     page = error.get("page")
-    what = str(error.get("message") or "unknown error")
+    status = error.get("httpStatus") or error.get("status")
     bits = []
     if where:
-        bits.append(f"calling {where}" + (f" (page {page})" if page else ""))
+        bits.append(f"calling {where}" + (f" page {page}" if page else ""))
     if status:
         bits.append(f"HTTP {status}")
     if error.get("code"):
         bits.append(str(error["code"]))
-    detail = f" ({', '.join(bits)})" if bits else ""
+    detail = _sentence(str(error.get("message") or "no details")) + (f" ({', '.join(bits)})" if bits else "")
+    lead = PLAIN_FAILURES.get(str(error.get("kind")))
     hint = error.get("hint")
-    return _sentence(what) + detail, _sentence(str(hint)) if hint else None
+    return (f"{lead} Details: {detail}" if lead else detail), (_sentence(str(hint)) if hint else None)
 
 
 def fmt_datetime(value: datetime | str | None) -> str:

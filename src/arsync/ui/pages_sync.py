@@ -115,24 +115,27 @@ def chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
     width, height, pad = 600, 160, 4
     ordered = list(reversed(runs))
     if not ordered:
-        return {"bars": [], "line": "", "width": width, "height": height, "max_records": 0, "max_seconds": 0}
+        return {"bars": [], "line": "", "points": [], "width": width, "height": height, "max_records": 0,
+                "max_seconds": 0}  # fmt: skip
     records = [sum(int(c.get("records", 0)) for c in (r["counts"] or {}).values()) for r in ordered]
     seconds = [float(r["durationSeconds"] or 0) for r in ordered]
     max_records, max_seconds = max(records) or 1, max(seconds) or 1
-    slot = width / len(ordered)
+    slot = width / HISTORY_PAGE  # a fixed slot per run: a short history does not make giant bars
+    first = (HISTORY_PAGE - len(ordered)) * slot  # newest on the right edge
     bars, points = [], []
     for index, (run, count, duration) in enumerate(zip(ordered, records, seconds, strict=True)):
         bar_height = (height - 2 * pad) * count / max_records
-        x = index * slot
+        x = first + index * slot
         bars.append({
             "x": round(x + slot * 0.15, 1), "width": round(slot * 0.7, 1),
             "y": round(height - pad - bar_height, 1), "height": round(bar_height, 1),
             "failed": run["status"] == "FAILED", "records": count, "seconds": duration, "id": run["id"],
             "started": run["startedAt"],
         })  # fmt: skip
-        points.append(f"{x + slot / 2:.1f},{height - pad - (height - 2 * pad) * duration / max_seconds:.1f}")
+        points.append((round(x + slot / 2, 1), round(height - pad - (height - 2 * pad) * duration / max_seconds, 1)))
     return {
-        "bars": bars, "line": " ".join(points), "width": width, "height": height,
+        "bars": bars, "line": " ".join(f"{x},{y}" for x, y in points), "points": points,
+        "width": width, "height": height,
         "max_records": max(records), "max_seconds": max(seconds),
     }  # fmt: skip
 

@@ -1,0 +1,206 @@
+"""The web UI over loopback HTTP, on SQLite and PostgreSQL: sign-in, sessions, CSRF, isolation, secrets."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.erp.models import Connection
+from arsync.mocks.serving import RunningServer
+from arsync.tenancy import service as tenancy
+from arsync.ui import accounts
+from arsync.ui.models import UiSession, User
+from tests.api.conftest import Tenant
+from tests.conftest import MockErp
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Browser:
+    client: httpx.Client
+    csrf: str
+
+
+def _user(container: Container, tenant: Tenant, email: str) -> None:
+    with transaction(container.session_factory) as session:
+        accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
+
+
+def _login_token(client: httpx.Client) -> str:
+    page = client.get("/login")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def sign_in(server: RunningServer, email: str, password: str = PASSWORD) -> Browser:
+    client = httpx.Client(base_url=server.url, timeout=30)
+    token = _login_token(client)
+    answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token, "next": "/"})
+    assert answer.status_code == 303, answer.text
+    home = client.get("/")
+    assert home.status_code == 200
+    match = re.search(r'name="csrf-token" content="([^"]+)"', home.text)
+    assert match
+    return Browser(client, match.group(1))
+
+
+@pytest.fixture
+def alice_ui(container: Container, api_server: RunningServer, alice: Tenant) -> Iterator[Browser]:
+    _user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")
+    yield browser
+    browser.client.close()
+
+
+def test_password_is_an_argon2_hash_and_session_cookie_is_httponly_samesite(
+    container: Container, api_server: RunningServer, alice: Tenant
+):
+    _user(container, alice, "Alice@Example.com")
+    with container.session_factory() as session:
+        user = session.scalars(select(User)).one()
+    assert user.email == "alice@example.com"
+    assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
+
+    client = httpx.Client(base_url=api_server.url, timeout=30)
+    token = _login_token(client)
+    wrong = client.post("/login", data={"email": "alice@example.com", "password": "nope", "csrf_token": token})
+    assert wrong.status_code == 401 and "The email or password is not right." in wrong.text
+    assert "arsync_session" not in wrong.headers.get("set-cookie", "")
+
+    token = _login_token(client)
+    right = client.post("/login", data={"email": "ALICE@example.com", "password": PASSWORD, "csrf_token": token})
+    assert right.status_code == 303
+    cookie = next(c for c in right.headers.get_list("set-cookie") if c.startswith("arsync_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    with container.session_factory() as session:
+        stored = session.scalars(select(UiSession)).one()
+    assert value not in stored.token_hash and len(stored.token_hash) == 64
+    assert stored.environment_id == alice.environment_id
+
+
+def test_login_form_needs_its_own_csrf_cookie(container: Container, api_server: RunningServer, alice: Tenant):
+    _user(container, alice, "alice@example.com")
+    forged = httpx.post(
+        f"{api_server.url}/login",
+        data={"email": "alice@example.com", "password": PASSWORD, "csrf_token": "guess"},
+    )
+    assert forged.status_code == 401 and "expired" in forged.text
+    assert "arsync_session" not in forged.headers.get("set-cookie", "")
+
+
+def test_pages_need_sign_in_and_forms_need_the_csrf_token(api_server: RunningServer, alice_ui: Browser):
+    anonymous = httpx.get(f"{api_server.url}/invoices?status=DRAFT")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=/invoices?status=DRAFT"
+    polled = httpx.get(f"{api_server.url}/ui/sync-toolbar", headers={"HX-Request": "true"})
+    assert polled.headers.get("hx-redirect") == "/login"
+
+    without = alice_ui.client.post("/settings/erp/rest", data={"base_url": "http://127.0.0.1:9"})
+    assert without.status_code == 403 and "form has expired" in without.text
+    forged = alice_ui.client.post("/settings/erp/rest", data={"base_url": "http://127.0.0.1:9", "csrf_token": "x"})
+    assert forged.status_code == 403
+    header = alice_ui.client.post(
+        "/settings/nomod", data={"api_key": "sk_test_abcdefgh"}, headers={"X-CSRF-Token": alice_ui.csrf}
+    )
+    assert header.status_code == 303
+
+
+def test_rest_key_is_shown_once_and_never_again(
+    container: Container, alice_ui: Browser, alice: Tenant, mock_erp: MockErp
+):
+    saved = alice_ui.client.post(
+        "/settings/erp/rest", data={"csrf_token": alice_ui.csrf, "base_url": mock_erp.url, "bank_account_code": "090"}
+    )
+    assert saved.status_code == 200 and saved.headers["cache-control"] == "no-store"
+    key = re.search(r'id="new-key" class="secret">(ask_[^<]+)<', saved.text)
+    assert key, saved.text
+    assert "the ERP answered. The connection is active." in saved.text
+    with container.session_factory() as session:
+        connection = session.scalars(select(Connection)).one()
+    assert container.vault.decrypt(connection.secret_encrypted) == key.group(1)
+
+    again = alice_ui.client.get("/settings/erp")
+    assert key.group(1) not in again.text and connection.secret_hint in again.text
+
+    rotated = alice_ui.client.post(f"/settings/erp/{connection.id}/rotate-key", data={"csrf_token": alice_ui.csrf})
+    new_key = re.search(r'id="new-key" class="secret">(ask_[^<]+)<', rotated.text)
+    assert new_key and new_key.group(1) != key.group(1) and "The old key no longer works." in rotated.text
+
+
+def test_another_tenants_user_sees_none_of_its_records(
+    container: Container, api_server: RunningServer, alice: Tenant, bob: Tenant, mock_erp: MockErp
+):
+    saved, _ = container.connections.save_rest(alice.tenant_id, alice.environment_id, mock_erp.url, "090")
+    run = container.sync.run(saved.id)
+    assert run.status == "SUCCEEDED"
+    invoice = alice.client.get("/api/v1/invoices", params={"limit": 1}).json()["items"][0]
+    customer_id = invoice["customerId"]
+    _user(container, bob, "bob@example.com")
+    browser = sign_in(api_server, "bob@example.com")
+    for path in (f"/invoices/{invoice['id']}", f"/customers/{customer_id}", f"/sync-runs/{run.id}"):
+        page = browser.client.get(path)
+        assert page.status_code == 404, path
+        assert invoice["invoiceNumber"] not in page.text
+    listed = browser.client.get("/invoices")
+    assert invoice["invoiceNumber"] not in listed.text and "No invoices here." in listed.text
+    acted = browser.client.post(
+        f"/invoices/{invoice['id']}/void", data={"csrf_token": browser.csrf}, headers={"referer": "/invoices"}
+    )
+    assert acted.status_code == 303
+    assert alice.client.get(f"/api/v1/invoices/{invoice['id']}").json()["status"] == invoice["status"]
+    switched = browser.client.post(
+        "/environment", data={"csrf_token": browser.csrf, "environment_id": alice.environment_id}
+    )
+    assert switched.status_code == 303
+    with container.session_factory() as session:
+        environments = {s.environment_id for s in session.scalars(select(UiSession))}
+    assert alice.environment_id not in environments
+    started = browser.client.post("/ui/sync-now", data={"csrf_token": browser.csrf, "connection_id": saved.id})
+    assert started.status_code == 303
+    assert len(alice.client.get("/api/v1/sync-runs").json()["items"]) == 1
+
+
+def test_environment_picker_and_sign_out(container: Container, api_server: RunningServer, alice: Tenant):
+    with transaction(container.session_factory) as session:
+        test_env = tenancy.ensure_environment(session, alice.tenant_id, "test").id
+    _user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")
+    assert browser.client.get("/").text.count("<option") == 2
+    switched = browser.client.post("/environment", data={"csrf_token": browser.csrf, "environment_id": test_env})
+    assert switched.status_code == 303
+    assert "Overview · alice (test)" in browser.client.get("/").text
+
+    out = browser.client.post("/logout", data={"csrf_token": browser.csrf})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    with container.session_factory() as session:
+        assert session.scalars(select(UiSession)).all() == []
+    assert browser.client.get("/").status_code == 303
+
+
+def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: Browser, container, alice, mock_erp):
+    saved, _ = container.connections.save_rest(alice.tenant_id, alice.environment_id, mock_erp.url, "090")
+    started = alice_ui.client.post(
+        "/ui/sync-now", data={"csrf_token": alice_ui.csrf, "connection_id": saved.id}, headers={"HX-Request": "true"}
+    )
+    assert started.status_code == 200 and 'id="sync-toolbar"' in started.text
+    watching = re.search(r"watching=(run_\w+)", started.text)
+    deadline = time.monotonic() + 60
+    toolbar = started.text
+    while watching and 'hx-trigger="every 1s"' in toolbar:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        toolbar = alice_ui.client.get(f"/ui/sync-toolbar?watching={watching.group(1)}").text
+    assert "Sync finished" in toolbar or "Last sync:" in toolbar
+    runs = alice_ui.client.get("/sync-runs")
+    assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
