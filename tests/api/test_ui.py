@@ -15,6 +15,7 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection
 from arsync.mocks.serving import RunningServer
+from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from arsync.ui import accounts
 from arsync.ui.models import UiSession, User
@@ -204,3 +205,26 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     assert "Sync finished" in toolbar or "Last sync:" in toolbar
     runs = alice_ui.client.get("/sync-runs")
     assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
+
+
+def test_nomod_settings_mask_the_key_and_keep_it_when_left_empty(container: Container, alice_ui: Browser, alice):
+    key = "sk_test_secret_0123456789"
+    saved = alice_ui.client.post(
+        "/settings/nomod",
+        data={"csrf_token": alice_ui.csrf, "api_key": key, "invoice_sync_outbound": "true"},
+        follow_redirects=True,
+    )
+    assert "Invoice sync to Nomod is on." in saved.text
+    assert key not in saved.text and "sk_…6789" in saved.text
+    assert 'name="invoice_sync_outbound" value="true" checked' in saved.text
+
+    kept = alice_ui.client.post(
+        "/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": ""}, follow_redirects=True
+    )
+    assert "Invoice sync to Nomod is off." in kept.text
+    with container.session_factory() as session:
+        stored = session.scalars(select(NomodConnection)).one()
+    assert container.vault.decrypt(stored.api_key_encrypted) == key and not stored.invoice_sync_outbound
+
+    refused = alice_ui.client.post("/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": "pk_live_x"})
+    assert refused.status_code == 400 and "Nomod API key: apiKey must be a Nomod secret key" in refused.text

@@ -27,6 +27,7 @@ from arsync.erp.models import Connection
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.mocks.xero import MockXeroFault, MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.tenancy import service as tenancy
+from arsync.ui import accounts
 from arsync.web.app import create_app
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import Tenant, until
@@ -341,3 +342,47 @@ def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Pat
     finally:
         _wipe(container)
         container.close()
+
+
+def test_ui_connects_xero_shows_reconnect_and_disconnects(
+    container: Container, api_server: RunningServer, alice: Tenant, mock_xero: MockXero
+):
+    from tests.api.test_ui import PASSWORD, sign_in
+
+    with transaction(container.session_factory) as session:
+        accounts.create_user(session, alice.tenant_id, "alice@example.com", PASSWORD)
+    browser = sign_in(api_server, "alice@example.com")
+    browser.client.headers["Accept"] = "text/html"
+    settings = browser.client.get("/settings/erp")
+    assert "Connect Xero" in settings.text
+
+    started = browser.client.post(
+        "/settings/erp/xero/connect", data={"csrf_token": browser.csrf, "bank_account_code": "090"}
+    )
+    assert started.status_code == 303
+    authorize = started.headers["location"]
+    assert authorize.startswith(f"{mock_xero.url}/identity/connect/authorize?")
+    form = dict(parse_qsl(urlsplit(authorize).query)) | {"decision": "allow"}
+    back = browser.client.post(f"{mock_xero.url}/identity/connect/authorize", data=form, follow_redirects=True)
+    assert back.status_code == 200 and str(back.url) == f"{api_server.url}/settings/erp"
+    assert "Xero connected: Demo Company (NZ). The first import has started." in back.text
+    run = until(alice.client, "/api/v1/sync-runs", lambda page: page["items"][0]["status"] != "RUNNING")
+    assert run["items"][0]["status"] == "SUCCEEDED" and run["items"][0]["trigger"] == "connect"
+
+    mock_xero.state.refuse_refresh = True
+    mock_xero.state.expire_access_tokens()
+    connection_id = alice.client.get("/api/v1/connections").json()[0]["id"]
+    failed = alice.client.post(f"/api/v1/connections/{connection_id}/sync").json()
+    until(alice.client, f"/api/v1/sync-runs/{failed['id']}", lambda r: r["status"] != "RUNNING")
+    settings = browser.client.get("/settings/erp")
+    assert "b-NEEDS_REAUTH" in settings.text and ">Reconnect</button>" in settings.text
+    assert "Xero needs someone to sign in again" in settings.text
+    run_page = browser.client.get(f"/sync-runs/{failed['id']}")
+    assert "Why it failed" in run_page.text and "reconnect" in run_page.text.lower()
+
+    mock_xero.state.refuse_refresh = False
+    gone = browser.client.post(
+        f"/settings/erp/{connection_id}/delete", data={"csrf_token": browser.csrf}, follow_redirects=True
+    )
+    assert "Xero disconnected." in gone.text and mock_xero.state.revocations == 1
+    assert alice.client.get("/api/v1/connections").json() == []
