@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -217,7 +217,20 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
     )  # fmt: skip
 
 
-def _invoice_action(request: Request, ui: Ui, invoice_id: str, verb: str) -> Response:
+@router.post("/invoices/{invoice_id}/payment-link")
+def payment_link(request: Request, ui: ActionDep, invoice_id: str) -> Response:
+    def done(link: nomod_service.PaymentLink) -> str:
+        return f"Payment link ready: {link.url}" if link.url else "Payment link created in Nomod."
+
+    return act(request, f"/invoices/{invoice_id}", lambda: ui.container.nomod.payment_link(ui.scope, invoice_id), done)
+
+
+InvoiceAction = Literal["finalize", "dispatch", "void", "retry-push"]
+
+
+@router.post("/invoices/{invoice_id}/{verb}")
+def invoice_action(request: Request, ui: ActionDep, invoice_id: str, verb: InvoiceAction) -> Response:
+    """Finalize, dispatch, void, or send a failed push again; then back to the page with the outcome."""
     container = ui.container
 
     def run() -> str:
@@ -233,42 +246,15 @@ def _invoice_action(request: Request, ui: Ui, invoice_id: str, verb: str) -> Res
                 ledger.void_invoice(session, ui.scope, invoice_id)
                 return "Invoice voided."
             if verb == "retry-push":
+                ledger.get_invoice(session, ui.scope, invoice_id)
                 push = pushes_by_invoice(session, [invoice_id]).get(invoice_id)
-                if push is None or push.tenant_id != ui.tenant.id:
+                if push is None:
                     return "This invoice has not been sent to the ERP yet."
                 container.pushes.retry(session, ui.scope, push.id)
                 return "Sending the invoice to the ERP again."
         raise AssertionError(verb)
 
     return act(request, f"/invoices/{invoice_id}", run, lambda message: message)
-
-
-@router.post("/invoices/{invoice_id}/finalize")
-def finalize_invoice(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    return _invoice_action(request, ui, invoice_id, "finalize")
-
-
-@router.post("/invoices/{invoice_id}/dispatch")
-def dispatch_invoice(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    return _invoice_action(request, ui, invoice_id, "dispatch")
-
-
-@router.post("/invoices/{invoice_id}/void")
-def void_invoice(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    return _invoice_action(request, ui, invoice_id, "void")
-
-
-@router.post("/invoices/{invoice_id}/retry-push")
-def retry_invoice_push(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    return _invoice_action(request, ui, invoice_id, "retry-push")
-
-
-@router.post("/invoices/{invoice_id}/payment-link")
-def payment_link(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    def done(link: nomod_service.PaymentLink) -> str:
-        return f"Payment link ready: {link.url}" if link.url else "Payment link created in Nomod."
-
-    return act(request, f"/invoices/{invoice_id}", lambda: ui.container.nomod.payment_link(ui.scope, invoice_id), done)
 
 
 # Payments and cash applications --------------------------------------------------------
