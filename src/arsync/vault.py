@@ -33,6 +33,6 @@ def mask(secret: str) -> str:
     return f"{head}…{secret[-4:]}"
 
 
-def hash_api_key(key: str) -> str:
-    """SHA-256 of a high-entropy key; enough because the key is never guessable."""
-    return hashlib.sha256(key.encode()).hexdigest()
+def hash_token(token: str) -> str:
+    """SHA-256 of a high-entropy token (API key, session token, OAuth state); enough because it is never guessable."""
+    return hashlib.sha256(token.encode()).hexdigest()

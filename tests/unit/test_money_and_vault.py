@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from arsync.money import canonical, decimal_places, exponent, format_amount
-from arsync.vault import Vault, hash_api_key, mask
+from arsync.vault import Vault, hash_token, mask
 
 
 def test_currency_exponents():
@@ -36,4 +36,4 @@ def test_vault_roundtrip_and_key_change():
 
 def test_mask_and_hash():
     assert mask("ask_abcdefgh7f3a") == "ask_…7f3a"
-    assert hash_api_key("ark_x") == hash_api_key("ark_x") != hash_api_key("ark_y")
+    assert hash_token("ark_x") == hash_token("ark_x") != hash_token("ark_y")

@@ -11,7 +11,7 @@ from arsync.config import new_token
 from arsync.db import utcnow
 from arsync.errors import Conflict, InvalidInput, NotFound
 from arsync.tenancy.models import ApiKey, Environment, Tenant
-from arsync.vault import hash_api_key, mask
+from arsync.vault import hash_token, mask
 
 API_KEY_PREFIX = "ark"
 
@@ -59,7 +59,7 @@ def issue_api_key(session: Session, tenant_id: str, environment_id: str) -> tupl
     """A new platform key for one (tenant, environment); the plaintext is returned once."""
     plaintext = new_token(API_KEY_PREFIX)
     record = ApiKey(
-        tenant_id=tenant_id, environment_id=environment_id, key_hash=hash_api_key(plaintext), hint=mask(plaintext)
+        tenant_id=tenant_id, environment_id=environment_id, key_hash=hash_token(plaintext), hint=mask(plaintext)
     )
     session.add(record)
     session.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,7 +9,7 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from arsync.db import utcnow
@@ -18,6 +17,7 @@ from arsync.errors import Conflict, InvalidInput
 from arsync.ledger.schemas import check_email
 from arsync.tenancy.models import Environment
 from arsync.ui.models import UiSession, User
+from arsync.vault import hash_token
 
 SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
@@ -46,16 +46,16 @@ def _normal_email(email: str) -> str:
     return cleaned
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_user(session: Session, tenant_id: str, email: str, password: str) -> User:
-    email = _normal_email(email)
+def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             f"the password must have at least {MIN_PASSWORD_LENGTH} characters", details={"field": "password"}
         )
+
+
+def create_user(session: Session, tenant_id: str, email: str, password: str) -> User:
+    email = _normal_email(email)
+    _check_password(password)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(f"a user with the email {email} already exists")
     user = User(tenant_id=tenant_id, email=email, password_hash=_hasher.hash(password))
@@ -68,10 +68,7 @@ def set_password(session: Session, email: str, password: str) -> User:
     user = session.scalar(select(User).where(User.email == _normal_email(email)))
     if user is None:
         raise InvalidInput(f"no user has the email {email}", details={"field": "email"})
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"the password must have at least {MIN_PASSWORD_LENGTH} characters", details={"field": "password"}
-        )
+    _check_password(password)
     user.password_hash = _hasher.hash(password)
     session.execute(delete(UiSession).where(UiSession.user_id == user.id))  # sign out everywhere
     return user
@@ -107,7 +104,7 @@ def open_session(session: Session, user: User) -> tuple[str, UiSession]:
     session.execute(delete(UiSession).where(UiSession.expires_at < now))
     token = secrets.token_urlsafe(32)
     row = UiSession(
-        token_hash=_token_hash(token),
+        token_hash=hash_token(token),
         user_id=user.id,
         environment_id=first_environment(session, user.tenant_id).id,
         csrf_token=secrets.token_urlsafe(32),
@@ -122,7 +119,7 @@ def open_session(session: Session, user: User) -> tuple[str, UiSession]:
 def load_session(session: Session, token: str | None) -> SignedIn | None:
     if not token:
         return None
-    row = session.get(UiSession, _token_hash(token))
+    row = session.get(UiSession, hash_token(token))
     if row is None or row.expires_at <= utcnow():
         return None
     user = session.get(User, row.user_id)
@@ -133,7 +130,7 @@ def load_session(session: Session, token: str | None) -> SignedIn | None:
 
 def close_session(session: Session, token: str | None) -> None:
     if token:
-        session.execute(delete(UiSession).where(UiSession.token_hash == _token_hash(token)))
+        session.execute(delete(UiSession).where(UiSession.token_hash == hash_token(token)))
 
 
 def environments(session: Session, tenant_id: str) -> list[Environment]:
@@ -150,7 +147,3 @@ def switch_environment(session: Session, signed_in: SignedIn, environment_id: st
     assert row is not None
     row.environment_id = environment.id
     return environment
-
-
-def user_count(session: Session, tenant_id: str) -> int:
-    return session.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant_id)) or 0

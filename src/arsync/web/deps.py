@@ -15,7 +15,7 @@ from arsync.bootstrap import Container
 from arsync.errors import Forbidden, Unauthorized
 from arsync.tenancy.models import ApiKey
 from arsync.tenancy.scope import Scope
-from arsync.vault import hash_api_key
+from arsync.vault import hash_token
 
 bearer = HTTPBearer(auto_error=False, description="A platform API key (ark_…)")
 
@@ -72,7 +72,7 @@ def get_scope(
     """The (tenant, environment) the API key is bound to; 401 for a bad key, 403 for other ids."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Missing or invalid Authorization header. Use: Authorization: Bearer <key>")
-    key = session.execute(API_KEY_BY_HASH, {"key_hash": hash_api_key(credentials.credentials)}).first()
+    key = session.execute(API_KEY_BY_HASH, {"key_hash": hash_token(credentials.credentials)}).first()
     if key is None or key.revoked_at is not None:
         raise Unauthorized("Unknown or revoked API key")
     if not x_tenant_id or not x_environment_id:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,7 +25,7 @@ from arsync.erp.service import clean_bank_code
 from arsync.erp.sync import SyncEngine
 from arsync.errors import Conflict, ConnectorError, InvalidInput
 from arsync.tenancy.scope import Scope
-from arsync.vault import Vault
+from arsync.vault import Vault, hash_token
 from arsync.xero import api
 from arsync.xero.oauth import TokenSet, XeroOAuth, pkce_pair
 from arsync.xero.tokens import seal, unseal
@@ -43,10 +42,6 @@ class ConnectResult:
     connection: Connection | None = None
     sync_run: SyncRun | None = None
     organisations: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
 
 
 class XeroConnections:
@@ -82,7 +77,7 @@ class XeroConnections:
         verifier, challenge = pkce_pair()
         with transaction(self.session_factory) as session:
             session.add(OAuthState(
-                state_hash=_hash(state), tenant_id=scope.tenant_id, environment_id=scope.environment_id,
+                state_hash=hash_token(state), tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                 provider=PROVIDER, code_verifier_encrypted=self.vault.encrypt(verifier),
                 bank_account_code=clean_bank_code(bank_account_code), expires_at=utcnow() + STATE_LIFETIME,
             ))  # fmt: skip
@@ -126,7 +121,7 @@ class XeroConnections:
     def offered(self, state: str) -> list[dict[str, Any]]:
         """The organisations a pending authorization may pick from (does not use the state up)."""
         with self.session_factory() as session:
-            row = session.get(OAuthState, _hash(state))
+            row = session.get(OAuthState, hash_token(state))
             if row is None or row.expires_at < utcnow() or not row.organisations:
                 raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
                                    details={"field": "state"})  # fmt: skip
@@ -142,7 +137,7 @@ class XeroConnections:
 
     def _use_state(self, state: str) -> OAuthState:
         with transaction(self.session_factory) as session:
-            row = session.scalar(select(OAuthState).where(OAuthState.state_hash == _hash(state)).with_for_update())
+            row = session.scalar(select(OAuthState).where(OAuthState.state_hash == hash_token(state)).with_for_update())
             if row is None or row.used_at is not None or row.expires_at < utcnow():
                 raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
                                    details={"field": "state"})  # fmt: skip
