@@ -22,6 +22,7 @@ from arsync.ui.base import (
     CsrfRejected,
     LoginRequired,
     get_container,
+    local_path,
     plain_words,
     redirect,
     render,
@@ -37,14 +38,10 @@ router = APIRouter(include_in_schema=False)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def _safe_next(target: str | None) -> str:
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
-
-
 def _login_page(request: Request, *, error: str | None = None, email: str = "", next_url: str = "/") -> Response:
     token = secrets.token_urlsafe(24)
     response = render(
-        None, request, "login.html", login_csrf=token, error=error, email=email, next_url=_safe_next(next_url),
+        None, request, "login.html", login_csrf=token, error=error, email=email, next_url=local_path(next_url),
         status_code=401 if error else 200,
     )  # fmt: skip
     response.set_cookie(
@@ -78,7 +75,7 @@ def login(
             token, _ = accounts.open_session(session, user)
     if token is None:
         return _login_page(request, error="The email or password is not right.", email=email, next_url=next)
-    response = redirect(_safe_next(next))
+    response = redirect(next)
     response.set_cookie(
         SESSION_COOKIE, token, max_age=int(accounts.SESSION_LIFETIME.total_seconds()), httponly=True,
         samesite="lax", secure=request.url.scheme == "https", path="/",

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
-from arsync.errors import ArsyncError, Conflict, ConnectorError, InvalidInput, NotFound
+from arsync.errors import ArsyncError, ConnectorError, InvalidInput, NotFound
 from arsync.tenancy.models import Environment, Tenant
 from arsync.tenancy.scope import Scope
 from arsync.ui import accounts
@@ -46,7 +46,6 @@ class CsrfRejected(Exception):
 class Ui:
     """The signed-in user's view of arsync: who, which tenant and environment, and the wiring."""
 
-    request: Request
     container: Container
     user: User
     ui_session: UiSession
@@ -82,7 +81,7 @@ def current_ui(request: Request) -> Ui:
         assert tenant is not None and environment is not None
         choices = accounts.environments(session, tenant.id)
         session.expunge_all()
-    return Ui(request, container, signed_in.user, signed_in.session, tenant, environment, choices)
+    return Ui(container, signed_in.user, signed_in.session, tenant, environment, choices)
 
 
 UiDep = Annotated[Ui, Depends(current_ui)]
@@ -117,11 +116,14 @@ def render(ui: Ui | None, request: Request, template: str, status_code: int = 20
     return response
 
 
+def local_path(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/``: never an open redirect."""
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
 def redirect(url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
     """A 303 to ``url`` (a path on this site) carrying a one-time message for the next page."""
-    if not url.startswith("/") or url.startswith("//"):
-        url = "/"
-    response = RedirectResponse(url, status_code=303)
+    response = RedirectResponse(local_path(url), status_code=303)
     if notice or error:
         value = json.dumps({"kind": "error" if error else "notice", "text": error or notice})
         response.set_cookie(FLASH_COOKIE, quote(value), max_age=60, httponly=True, samesite="lax", path="/")
@@ -208,7 +210,7 @@ def plain_words(exc: Exception) -> str:
         field = (exc.details or {}).get("field")
         label = FIELD_NAMES.get(str(field), str(field)) if field else None
         return _sentence(f"{label}: {exc.message}" if label else exc.message)
-    if isinstance(exc, (Conflict, ArsyncError)):
+    if isinstance(exc, ArsyncError):
         return _sentence(exc.message)
     return "Something went wrong on our side. Please try again; if it keeps happening, contact your administrator."
 
@@ -232,7 +234,7 @@ def error_advice(error: dict[str, Any] | None) -> tuple[str, str | None]:
         return "", None
     where = error.get("endpoint")
     page = error.get("page")
-    status = error.get("httpStatus") or error.get("status")
+    status = error.get("httpStatus")
     bits = []
     if where:
         bits.append(f"calling {where}" + (f" page {page}" if page else ""))

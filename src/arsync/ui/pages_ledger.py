@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from arsync.db import transaction
 from arsync.erp.push import pushes_by_invoice
-from arsync.errors import ArsyncError
+from arsync.errors import ArsyncError, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.endpoints import cash_application_read, customer_wire, invoice_reads, payment_reads
@@ -139,7 +140,7 @@ def invoices(
     )  # fmt: skip
 
 
-def _customer_names(session: Any, ids: set[str]) -> dict[str, str]:
+def _customer_names(session: Session, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
     return dict(session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all())
@@ -294,7 +295,7 @@ def cash_applications(
     )  # fmt: skip
 
 
-def _find_invoice(session: Any, ui: Ui, reference: str) -> str:
+def _find_invoice(session: Session, ui: Ui, reference: str) -> str:
     """An invoice given by id or by its number."""
     reference = reference.strip()
     found = session.scalar(
@@ -303,7 +304,9 @@ def _find_invoice(session: Any, ui: Ui, reference: str) -> str:
         )
     )
     if found is None:
-        raise ArsyncError(f"no invoice has the number or id {reference!r} in this environment")
+        raise InvalidInput(
+            f"no invoice has the number or id {reference!r} in this environment", details={"field": "invoice"}
+        )
     invoice_id: str = found
     return invoice_id
 

@@ -148,7 +148,12 @@ def chose_organisation(
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     assert result.connection is not None
-    name = result.connection.external_tenant_name or "your organisation"
+    return xero_connected(result.connection)
+
+
+def xero_connected(connection: Connection) -> Response:
+    """Back to the settings page once Xero is connected (from the callback or the organisation choice)."""
+    name = connection.external_tenant_name or "your organisation"
     return redirect("/settings/erp", notice=f"Xero connected: {name}. The first import has started.")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES
 from arsync.erp.sync import run_as_dict
+from arsync.errors import ArsyncError
 from arsync.tenancy.scope import Scope, get_scoped, in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, error_advice, plain_words, redirect, render
 
@@ -68,7 +69,7 @@ def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
         finished = None
         if watching and not any(s.running and s.running["id"] == watching for s in states):
             run = session.get(SyncRun, watching)
-            if run is not None and run.tenant_id == ui.tenant.id and run.status != "RUNNING":
+            if run is not None and (run.tenant_id, run.environment_id) == astuple(ui.scope) and run.status != "RUNNING":
                 finished = run_as_dict(run)
     return {
         "sync_states": states,
@@ -98,7 +99,7 @@ def sync_now(
         with ui.db() as session:
             get_scoped(session, Connection, connection_id, ui.scope, "ERP connection")
         run, _ = ui.container.sync.start(connection_id, trigger="manual", full=full, enqueue=True)
-    except Exception as exc:
+    except ArsyncError as exc:
         if request.headers.get("hx-request"):
             return render(ui, request, "_toolbar.html", error=plain_words(exc), **toolbar_context(ui))
         return redirect("/", error=plain_words(exc))

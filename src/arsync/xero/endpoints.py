@@ -19,6 +19,7 @@ from arsync.errors import ArsyncError
 from arsync.schemas import ApiModel
 from arsync.tenancy.scope import Scope
 from arsync.ui.base import plain_words, redirect
+from arsync.ui.pages_settings import xero_connected
 from arsync.web.deps import ContainerDep, ScopeDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.xero.service import ConnectResult
@@ -96,8 +97,7 @@ async def callback(
     if result.status == "CHOOSE_ORGANISATION":
         return redirect(f"/settings/erp/xero/choose?state={quote(state)}")
     assert result.connection is not None
-    name = result.connection.external_tenant_name or "your organisation"
-    return redirect("/settings/erp", notice=f"Xero connected: {name}. The first import has started.")
+    return xero_connected(result.connection)
 
 
 @router.post("/choose", response_model=ConnectRead)
