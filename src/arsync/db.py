@@ -153,6 +153,27 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that read from one snapshot, for pages and responses built from several queries.
+
+    Without it an invoice could be read before a concurrent commit and its push after it.
+    PostgreSQL's default READ COMMITTED takes a new snapshot per statement; REPEATABLE READ keeps
+    the first. The SQLite driver starts a transaction only before a write, so each SELECT would
+    read on its own; here the connection is put in driver autocommit and the session issues an
+    explicit BEGIN, which in WAL mode holds one read snapshot until the session closes. Writes do
+    not go through these sessions. Both share the engine's pool.
+    """
+    if engine.dialect.name != "sqlite":
+        return make_session_factory(engine.execution_options(isolation_level="REPEATABLE READ"))
+    factory = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    @event.listens_for(factory, "after_begin")
+    def _begin_read(_session: Session, _transaction: Any, connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return factory
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits once on success and rolls back on any error."""

@@ -1,4 +1,4 @@
-"""Exact money and UTC datetimes on SQLite and PostgreSQL, through the ORM and the bulk path."""
+"""Exact money and UTC datetimes on SQLite and PostgreSQL, through the ORM and the bulk path; read snapshots."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
 from arsync.db import new_id, transaction
 from arsync.erp.loader import bulk_insert, invoices
+from arsync.ledger import schemas
+from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice
+from arsync.tenancy import service as tenancy
+from arsync.tenancy.scope import Scope as TenantScope
 from tests.conftest import Scope
 
 VALUES = [
@@ -85,3 +89,35 @@ def test_float_money_is_refused(container: Container, scope: Scope):
         session.flush()
         session.add(Invoice(**_invoice_row(scope, customer.id, "ZAR", 0.1)))  # type: ignore[arg-type]
         session.flush()
+
+
+def test_a_read_session_sees_one_snapshot(container: Container):
+    """A response or page built from several queries must not mix states from before and after a commit."""
+    with transaction(container.session_factory) as session:
+        created = tenancy.create_tenant(session, "snap", "prod")
+        scope = TenantScope(created.tenant_id, created.environment_id)
+        customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Before"))
+    name_query = select(Customer.name).where(Customer.id == customer.id)
+    with container.read_session_factory() as reader:
+        assert reader.scalar(name_query) == "Before"
+        with transaction(container.session_factory) as writer:
+            writer.execute(update(Customer).where(Customer.id == customer.id).values(name="After"))
+        assert reader.scalar(name_query) == "Before"
+    with container.read_session_factory() as reader:
+        assert reader.scalar(name_query) == "After"
+
+
+def test_write_sessions_stay_atomic_after_read_sessions_share_their_pool(container: Container):
+    """Read sessions change a pooled connection's mode; it must be back to normal for the next writer."""
+    with transaction(container.session_factory) as session:
+        created = tenancy.create_tenant(session, "pool", "prod")
+        scope = TenantScope(created.tenant_id, created.environment_id)
+        customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Kept"))
+    for _ in range(3):
+        with container.read_session_factory() as reader:
+            reader.scalar(select(Customer.name).where(Customer.id == customer.id))
+    with pytest.raises(RuntimeError), transaction(container.session_factory) as writer:
+        writer.execute(update(Customer).where(Customer.id == customer.id).values(name="Lost"))
+        raise RuntimeError("abort after the write")
+    with container.read_session_factory() as reader:
+        assert reader.scalar(select(Customer.name).where(Customer.id == customer.id)) == "Kept"

@@ -62,7 +62,8 @@ class Ui:
         return self.ui_session.csrf_token
 
     def db(self) -> Session:
-        return self.container.session_factory()
+        """A read-only session with one snapshot: a page never mixes states from two commits."""
+        return self.container.read_session_factory()
 
 
 def get_container(request: Request) -> Container:
