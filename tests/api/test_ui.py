@@ -6,13 +6,14 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from arsync.bootstrap import Container
-from arsync.db import transaction
+from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
 from arsync.mocks.serving import RunningServer
 from arsync.nomod.models import NomodConnection
@@ -89,6 +90,63 @@ def test_password_is_an_argon2_hash_and_session_cookie_is_httponly_samesite(
         stored = session.scalars(select(UiSession)).one()
     assert value not in stored.token_hash and len(stored.token_hash) == 64
     assert stored.environment_id == alice.environment_id
+
+
+def _attempt(client: httpx.Client, email: str, password: str) -> httpx.Response:
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": _login_token(client)})
+
+
+def test_repeated_wrong_passwords_lock_the_email_until_reset(
+    container: Container, api_server: RunningServer, alice: Tenant
+):
+    _user(container, alice, "alice@example.com")
+    _user(container, alice, "carol@example.com")
+    client = httpx.Client(base_url=api_server.url, timeout=30)
+    limit = accounts.FAILURE_LIMITS["email"]
+    for _ in range(limit - 1):
+        assert _attempt(client, "alice@example.com", "wrong password").status_code == 401
+    # A right password before the limit still signs in, and forgets the failures.
+    assert _attempt(client, "alice@example.com", PASSWORD).status_code == 303
+    for _ in range(limit):
+        assert _attempt(client, "Alice@example.com ", "wrong password").status_code == 401
+
+    locked = _attempt(client, "alice@example.com", PASSWORD)
+    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+    assert 0 < int(locked.headers["retry-after"]) <= accounts.LOCK_DURATION.total_seconds()
+    assert "arsync_session=" not in locked.headers.get("set-cookie", "")
+    # Another user from the same address is not locked out by alice's failures.
+    assert _attempt(client, "carol@example.com", PASSWORD).status_code == 303
+    # An unknown email is counted the same way, so a lock does not tell which emails exist.
+    for _ in range(limit):
+        assert _attempt(client, "nobody@example.com", "wrong password").status_code == 401
+    assert _attempt(client, "nobody@example.com", "wrong password").status_code == 429
+
+    with transaction(container.session_factory) as session:
+        accounts.set_password(session, "alice@example.com", PASSWORD + "!")
+    assert _attempt(client, "alice@example.com", PASSWORD + "!").status_code == 303
+    client.close()
+
+
+def test_failures_from_one_address_lock_that_address(container: Container, alice: Tenant):
+    subjects = accounts.throttle_subjects("a@example.com", "10.0.0.7")
+    start = utcnow()
+    with transaction(container.session_factory) as session:
+        for n in range(accounts.FAILURE_LIMITS["address"]):
+            email_subjects = accounts.throttle_subjects(f"user{n}@example.com", "10.0.0.7")
+            accounts.record_failure(session, email_subjects, now=start)
+        assert accounts.locked_until(session, subjects, now=start) == start + accounts.LOCK_DURATION
+        assert (
+            accounts.locked_until(session, accounts.throttle_subjects("a@example.com", "10.0.0.8"), now=start) is None
+        )
+        # The lock ends on its own.
+        later = start + accounts.LOCK_DURATION + accounts.THROTTLE_WINDOW
+        assert accounts.locked_until(session, subjects, now=later) is None
+    with transaction(container.session_factory) as session:
+        # Failures spread wider than the window never add up to a lock.
+        step = accounts.THROTTLE_WINDOW + timedelta(seconds=1)
+        for n in range(accounts.FAILURE_LIMITS["email"] * 2):
+            accounts.record_failure(session, subjects, now=later + n * step)
+            assert accounts.locked_until(session, subjects, now=later + n * step) is None
 
 
 def test_login_form_needs_its_own_csrf_cookie(container: Container, api_server: RunningServer, alice: Tenant):

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from arsync.db import utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger.schemas import check_email
 from arsync.tenancy.models import Environment
-from arsync.ui.models import UiSession, User
+from arsync.ui.models import SignInThrottle, UiSession, User
 from arsync.vault import hash_token
 
 SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()  # argon2id with the library's recommended cost
+
+# Sign-in throttling: failures are counted in a window per email and per client address; at the
+# limit that email (or address) is refused for LOCK_DURATION, even with the right password.
+THROTTLE_WINDOW = timedelta(minutes=15)
+LOCK_DURATION = timedelta(minutes=15)
+FAILURE_LIMITS = {"email": 5, "address": 30}
 
 
 @cache
@@ -71,7 +78,66 @@ def set_password(session: Session, email: str, password: str) -> User:
     _check_password(password)
     user.password_hash = _hasher.hash(password)
     session.execute(delete(UiSession).where(UiSession.user_id == user.id))  # sign out everywhere
+    clear_failures(session, user.email)  # and lift a sign-in lock
     return user
+
+
+def _email_subject(email: str) -> str:
+    return f"email:{email.strip().lower()[:320]}"
+
+
+def throttle_subjects(email: str, address: str | None) -> list[str]:
+    """What failed sign-ins are counted against: the email as typed (known or not) and the client address."""
+    subjects = [_email_subject(email)]
+    if address:
+        subjects.append(f"address:{address}")
+    return sorted(subjects)  # one lock order for every process
+
+
+def locked_until(session: Session, subjects: list[str], now: datetime | None = None) -> datetime | None:
+    """When the latest lock on any of ``subjects`` ends, or None if sign-in is open."""
+    now = now or utcnow()
+    ends = session.scalars(
+        select(SignInThrottle.locked_until).where(
+            SignInThrottle.subject.in_(subjects), SignInThrottle.locked_until > now
+        )
+    ).all()
+    return max((end for end in ends if end is not None), default=None)
+
+
+def record_failure(session: Session, subjects: list[str], now: datetime | None = None) -> None:
+    """Count one failed sign-in against each subject; lock the ones that reach their limit."""
+    now = now or utcnow()
+    session.execute(
+        delete(SignInThrottle).where(
+            SignInThrottle.window_started_at < now - THROTTLE_WINDOW,
+            or_(SignInThrottle.locked_until.is_(None), SignInThrottle.locked_until < now),
+        )
+    )
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(SignInThrottle)
+        .values([{"subject": subject, "failures": 0, "window_started_at": now} for subject in subjects])
+        .on_conflict_do_nothing()
+    )
+    rows = session.scalars(
+        select(SignInThrottle)
+        .where(SignInThrottle.subject.in_(subjects))
+        .order_by(SignInThrottle.subject)
+        .with_for_update()
+    ).all()
+    for row in rows:
+        if row.window_started_at < now - THROTTLE_WINDOW:
+            row.failures, row.window_started_at = 0, now
+        row.failures += 1
+        if row.failures >= FAILURE_LIMITS[row.subject.split(":", 1)[0]]:
+            row.locked_until = now + LOCK_DURATION
+            row.failures, row.window_started_at = 0, now
+
+
+def clear_failures(session: Session, email: str) -> None:
+    """A successful sign-in forgets the email's failures (not the address's)."""
+    session.execute(delete(SignInThrottle).where(SignInThrottle.subject == _email_subject(email)))
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from arsync.db import transaction
+from arsync.db import transaction, utcnow
 from arsync.errors import ArsyncError, NotFound
 from arsync.ui import accounts
 from arsync.ui.base import (
@@ -50,6 +52,19 @@ def _login_page(request: Request, *, error: str | None = None, email: str = "", 
     return response
 
 
+def _too_many_failures(request: Request, until: datetime, email: str, next_url: str) -> Response:
+    wait = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
+    response = _login_page(
+        request,
+        error=f"Too many failed sign-ins for this email or from this address. Try again in {wait} minutes.",
+        email=email,
+        next_url=next_url,
+    )
+    response.status_code = 429
+    response.headers["Retry-After"] = str(wait * 60)
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
     return _login_page(request, next_url=next or "/")
@@ -67,12 +82,19 @@ def login(
     if not expected or not secrets.compare_digest(expected, csrf_token):
         return _login_page(request, error="Your sign-in form expired. Please try again.", email=email, next_url=next)
     container = get_container(request)
+    subjects = accounts.throttle_subjects(email, request.client.host if request.client else None)
     with transaction(container.session_factory) as session:
-        user = accounts.authenticate(session, email, password)
-        if user is None:
-            token = None
-        else:
-            token, _ = accounts.open_session(session, user)
+        locked_until = accounts.locked_until(session, subjects)
+        token = None
+        if locked_until is None:
+            user = accounts.authenticate(session, email, password)
+            if user is None:
+                accounts.record_failure(session, subjects)
+            else:
+                accounts.clear_failures(session, user.email)
+                token, _ = accounts.open_session(session, user)
+    if locked_until is not None:
+        return _too_many_failures(request, locked_until, email, next)
     if token is None:
         return _login_page(request, error="The email or password is not right.", email=email, next_url=next)
     response = redirect(next)
