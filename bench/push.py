@@ -104,11 +104,7 @@ def run(invoices: int = INVOICES, timeout: float = 600) -> dict[str, Any]:
         processes.append(subprocess.Popen([ARSYNC, "worker"], env=env, **quiet))
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/api/v1/health", server, "arsync serve")
-        headers = {
-            "Authorization": f"Bearer {created.api_key}",
-            "X-Tenant-ID": created.tenant_id,
-            "X-Environment-ID": created.environment_id,
-        }
+        headers = created.headers
         started = time.monotonic()
         failures = asyncio.run(_dispatch_all(base, headers, invoice_ids))
         dispatch_seconds = time.monotonic() - started

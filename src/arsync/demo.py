@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from arsync.tenancy.service import api_headers
+
 POLL_SECONDS = 30.0
 
 
@@ -34,7 +36,11 @@ class Walkthrough:
     console: Console
 
     def run(self, invoice_number: str) -> dict[str, Any]:
-        with httpx.Client(base_url=f"{self.api_url}/api/v1", headers=self._headers(), timeout=30) as api:
+        with httpx.Client(
+            base_url=f"{self.api_url}/api/v1",
+            headers=api_headers(self.api_key, self.tenant_id, self.environment_id),
+            timeout=30,
+        ) as api:
             customer = self._customer(api)
             say = self.console.print
             say(f"customer: {customer['name']} ({customer['id']}, {customer['email']})")
@@ -74,13 +80,6 @@ class Walkthrough:
             integrations = _ok(api.get(f"/customers/{customer['id']}/integrations"))
             say(f"integrations: {integrations}")
             return integrations
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.api_key}",
-            "X-Tenant-ID": self.tenant_id,
-            "X-Environment-ID": self.environment_id,
-        }
 
     @staticmethod
     def _customer(api: httpx.Client) -> dict[str, Any]:

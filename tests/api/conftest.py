@@ -26,11 +26,7 @@ class Tenant:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.api_key}",
-            "X-Tenant-ID": self.tenant_id,
-            "X-Environment-ID": self.environment_id,
-        }
+        return tenancy.api_headers(self.api_key, self.tenant_id, self.environment_id)
 
 
 @pytest.fixture
@@ -42,12 +38,7 @@ def api_server(container: Container) -> Iterator[RunningServer]:
 def _tenant(container: Container, server: RunningServer, name: str) -> Tenant:
     with transaction(container.session_factory) as session:
         created = tenancy.create_tenant(session, name, "prod")
-    headers = {
-        "Authorization": f"Bearer {created.api_key}",
-        "X-Tenant-ID": created.tenant_id,
-        "X-Environment-ID": created.environment_id,
-    }
-    client = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    client = httpx.Client(base_url=server.url, headers=created.headers, timeout=30)
     return Tenant(created.tenant_id, created.environment_id, created.api_key, client)
 
 

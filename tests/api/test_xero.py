@@ -307,10 +307,12 @@ def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Pat
             created = tenancy.create_tenant(session, "workers", "prod")
         app = create_app(container, background_jobs=True)
         server = serve_in_thread(app, port=api_port, lifespan="on")
-        tenant = Tenant(created.tenant_id, created.environment_id, created.api_key,
-                        httpx.Client(base_url=server.url, headers={
-                            "Authorization": f"Bearer {created.api_key}", "X-Tenant-ID": created.tenant_id,
-                            "X-Environment-ID": created.environment_id}))  # fmt: skip
+        tenant = Tenant(
+            created.tenant_id,
+            created.environment_id,
+            created.api_key,
+            httpx.Client(base_url=server.url, headers=created.headers),
+        )
         with server:
             connection_id = connected(tenant, mock_xero)["connection"]["id"]
         tenant.client.close()

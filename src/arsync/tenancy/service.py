@@ -16,11 +16,20 @@ from arsync.vault import hash_token, mask
 API_KEY_PREFIX = "ark"
 
 
+def api_headers(api_key: str, tenant_id: str, environment_id: str) -> dict[str, str]:
+    """The headers every authenticated API request carries."""
+    return {"Authorization": f"Bearer {api_key}", "X-Tenant-ID": tenant_id, "X-Environment-ID": environment_id}
+
+
 @dataclass(frozen=True)
 class NewTenant:
     tenant_id: str
     environment_id: str
     api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return api_headers(self.api_key, self.tenant_id, self.environment_id)
 
 
 def _clean_name(value: str, what: str) -> str:
