@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from arsync.erp import contract
 from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.faults import take_first
 
 FaultKind = Literal[
     "malformed_json",
@@ -87,15 +88,9 @@ class MockErpState:
 
     def take_fault(self, endpoint: str, page: int | None) -> Fault | None:
         with self._lock:
-            for fault in self.faults:
-                if fault.endpoint != endpoint or (fault.page is not None and fault.page != page):
-                    continue
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
+            return take_first(
+                self.faults, lambda fault: fault.endpoint == endpoint and (fault.page is None or fault.page == page)
+            )
 
     def token_ok(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):

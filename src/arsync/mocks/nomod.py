@@ -31,6 +31,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter
 
+from arsync.mocks.faults import take_first
 from arsync.money import exponent
 from arsync.nomod import signing
 
@@ -85,15 +86,7 @@ class MockNomodState:
 
     def take_fault(self, path: str) -> NomodFault | None:
         with self._lock:
-            for fault in self.faults:
-                if not path.startswith(fault.path):
-                    continue
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
+            return take_first(self.faults, lambda fault: path.startswith(fault.path))
 
     # Resources ------------------------------------------------------------------------------
 
