@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
+from arsync.ui import accounts
 from arsync.web.app import create_app
 
 
@@ -65,3 +67,39 @@ def until(client: httpx.Client, path: str, done: Any, timeout: float = 60) -> di
             return body
         assert time.monotonic() < deadline, f"timed out waiting on {path}: {body}"
         time.sleep(0.05)
+
+
+# The web UI, signed in over HTTP -------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Browser:
+    client: httpx.Client
+    csrf: str
+
+
+def create_ui_user(container: Container, tenant: Tenant, email: str) -> None:
+    with transaction(container.session_factory) as session:
+        accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
+
+
+def login_token(client: httpx.Client) -> str:
+    page = client.get("/login")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def sign_in(server: RunningServer, email: str, password: str = PASSWORD) -> Browser:
+    client = httpx.Client(base_url=server.url, timeout=30)
+    token = login_token(client)
+    answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token, "next": "/"})
+    assert answer.status_code == 303, answer.text
+    home = client.get("/")
+    assert home.status_code == 200
+    match = re.search(r'name="csrf-token" content="([^"]+)"', home.text)
+    assert match
+    return Browser(client, match.group(1))

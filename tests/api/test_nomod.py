@@ -24,7 +24,7 @@ from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from arsync.nomod.models import EntityIntegrationMapping
-from tests.api.conftest import Tenant, until
+from tests.api.conftest import Tenant, create_ui_user, sign_in, until
 from tests.conftest import MockErp, _wipe, make_settings
 
 NOMOD_KEY = "sk_test_api_suite"
@@ -287,7 +287,7 @@ def test_each_customer_error_is_returned_and_shown_on_the_customer(
 
 
 def test_invoice_sync_errors_are_shown_on_the_invoice_and_only_transient_ones_retried(
-    container: Container, alice: Tenant, nomod: MockNomodState
+    container: Container, api_server: RunningServer, alice: Tenant, nomod: MockNomodState
 ) -> None:
     _connect(alice, nomod, outbound=True)
     # Permanent: the customer's email is refused; one attempt, then FAILED with the message.
@@ -307,10 +307,18 @@ def test_invoice_sync_errors_are_shown_on_the_invoice_and_only_transient_ones_re
     # Transient: Nomod answers 503 to every try; the job retries, then gives up with the message.
     nomod.faults = [NomodFault(path="/v1/invoices", status=503)]
     ok_id = _customer(alice, "Patient Ltd", "patient@example.com")
-    retried = _nomod_settled(alice, _invoice(alice, ok_id, "SYNC-ERR-3")["id"])["nomod"]
+    waiting_id = _invoice(alice, ok_id, "SYNC-ERR-3")["id"]
+    retried = _nomod_settled(alice, waiting_id)["nomod"]
     assert (retried["status"], retried["attempts"]) == ("FAILED", 3)  # push_max_attempts in this suite
     assert (retried["error"]["code"], retried["error"]["message"]) == ("NOMOD_API_ERROR", "Nomod API error")
     assert retried["error"]["httpStatus"] == 503
+    # The web page also says what Nomod answered, beyond the stable message.
+    create_ui_user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")
+    page = browser.client.get(f"/invoices/{waiting_id}").text
+    browser.client.close()
+    assert "Nomod API error (HTTP 503, NOMOD_API_ERROR)." in page and retried["error"]["detail"] in page
+    assert retried["error"]["detail"].startswith("POST /v1/invoices: HTTP 503")
     # After the outage, a manual retry sends it.
     nomod.faults = []
     invoice_id = _find_invoice(alice, "SYNC-ERR-3")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
@@ -20,46 +19,13 @@ from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from arsync.ui import accounts
 from arsync.ui.models import UiSession, User
-from tests.api.conftest import Tenant
+from tests.api.conftest import PASSWORD, Browser, Tenant, create_ui_user, login_token, sign_in
 from tests.conftest import MockErp
-
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Browser:
-    client: httpx.Client
-    csrf: str
-
-
-def _user(container: Container, tenant: Tenant, email: str) -> None:
-    with transaction(container.session_factory) as session:
-        accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
-
-
-def _login_token(client: httpx.Client) -> str:
-    page = client.get("/login")
-    assert page.status_code == 200
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match
-    return match.group(1)
-
-
-def sign_in(server: RunningServer, email: str, password: str = PASSWORD) -> Browser:
-    client = httpx.Client(base_url=server.url, timeout=30)
-    token = _login_token(client)
-    answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token, "next": "/"})
-    assert answer.status_code == 303, answer.text
-    home = client.get("/")
-    assert home.status_code == 200
-    match = re.search(r'name="csrf-token" content="([^"]+)"', home.text)
-    assert match
-    return Browser(client, match.group(1))
 
 
 @pytest.fixture
 def alice_ui(container: Container, api_server: RunningServer, alice: Tenant) -> Iterator[Browser]:
-    _user(container, alice, "alice@example.com")
+    create_ui_user(container, alice, "alice@example.com")
     browser = sign_in(api_server, "alice@example.com")
     yield browser
     browser.client.close()
@@ -68,19 +34,19 @@ def alice_ui(container: Container, api_server: RunningServer, alice: Tenant) -> 
 def test_password_is_an_argon2_hash_and_session_cookie_is_httponly_samesite(
     container: Container, api_server: RunningServer, alice: Tenant
 ):
-    _user(container, alice, "Alice@Example.com")
+    create_ui_user(container, alice, "Alice@Example.com")
     with container.session_factory() as session:
         user = session.scalars(select(User)).one()
     assert user.email == "alice@example.com"
     assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
 
     client = httpx.Client(base_url=api_server.url, timeout=30)
-    token = _login_token(client)
+    token = login_token(client)
     wrong = client.post("/login", data={"email": "alice@example.com", "password": "nope", "csrf_token": token})
     assert wrong.status_code == 401 and "The email or password is not right." in wrong.text
     assert "arsync_session" not in wrong.headers.get("set-cookie", "")
 
-    token = _login_token(client)
+    token = login_token(client)
     right = client.post("/login", data={"email": "ALICE@example.com", "password": PASSWORD, "csrf_token": token})
     assert right.status_code == 303
     cookie = next(c for c in right.headers.get_list("set-cookie") if c.startswith("arsync_session="))
@@ -93,14 +59,14 @@ def test_password_is_an_argon2_hash_and_session_cookie_is_httponly_samesite(
 
 
 def _attempt(client: httpx.Client, email: str, password: str) -> httpx.Response:
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": _login_token(client)})
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": login_token(client)})
 
 
 def test_repeated_wrong_passwords_lock_the_email_until_reset(
     container: Container, api_server: RunningServer, alice: Tenant
 ):
-    _user(container, alice, "alice@example.com")
-    _user(container, alice, "carol@example.com")
+    create_ui_user(container, alice, "alice@example.com")
+    create_ui_user(container, alice, "carol@example.com")
     client = httpx.Client(base_url=api_server.url, timeout=30)
     limit = accounts.FAILURE_LIMITS["email"]
     for _ in range(limit - 1):
@@ -150,7 +116,7 @@ def test_failures_from_one_address_lock_that_address(container: Container, alice
 
 
 def test_login_form_needs_its_own_csrf_cookie(container: Container, api_server: RunningServer, alice: Tenant):
-    _user(container, alice, "alice@example.com")
+    create_ui_user(container, alice, "alice@example.com")
     forged = httpx.post(
         f"{api_server.url}/login",
         data={"email": "alice@example.com", "password": PASSWORD, "csrf_token": "guess"},
@@ -205,7 +171,7 @@ def test_another_tenants_user_sees_none_of_its_records(
     assert run.status == "SUCCEEDED"
     invoice = alice.client.get("/api/v1/invoices", params={"limit": 1}).json()["items"][0]
     customer_id = invoice["customerId"]
-    _user(container, bob, "bob@example.com")
+    create_ui_user(container, bob, "bob@example.com")
     browser = sign_in(api_server, "bob@example.com")
     for path in (f"/invoices/{invoice['id']}", f"/customers/{customer_id}", f"/sync-runs/{run.id}"):
         page = browser.client.get(path)
@@ -233,7 +199,7 @@ def test_another_tenants_user_sees_none_of_its_records(
 def test_environment_picker_and_sign_out(container: Container, api_server: RunningServer, alice: Tenant):
     with transaction(container.session_factory) as session:
         test_env = tenancy.ensure_environment(session, alice.tenant_id, "test").id
-    _user(container, alice, "alice@example.com")
+    create_ui_user(container, alice, "alice@example.com")
     browser = sign_in(api_server, "alice@example.com")
     assert browser.client.get("/").text.count("<option") == 2
     switched = browser.client.post("/environment", data={"csrf_token": browser.csrf, "environment_id": test_env})

@@ -243,7 +243,11 @@ def error_advice(error: dict[str, Any] | None) -> tuple[str, str | None]:
         bits.append(f"HTTP {status}")
     if error.get("code"):
         bits.append(str(error["code"]))
-    detail = _sentence(str(error.get("message") or "no details")) + (f" ({', '.join(bits)})" if bits else "")
+    message = str(error.get("message") or "no details").strip().rstrip(".")
+    detail = _sentence(message + (f" ({', '.join(bits)})" if bits else ""))
+    remote = error.get("detail")  # what a payment provider said, e.g. "POST /v1/invoices: HTTP 503 Down"
+    if remote:
+        detail += f" {_sentence(str(remote))}"
     lead = PLAIN_FAILURES.get(str(error.get("kind")))
     hint = error.get("hint")
     return (f"{lead} Details: {detail}" if lead else detail), (_sentence(str(hint)) if hint else None)
