@@ -186,7 +186,9 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     assert paid["status"] == "PAID" and Decimal(paid["amountOutstanding"]) == 0
 
     payments = alice.client.get("/api/v1/payments", params={"invoiceId": inv["id"]}).json()["items"]
-    assert sorted(Decimal(p["amount"]) for p in payments) == [Decimal("150.1"), Decimal("1000.005")]
+    # Amounts carry the invoice currency's decimals, as on the invoice: 150.100, not 150.1.
+    assert inv["currency"] == "KWD" and rest["amount"] == "150.100" and rest["currency"] == "KWD"
+    assert sorted((p["amount"], p["currency"]) for p in payments) == [("1000.005", "KWD"), ("150.100", "KWD")]
     assert all(p["source"] == "cash_application" for p in payments)
     assert alice.client.get(f"/api/v1/payments/{payments[0]['id']}").json()["id"] == payments[0]["id"]
     pending = alice.client.get("/api/v1/cash-applications", params={"status": "PENDING"}).json()["items"]

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from arsync.erp.models import Push
@@ -88,16 +88,26 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
     ]
 
 
+def _currencies(session: Session, invoice_ids: set[str]) -> dict[str, str]:
+    """Each invoice's currency: payments and cash applications are in their invoice's."""
+    if not invoice_ids:
+        return {}
+    rows = session.execute(select(Invoice.id, Invoice.currency).where(Invoice.id.in_(invoice_ids)))
+    return {invoice_id: currency for invoice_id, currency in rows}
+
+
 def payment_reads(session: Session, payments: list[Payment]) -> list[schemas.PaymentRead]:
     pushes = pushes_by_payment(session, [p.id for p in payments if p.source != "erp"])
-    return [payment_read(payment, pushes.get(payment.id)) for payment in payments]
+    currencies = _currencies(session, {p.invoice_id for p in payments})
+    return [payment_read(p, currencies[p.invoice_id], pushes.get(p.id)) for p in payments]
 
 
-def payment_read(payment: Payment, push: Push | None) -> schemas.PaymentRead:
+def payment_read(payment: Payment, currency: str, push: Push | None) -> schemas.PaymentRead:
     return schemas.PaymentRead(
         id=payment.id,
         invoice_id=payment.invoice_id,
-        amount=payment.amount,
+        currency=currency,
+        amount=format_amount(payment.amount, currency),
         payment_date=payment.payment_date,
         source=payment.source,
         erp_payment_id=payment.erp_payment_id,
@@ -106,11 +116,17 @@ def payment_read(payment: Payment, push: Push | None) -> schemas.PaymentRead:
     )
 
 
-def cash_application_read(application: CashApplication) -> schemas.CashApplicationRead:
+def cash_application_reads(session: Session, applications: list[CashApplication]) -> list[schemas.CashApplicationRead]:
+    currencies = _currencies(session, {a.invoice_id for a in applications})
+    return [cash_application_read(a, currencies[a.invoice_id]) for a in applications]
+
+
+def cash_application_read(application: CashApplication, currency: str) -> schemas.CashApplicationRead:
     return schemas.CashApplicationRead(
         id=application.id,
         invoice_id=application.invoice_id,
-        amount=application.amount,
+        currency=currency,
+        amount=format_amount(application.amount, currency),
         date=application.application_date,
         reference=application.reference,
         status=application.status,
@@ -256,7 +272,7 @@ def create_cash_application(
     body: schemas.CashApplicationCreate, scope: ScopeDep, session: SessionDep
 ) -> schemas.CashApplicationRead:
     """Record money received against a finalized invoice, PENDING until approved."""
-    return cash_application_read(ledger.create_cash_application(session, scope, body))
+    return cash_application_reads(session, [ledger.create_cash_application(session, scope, body)])[0]
 
 
 @router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
@@ -266,7 +282,7 @@ def list_cash_applications(
     """List cash applications, optionally by status."""
     rows, more = ledger.list_cash_applications(session, scope, paging, status=status)
     return json_response(
-        Page(items=[cash_application_read(a) for a in rows], page=paging.page, limit=paging.limit, has_more=more)
+        Page(items=cash_application_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
     )
 
 
@@ -275,7 +291,8 @@ def list_cash_applications(
 )
 def get_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one cash application."""
-    return json_response(cash_application_read(ledger.get_cash_application(session, scope, application_id)))
+    application = ledger.get_cash_application(session, scope, application_id)
+    return json_response(cash_application_reads(session, [application])[0])
 
 
 @router.post(
@@ -287,4 +304,5 @@ def approve_cash_application(
     application_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
 ) -> schemas.CashApplicationRead:
     """Approve: records the payment and lowers the invoice's outstanding amount; over-application is refused."""
-    return cash_application_read(container.pushes.approve_cash_application(session, scope, application_id))
+    approved = container.pushes.approve_cash_application(session, scope, application_id)
+    return cash_application_reads(session, [approved])[0]

@@ -118,7 +118,8 @@ class InvoiceRead(ApiModel):
 class PaymentRead(ApiModel):
     id: str
     invoice_id: str
-    amount: MoneyOut
+    currency: str = Field(description="The invoice's currency")
+    amount: str = Field(description="Exact decimal string with the currency's decimals")
     payment_date: date
     source: str
     erp_payment_id: str | None
@@ -136,7 +137,8 @@ class CashApplicationCreate(ApiModel):
 class CashApplicationRead(ApiModel):
     id: str
     invoice_id: str
-    amount: MoneyOut
+    currency: str = Field(description="The invoice's currency")
+    amount: str = Field(description="Exact decimal string with the currency's decimals")
     date: date
     reference: str
     status: Literal["PENDING", "APPROVED"]

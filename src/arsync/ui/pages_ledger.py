@@ -17,7 +17,7 @@ from arsync.erp.push import pushes_by_invoice
 from arsync.errors import ArsyncError, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.endpoints import cash_application_read, customer_wire, invoice_reads, payment_reads
+from arsync.ledger.endpoints import cash_application_reads, customer_wire, invoice_reads, payment_reads
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.money import format_amount
 from arsync.nomod import service as nomod_service
@@ -202,14 +202,16 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
         customer = session.get(Customer, invoice.customer_id)
         payments, _ = ledger.list_payments(session, ui.scope, PageParams(page=1, limit=100), invoice_id=invoice.id)
         payment_rows = payment_reads(session, payments)
-        applications = [
-            cash_application_read(a)
-            for a in session.scalars(
-                select(CashApplication)
-                .where(in_scope(CashApplication, ui.scope), CashApplication.invoice_id == invoice.id)
-                .order_by(CashApplication.id)
-            )
-        ]
+        applications = cash_application_reads(
+            session,
+            list(
+                session.scalars(
+                    select(CashApplication)
+                    .where(in_scope(CashApplication, ui.scope), CashApplication.invoice_id == invoice.id)
+                    .order_by(CashApplication.id)
+                )
+            ),
+        )
     push_error = error_advice(invoice.push.last_error) if invoice.push and invoice.push.last_error else None
     nomod_error = error_advice(invoice.nomod.error) if invoice.nomod and invoice.nomod.error else None
     return _ledger_page(
@@ -285,7 +287,7 @@ def cash_applications(
     status = status if status in ("PENDING", "APPROVED") else None
     with ui.db() as session:
         rows, more = ledger.list_cash_applications(session, ui.scope, _paging(page), status=status)
-        reads = [cash_application_read(a) for a in rows]
+        reads = cash_application_reads(session, rows)
         invoices = {
             i.id: i for i in session.scalars(select(Invoice).where(Invoice.id.in_({a.invoice_id for a in reads})))
         }
