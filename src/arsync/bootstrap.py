@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +16,7 @@ from arsync.erp.push import PushOptions, PushService
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
+from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import (
     TASK_NOMOD_INVOICE,
     TASK_PUSH,
@@ -26,7 +27,6 @@ from arsync.jobs.queue import (
     ProcrastinateQueue,
 )
 from arsync.jobs.runner import InProcessRunner
-from arsync.nomod.client import NomodOptions
 from arsync.nomod.service import NomodService, RetryPolicy
 from arsync.nomod.webhooks import PaidWebhooks
 from arsync.vault import Vault
@@ -82,12 +82,7 @@ class Container:
         self.nomod = NomodService(
             self.session_factory,
             self.vault,
-            NomodOptions(
-                timeout_seconds=self.settings.http_timeout_seconds,
-                max_attempts=self.settings.http_max_attempts,
-                backoff_seconds=self.settings.http_backoff_seconds,
-                max_retry_after_seconds=self.settings.http_max_retry_after_seconds,
-            ),
+            self.http_retry(),
             queue=self.queue,
             retry=RetryPolicy(self.settings.push_max_attempts, self.settings.push_backoff_seconds),
             default_base_url=self.settings.nomod_base_url,
@@ -118,15 +113,17 @@ class Container:
             )
         )
 
-    def rest_options(self) -> RestOptions:
+    def http_retry(self) -> HttpRetryOptions:
         s = self.settings
-        return RestOptions(
+        return HttpRetryOptions(
             timeout_seconds=s.http_timeout_seconds,
             max_attempts=s.http_max_attempts,
             backoff_seconds=s.http_backoff_seconds,
             max_retry_after_seconds=s.http_max_retry_after_seconds,
-            max_response_bytes=s.sync_max_page_bytes,
         )
+
+    def rest_options(self) -> RestOptions:
+        return RestOptions(**asdict(self.http_retry()), max_response_bytes=self.settings.sync_max_page_bytes)
 
     def connector_for(self, connection: Connection) -> ErpConnector:
         if connection.transport == "rest":
@@ -142,10 +139,12 @@ class Container:
                 s.xero_minute_seconds,
                 s.xero_max_in_flight,
             )
+            # Xero's own, longer Retry-After cap stays: only the shared timeout and attempts apply.
+            retry = self.http_retry()
             options = XeroOptions(
-                timeout_seconds=s.http_timeout_seconds,
-                max_attempts=s.http_max_attempts,
-                backoff_seconds=s.http_backoff_seconds,
+                timeout_seconds=retry.timeout_seconds,
+                max_attempts=retry.max_attempts,
+                backoff_seconds=retry.backoff_seconds,
             )
             return XeroConnector(tokens, connection.external_tenant_id, connection.base_url, budget, options)
         raise NotImplementedError(f"transport {connection.transport!r} ({connection.provider}) is not available")

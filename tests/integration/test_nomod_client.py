@@ -11,11 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from arsync.http_retry import HttpRetryOptions
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import client as nomod
 from arsync.nomod import signing
-from arsync.nomod.client import NomodClient, NomodError, NomodOptions
+from arsync.nomod.client import NomodClient, NomodError
 
 KEY = "sk_test_arsync"
 MockNomod = tuple[MockNomodState, RunningServer]
@@ -31,7 +32,7 @@ def mock_nomod() -> Iterator[tuple[MockNomodState, RunningServer]]:
 
 @pytest.fixture
 def client(mock_nomod: tuple[MockNomodState, RunningServer]) -> Iterator[NomodClient]:
-    options = NomodOptions(timeout_seconds=1, max_attempts=3, backoff_seconds=0.01, max_retry_after_seconds=0.1)
+    options = HttpRetryOptions(timeout_seconds=1, max_attempts=3, backoff_seconds=0.01, max_retry_after_seconds=0.1)
     nomod_client = NomodClient(mock_nomod[1].url, KEY, options)
     yield nomod_client
     nomod_client.close()
@@ -130,7 +131,7 @@ def test_a_timeout_is_a_transient_api_error(client: NomodClient, mock_nomod: Moc
 
 
 def test_a_wrong_key_is_unauthorized_and_not_retried(mock_nomod: tuple[MockNomodState, RunningServer]) -> None:
-    bad = NomodClient(mock_nomod[1].url, "sk_live_wrong", NomodOptions(max_attempts=3, backoff_seconds=0))
+    bad = NomodClient(mock_nomod[1].url, "sk_live_wrong", HttpRetryOptions(max_attempts=3, backoff_seconds=0))
     try:
         error = _error(lambda: bad.create_customer({"first_name": "X"}))
     finally:

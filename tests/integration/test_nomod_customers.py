@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.errors import InvalidInput
+from arsync.http_retry import HttpRetryOptions
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import serve_in_thread
 from arsync.nomod import client as nomod
-from arsync.nomod.client import NomodError, NomodOptions
+from arsync.nomod.client import NomodError
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.nomod.service import NomodService, split_name
 from arsync.tenancy.scope import Scope
@@ -35,7 +36,7 @@ def nomod_state() -> Iterator[MockNomodState]:
 @pytest.fixture
 def service(container: Container) -> NomodService:
     return NomodService(
-        container.session_factory, container.vault, NomodOptions(timeout_seconds=2, backoff_seconds=0.01)
+        container.session_factory, container.vault, HttpRetryOptions(timeout_seconds=2, backoff_seconds=0.01)
     )
 
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from arsync.erp.rest import RestConnector, RestOptions, parse_retry_after
+from arsync.erp.rest import RestConnector, RestOptions
 from arsync.errors import AuthenticationFailed, ContractViolation, RemoteError, TransientError
+from arsync.http_retry import HttpRetryOptions, parse_retry_after
 
 PAGE = b'{"schemaVersion":"1","debtors":[{"erpDebtorId":"D1","name":"Acme"}],"hasMore":false}'
 
@@ -144,3 +145,14 @@ def test_parse_retry_after_forms():
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_waits_honour_a_capped_retry_after_else_double_with_jitter():
+    options = HttpRetryOptions(backoff_seconds=1.0, max_retry_after_seconds=30.0)
+    assert options.wait_before_retry(1, retry_after=12.0) == 12.0
+    assert options.wait_before_retry(1, retry_after=3600.0) == 30.0
+    for attempt in (1, 2, 3):
+        waits = [options.wait_before_retry(attempt) for _ in range(200)]
+        full = 2.0 ** (attempt - 1)
+        assert all(full / 2 <= wait <= full for wait in waits)
+        assert len(set(waits)) > 1  # jittered, so clients that failed together do not retry together

@@ -8,13 +8,11 @@ fails at once with an error naming the endpoint, page, HTTP status and contract 
 from __future__ import annotations
 
 import functools
-import random
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import TypeVar
 
 import certifi
@@ -32,41 +30,15 @@ from arsync.errors import (
     RemoteError,
     TransientError,
 )
+from arsync.http_retry import HttpRetryOptions, parse_retry_after
 
 ModelT = TypeVar("ModelT", bound=contract.ContractModel)
 TRANSIENT_STATUSES = {429, 502, 503, 504}
 
 
 @dataclass(frozen=True)
-class RestOptions:
-    timeout_seconds: float = 30.0
-    max_attempts: int = 4
-    backoff_seconds: float = 0.5
-    max_retry_after_seconds: float = 60.0
+class RestOptions(HttpRetryOptions):
     max_response_bytes: int = 64 * 1024 * 1024
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-def retry_wait(attempt: int, retry_after: float | None, backoff_seconds: float, max_retry_after: float) -> float:
-    """Seconds before the next attempt: the server's Retry-After (capped), else jittered doubling."""
-    if retry_after is not None:
-        return min(retry_after, max_retry_after)
-    backoff: float = backoff_seconds * 2 ** (attempt - 1)
-    return backoff * (0.5 + random.random() / 2)
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
@@ -153,8 +125,7 @@ class RestConnector:
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, ConnectorError) else None
-        return retry_wait(state.attempt_number, retry_after, self.options.backoff_seconds,
-                          self.options.max_retry_after_seconds)  # fmt: skip
+        return self.options.wait_before_retry(state.attempt_number, retry_after)
 
     def _call(
         self,

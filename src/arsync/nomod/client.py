@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from arsync.erp.rest import parse_retry_after, retry_wait
 from arsync.errors import ArsyncError
+from arsync.http_retry import HttpRetryOptions, parse_retry_after
 
 CUSTOMER_NOT_FOUND = "Customer not found"
 EMAIL_EXISTS = "Email already exists"
@@ -69,14 +68,6 @@ class NomodError(ArsyncError):
         return {"code": self.code, "message": self.message, "detail": self.detail, "httpStatus": self.http_status}
 
 
-@dataclass(frozen=True)
-class NomodOptions:
-    timeout_seconds: float = 30.0
-    max_attempts: int = 4
-    backoff_seconds: float = 0.5
-    max_retry_after_seconds: float = 60.0
-
-
 KNOWN_MESSAGES = {EMAIL_EXISTS, INVALID_EMAIL, MISSING_FIELDS, CUSTOMER_NOT_FOUND}
 
 
@@ -85,11 +76,11 @@ class NomodClient:
         self,
         base_url: str,
         api_key: str,
-        options: NomodOptions | None = None,
+        options: HttpRetryOptions | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.options = options or NomodOptions()
+        self.options = options or HttpRetryOptions()
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -117,8 +108,7 @@ class NomodClient:
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, NomodError) else None
-        return retry_wait(state.attempt_number, retry_after, self.options.backoff_seconds,
-                          self.options.max_retry_after_seconds)  # fmt: skip
+        return self.options.wait_before_retry(state.attempt_number, retry_after)
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         retrying = Retrying(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import exclusive_transaction, transaction, utcnow
 from arsync.errors import Conflict, InvalidInput
+from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, InvoiceLine
@@ -42,7 +43,6 @@ from arsync.nomod.client import (
     MISSING_FIELDS,
     NomodClient,
     NomodError,
-    NomodOptions,
 )
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
 from arsync.tenancy.scope import Scope, in_scope
@@ -91,7 +91,7 @@ class NomodService:
         self,
         session_factory: sessionmaker[Session],
         vault: Vault,
-        options: NomodOptions | None = None,
+        options: HttpRetryOptions | None = None,
         client_factory: ClientFactory | None = None,
         *,
         queue: JobQueue | None = None,
@@ -100,7 +100,7 @@ class NomodService:
     ) -> None:
         self.session_factory = session_factory
         self.vault = vault
-        self.options = options or NomodOptions()
+        self.options = options or HttpRetryOptions()
         self.client_factory = client_factory or (lambda url, key: NomodClient(url, key, self.options))
         self.queue = queue
         self.retry = retry or RetryPolicy()

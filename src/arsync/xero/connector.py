@@ -28,7 +28,6 @@ from pydantic import BaseModel, ValidationError
 
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
-from arsync.erp.rest import parse_retry_after, retry_wait
 from arsync.errors import (
     AuthenticationFailed,
     ConnectorError,
@@ -38,6 +37,7 @@ from arsync.errors import (
     RemoteError,
     TransientError,
 )
+from arsync.http_retry import HttpRetryOptions, parse_retry_after
 from arsync.xero import api
 from arsync.xero.limits import CallBudget
 from arsync.xero.tokens import XeroTokens
@@ -49,12 +49,9 @@ UNCERTAIN_STATUSES = {500, 502, 503, 504}
 
 
 @dataclass(frozen=True)
-class XeroOptions:
-    timeout_seconds: float = 30.0
-    max_attempts: int = 4
-    backoff_seconds: float = 0.5
-    max_rate_limit_waits: int = 50
+class XeroOptions(HttpRetryOptions):
     max_retry_after_seconds: float = 120.0
+    max_rate_limit_waits: int = 50
 
 
 class XeroConnector:
@@ -166,9 +163,7 @@ class XeroConnector:
                 if number == self.options.max_attempts:
                     raise
                 uncertain = True
-                self._sleep(
-                    retry_wait(number, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
-                )
+                self._sleep(self.options.wait_before_retry(number))
                 continue
             return created_id(answer)
         raise AssertionError("unreachable")
@@ -263,9 +258,7 @@ class XeroConnector:
                 if failures >= self.options.max_attempts:
                     raise TransientError(f"{error.message} (gave up after {failures} attempts)", endpoint=path,
                                          page=page, http_status=error.http_status)  # fmt: skip
-                self._sleep(
-                    retry_wait(failures, None, self.options.backoff_seconds, self.options.max_retry_after_seconds)
-                )
+                self._sleep(self.options.wait_before_retry(failures))
                 continue
             raise error
 
