@@ -174,8 +174,8 @@ def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
         assert payment is not None and payment.erp_payment_id == _push_of(container, invoice_id, "payment").erp_id
 
 
-def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason(
-    container: Container, pushes: PushService, synced: Scope
+def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason_then_goes_after_the_invoice(
+    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     with transaction(container.session_factory) as session:
@@ -191,6 +191,39 @@ def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason(
     assert pushes.execute(push.id) == "FAILED"
     failed = _push_of(container, invoice_id, kind="payment")
     assert failed.last_error and "not in the ERP" in failed.last_error["message"]
+    assert _push_requests(mock_erp, "/payments/push") == []
+
+    # Once the invoice reaches the ERP, the waiting payment is queued again on its own.
+    invoice_push = _dispatch(container, pushes, synced, invoice_id)
+    assert pushes.execute(invoice_push.id) == "SUCCEEDED"
+    released = _push_of(container, invoice_id, kind="payment")
+    assert (released.status, released.attempts, released.manual_retries) == ("PENDING", 0, 0)
+    assert queue.jobs[-1] == (TASK_PUSH, {"push_id": released.id}, None)
+    assert pushes.execute(released.id) == "SUCCEEDED"
+    (sent,) = _push_requests(mock_erp, "/payments/push")
+    assert isinstance(sent["body"], dict) and sent["body"]["erpInvoiceId"] == _push_of(container, invoice_id).erp_id
+
+
+def test_a_payment_the_erp_refused_is_not_sent_again_when_its_invoice_arrives(
+    container: Container, pushes: PushService, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    with transaction(container.session_factory) as session:
+        application = ledger.create_cash_application(
+            session,
+            synced,
+            schemas.CashApplicationCreate(
+                invoice_id=invoice_id, amount=Decimal(10), date=date(2026, 3, 15), reference="x"
+            ),
+        )
+        pushes.approve_cash_application(session, synced, application.id)
+    refused = _push_of(container, invoice_id, kind="payment")
+    with transaction(container.session_factory) as session:
+        row = session.get(Push, refused.id)
+        assert row is not None
+        row.status, row.last_error = "FAILED", {"kind": "RemoteError", "message": "bank account closed"}
+    assert pushes.execute(_dispatch(container, pushes, synced, invoice_id).id) == "SUCCEEDED"
+    assert _push_of(container, invoice_id, kind="payment").status == "FAILED"
 
 
 def test_transient_failures_retry_with_backoff_then_fail_and_can_be_retried(

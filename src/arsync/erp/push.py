@@ -249,7 +249,7 @@ class PushService:
         if not invoice.erp_invoice_id:
             raise PrerequisiteMissing(
                 f"invoice {invoice.id} ({invoice.invoice_number}) is not in the ERP yet",
-                "dispatch the invoice (or sync it from the ERP) so it has an ERP invoice id, then retry",
+                "dispatch the invoice: the payment is sent again by itself once the invoice's push succeeds",
             )
         return contract.PaymentPushRequest(
             erp_invoice_id=invoice.erp_invoice_id,
@@ -277,6 +277,7 @@ class PushService:
             return
         if isinstance(record, Invoice):
             record.erp_invoice_id = erp_id
+            self._release_payments_waiting_for(session, record)
         else:
             record.erp_payment_id = erp_id
         now = utcnow()
@@ -285,6 +286,30 @@ class PushService:
         push.succeeded_at = now
         push.last_error = None
         push.next_attempt_at = None
+
+    def _release_payments_waiting_for(self, session: Session, invoice: Invoice) -> None:
+        """Queue again the payment pushes that failed only because this invoice was not in the ERP yet.
+
+        A payment can be recorded before its invoice is dispatched (a Nomod payment, say). Its push
+        then fails with a missing prerequisite; once the invoice's own push succeeds it can go.
+        """
+        waiting = session.scalars(
+            select(Push).where(
+                Push.kind == "payment",
+                Push.invoice_id == invoice.id,
+                Push.status == "FAILED",
+                in_scope(Push, Scope(invoice.tenant_id, invoice.environment_id)),
+            )
+        ).all()
+        for push in waiting:
+            if (push.last_error or {}).get("kind") != "PrerequisiteMissing":
+                continue  # the ERP refused it, or it gave up: someone should look before it goes again
+            push.status = "PENDING"
+            push.attempts = 0
+            push.next_attempt_at = None
+            push.updated_at = utcnow()
+            self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id})
+            log.info("payment push %s queued again: invoice %s is now in the ERP", push.id, invoice.id)
 
     @staticmethod
     def _fail(push: Push, error: dict[str, Any]) -> None:
