@@ -328,6 +328,49 @@ def test_invoice_sync_errors_are_shown_on_the_invoice_and_only_transient_ones_re
     assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_STATE"
 
 
+def _nomod_customer_id(alice: Tenant, customer_id: str) -> str | None:
+    integrations = alice.client.get(f"/api/v1/customers/{customer_id}/integrations").json()["integrations"]
+    return integrations["nomod"]["nomod_customer_id"] if "nomod" in integrations else None
+
+
+def test_a_customer_deleted_in_nomod_can_be_unlinked_and_synced_again(
+    container: Container, api_server: RunningServer, alice: Tenant, nomod: MockNomodState
+) -> None:
+    _connect(alice, nomod, outbound=True)
+    by_api, by_page = _customer(alice, "Gone Ltd", "gone@example.com"), _customer(alice, "Left Ltd", "left@example.com")
+    stuck = {}
+    for customer_id, number in ((by_api, "GONE"), (by_page, "LEFT")):
+        assert _nomod_settled(alice, _invoice(alice, customer_id, f"{number}-1")["id"])["nomod"]["status"] == "SYNCED"
+    old_ids = {_nomod_customer_id(alice, by_api), _nomod_customer_id(alice, by_page)}
+    nomod.customers.clear()  # deleted in Nomod
+    for customer_id, number in ((by_api, "GONE"), (by_page, "LEFT")):
+        stuck[customer_id] = _invoice(alice, customer_id, f"{number}-2")["id"]
+        assert _nomod_settled(alice, stuck[customer_id])["nomod"]["error"]["code"] == "NOMOD_CUSTOMER_NOT_FOUND"
+
+    unlinked = alice.client.delete(f"/api/v1/customers/{by_api}/integrations/nomod")
+    assert unlinked.status_code == 200 and unlinked.json() == {"customer_id": by_api, "integrations": {}}
+    again = alice.client.delete(f"/api/v1/customers/{by_api}/integrations/nomod")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_STATE"
+    assert "nomod_customer_id" not in alice.client.get(f"/api/v1/customers/{by_api}").json()["metadata"]
+
+    create_ui_user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")
+    assert "Unlink from Nomod" in browser.client.get(f"/customers/{by_page}").text
+    done = browser.client.post(
+        f"/customers/{by_page}/nomod-unlink", data={"csrf_token": browser.csrf}, follow_redirects=True
+    )
+    browser.client.close()
+    assert "Unlinked from Nomod." in done.text and "Unlink from Nomod" not in done.text
+    assert _nomod_customer_id(alice, by_page) is None
+
+    # Sent again, each stuck invoice makes a new Nomod customer and goes through.
+    for customer_id in (by_api, by_page):
+        assert alice.client.post(f"/api/v1/invoices/{stuck[customer_id]}/nomod-sync").status_code == 202
+        assert _nomod_settled(alice, stuck[customer_id])["nomod"]["status"] == "SYNCED"
+    new_ids = {_nomod_customer_id(alice, by_api), _nomod_customer_id(alice, by_page)}
+    assert None not in new_ids and not new_ids & old_ids and set(nomod.customers) == new_ids
+
+
 def _find_invoice(alice: Tenant, number: str) -> str:
     items = alice.client.get("/api/v1/invoices", params={"limit": 500}).json()["items"]
     (invoice_id,) = [i["id"] for i in items if i["invoiceNumber"] == number]

@@ -8,8 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from arsync.errors import NotFound
+from arsync.ledger import service as ledger
+from arsync.ledger.schemas import IntegrationsRead
 from arsync.nomod import schemas
 from arsync.nomod.schemas import nomod_connection_read
+from arsync.nomod.service import customer_integrations
 from arsync.tenancy.scope import Scope
 from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
@@ -67,6 +70,21 @@ def payment_link(invoice_id: str, scope: ScopeDep, container: ContainerDep) -> s
         url=link.url,
         nomod_customer_id=link.nomod_customer_id,
     )
+
+
+@router.delete(
+    "/customers/{customer_id}/integrations/nomod", response_model=IntegrationsRead, tags=["nomod", "customers"]
+)
+def unlink_nomod_customer(customer_id: str, scope: ScopeDep, container: ContainerDep) -> IntegrationsRead:
+    """Forget the customer's Nomod customer id (say, after it was deleted in Nomod).
+
+    The next payment link or invoice sync creates a new Nomod customer. Invoices already in
+    Nomod keep their links. 409 INVALID_STATE if the customer has no Nomod customer.
+    """
+    container.nomod.unlink_customer(scope, customer_id)
+    with container.read_session_factory() as session:
+        customer = ledger.get_customer(session, scope, customer_id)
+        return IntegrationsRead(**customer_integrations(session, scope, customer))
 
 
 @router.post("/invoices/{invoice_id}/nomod-sync", status_code=202, tags=["nomod"])

@@ -218,6 +218,28 @@ class NomodService:
             self._set_state(session, scope, CUSTOMER, customer.id, "SYNCED", None)
             return nomod_id
 
+    def unlink_customer(self, scope: Scope, customer_id: str) -> None:
+        """Forget the customer's Nomod customer id, e.g. after the customer was deleted in Nomod.
+
+        Its next Nomod sync creates a new Nomod customer. Its invoices already in Nomod keep their
+        mappings and payment URLs.
+        """
+        with self.exclusive(f"nomod:customer:{customer_id}") as session:
+            customer = ledger.get_customer(session, scope, customer_id)
+            mapping = _mapping_row(session, scope, CUSTOMER, customer.id)
+            if mapping is None:
+                raise Conflict(f"customer {customer.id} is not linked to a Nomod customer", code="INVALID_STATE")
+            session.delete(mapping)
+            state = _state(session, scope, CUSTOMER, customer.id)
+            if state is not None:
+                session.delete(state)
+            metadata = dict(customer.metadata_ or {})
+            metadata.pop("nomod_customer_id", None)
+            metadata.pop("nomod_sync_timestamp", None)
+            customer.metadata_ = metadata
+            customer.updated_at = utcnow()
+            log.info("customer %s unlinked from Nomod customer %s", customer.id, mapping.provider_id)
+
     # Invoice sync ---------------------------------------------------------------------------
 
     def queue_invoice_sync(self, session: Session, scope: Scope, invoice: Invoice) -> IntegrationSync | None:

@@ -113,6 +113,17 @@ def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery
     )  # fmt: skip
 
 
+@router.post("/customers/{customer_id}/nomod-unlink")
+def unlink_nomod_customer(request: Request, ui: ActionDep, customer_id: str) -> Response:
+    """Forget the customer's Nomod customer; its next Nomod sync creates a new one."""
+
+    def run() -> str:
+        ui.container.nomod.unlink_customer(ui.scope, customer_id)
+        return "Unlinked from Nomod. The next payment link or invoice sync creates a new Nomod customer."
+
+    return act(request, f"/customers/{customer_id}", run, lambda message: message)
+
+
 # Invoices -------------------------------------------------------------------------------
 
 INVOICE_STATUSES = ("DRAFT", "FINALIZED", "PAID", "VOIDED")
