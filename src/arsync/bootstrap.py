@@ -146,7 +146,8 @@ class Container:
                 max_attempts=retry.max_attempts,
                 backoff_seconds=retry.backoff_seconds,
             )
-            return XeroConnector(tokens, connection.external_tenant_id, connection.base_url, budget, options)
+            return XeroConnector(tokens, connection.external_tenant_id, connection.base_url, budget, options,
+                                 sales_account_code=connection.sales_account_code)  # fmt: skip
         raise NotImplementedError(f"transport {connection.transport!r} ({connection.provider}) is not available")
 
     def close(self) -> None:

@@ -328,6 +328,10 @@ def connection_xero_authorize(
     bank_account_code: Annotated[
         str | None, typer.Option("--bank-account-code", help="Xero bank account for payment pushes, e.g. 090.")
     ] = None,
+    sales_account_code: Annotated[
+        str | None,
+        typer.Option("--sales-account-code", help="Xero revenue account for invoice lines (default 200, Sales)."),
+    ] = None,
 ) -> None:
     """Print the "Connect Xero" link (the same as GET /api/v1/connections/xero/authorize).
 
@@ -337,7 +341,7 @@ def connection_xero_authorize(
     with _container() as c:
         with c.session_factory() as session:
             tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
-        url = c.xero.begin(Scope(tenant_row.id, env.id), bank_account_code)
+        url = c.xero.begin(Scope(tenant_row.id, env.id), bank_account_code, sales_account_code)
     console.print(url, soft_wrap=True)
 
 

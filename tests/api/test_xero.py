@@ -30,7 +30,7 @@ from arsync.tenancy import service as tenancy
 from arsync.ui import accounts
 from arsync.web.app import create_app
 from arsync.xero.tokens import XeroTokens, seal, unseal
-from tests.api.conftest import Tenant, until
+from tests.api.conftest import PASSWORD, Tenant, sign_in, until
 from tests.conftest import TEST_SECRET_KEY, _wipe, make_settings
 
 CONTACTS, INVOICES, PAYMENTS = 30, 80, 30
@@ -271,6 +271,7 @@ def test_pushes_go_to_xero_once_even_after_a_timeout(
     org = next(iter(mock_xero.state.organisations.values()))
     stored = next(i for i in org.invoices.values() if i["InvoiceNumber"] == "ARS-0001")
     assert done["erpInvoiceId"] == stored["InvoiceID"] and str(stored["Total"]) == "999.99"
+    assert [line["AccountCode"] for line in stored["LineItems"]] == ["200"]  # Xero's standard Sales account
 
     # Approving a cash application pushes the payment against bank account 090.
     application = alice.client.post("/api/v1/cash-applications", json={
@@ -283,6 +284,50 @@ def test_pushes_go_to_xero_once_even_after_a_timeout(
     assert stored["AmountDue"] == stored["Total"] - 500
     payment = next(p for p in org.payments.values() if p["Invoice"]["InvoiceID"] == stored["InvoiceID"])
     assert payment["Account"]["Code"] == "090"
+
+
+def _finalized_usd_invoice(tenant: Tenant, number: str) -> str:
+    customer = next(c for c in tenant.client.get("/api/v1/customers", params={"limit": 100}).json()["items"]
+                    if c["erpDebtorId"])  # fmt: skip
+    invoice = tenant.client.post("/api/v1/invoices", json={
+        "customerId": customer["id"], "invoiceNumber": number, "issueDate": "2026-03-01",
+        "dueDate": "2026-03-31", "currency": "USD", "lines": [{"description": "Audit", "quantity": 1, "unitPrice": 10}],
+    }).json()  # fmt: skip
+    assert tenant.client.post(f"/api/v1/invoices/{invoice['id']}/finalize").status_code == 200
+    invoice_id: str = invoice["id"]
+    return invoice_id
+
+
+def _pushed(tenant: Tenant, invoice_id: str) -> dict[str, Any]:
+    assert tenant.client.post(f"/api/v1/invoices/{invoice_id}/dispatch").status_code == 200
+    return until(tenant.client, f"/api/v1/invoices/{invoice_id}", lambda i: i["push"]["status"] != "PENDING", 60)
+
+
+def test_invoice_lines_go_to_the_chosen_sales_account(alice: Tenant, mock_xero: MockXero):
+    too_long = alice.client.get("/api/v1/connections/xero/authorize", params={"salesAccountCode": "9" * 51})
+    assert too_long.status_code == 422 and too_long.json()["error"]["code"] == "VALIDATION_FAILED"
+    blank = alice.client.get("/api/v1/connections/xero/authorize", params={"salesAccountCode": "  "})
+    assert blank.status_code == 422 and "salesAccountCode" in blank.json()["error"]["message"]
+
+    answer = connect(alice, mock_xero, bankAccountCode="090", salesAccountCode="260")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["connection"]["salesAccountCode"] == "260"
+    until(alice.client, f"/api/v1/sync-runs/{answer.json()['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
+    done = _pushed(alice, _finalized_usd_invoice(alice, "ARS-260"))
+    assert done["push"]["status"] == "SUCCEEDED", done["push"]
+    org = next(iter(mock_xero.state.organisations.values()))
+    stored = org.invoices[done["erpInvoiceId"]]
+    assert [line["AccountCode"] for line in stored["LineItems"]] == ["260"]
+
+    # A code Xero does not know fails the push with Xero's own words, and nothing is created.
+    again = connect(alice, mock_xero, salesAccountCode="999")
+    assert again.status_code == 200 and again.json()["connection"]["salesAccountCode"] == "999"
+    assert again.json()["connection"]["bankAccountCode"] == "090"  # kept: not given this time
+    until(alice.client, f"/api/v1/sync-runs/{again.json()['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
+    refused = _pushed(alice, _finalized_usd_invoice(alice, "ARS-999"))["push"]
+    assert refused["status"] == "FAILED"
+    assert "Account code '999' is not a valid code for this document." in refused["lastError"]["message"]
+    assert "ARS-999" not in mock_xero.organisation()["invoiceNumbers"]
 
 
 REFRESH_SCRIPT = """
@@ -349,8 +394,6 @@ def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Pat
 def test_ui_connects_xero_shows_reconnect_and_disconnects(
     container: Container, api_server: RunningServer, alice: Tenant, mock_xero: MockXero
 ):
-    from tests.api.test_ui import PASSWORD, sign_in
-
     with transaction(container.session_factory) as session:
         accounts.create_user(session, alice.tenant_id, "alice@example.com", PASSWORD)
     browser = sign_in(api_server, "alice@example.com")
@@ -359,7 +402,8 @@ def test_ui_connects_xero_shows_reconnect_and_disconnects(
     assert "Connect Xero" in settings.text
 
     started = browser.client.post(
-        "/settings/erp/xero/connect", data={"csrf_token": browser.csrf, "bank_account_code": "090"}
+        "/settings/erp/xero/connect",
+        data={"csrf_token": browser.csrf, "bank_account_code": "090", "sales_account_code": "260"},
     )
     assert started.status_code == 303
     authorize = started.headers["location"]
@@ -370,6 +414,8 @@ def test_ui_connects_xero_shows_reconnect_and_disconnects(
     assert "Xero connected: Demo Company (NZ). The first import has started." in back.text
     run = until(alice.client, "/api/v1/sync-runs", lambda page: page["items"][0]["status"] != "RUNNING")
     assert run["items"][0]["status"] == "SUCCEEDED" and run["items"][0]["trigger"] == "connect"
+    shown = browser.client.get("/settings/erp").text
+    assert "<dt>Sales account code</dt><dd>260</dd>" in shown and "<dt>Bank account code</dt><dd>090</dd>" in shown
 
     mock_xero.state.refuse_refresh = True
     mock_xero.state.expire_access_tokens()

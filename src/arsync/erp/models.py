@@ -30,6 +30,8 @@ class Connection(Base):
     secret_encrypted: Mapped[str] = mapped_column(String(4000))
     secret_hint: Mapped[str] = mapped_column(String(40))
     bank_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    # Native connections: the revenue account invoice lines are posted to (None: the ERP's default).
+    sales_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
     status: Mapped[str] = mapped_column(String(20), default="PENDING")
     status_reason: Mapped[str | None] = mapped_column(String(2000), default=None)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -131,6 +133,7 @@ class OAuthState(Base):
     provider: Mapped[str] = mapped_column(String(40))
     code_verifier_encrypted: Mapped[str] = mapped_column(String(4000))
     bank_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    sales_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
     tokens_encrypted: Mapped[str | None] = mapped_column(String(8000), default=None)
     organisations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

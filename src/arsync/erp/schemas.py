@@ -31,6 +31,9 @@ class ConnectionRead(ApiModel):
     last_successful_sync_started_at: datetime | None
     erp_organisation_id: str | None = Field(default=None, description="Native connections: the ERP's organisation")
     erp_organisation_name: str | None = None
+    sales_account_code: str | None = Field(
+        default=None, description="Native connections: the revenue account invoice lines go to (None: the default)"
+    )
 
 
 class ConnectionWithKey(ConnectionRead):
@@ -78,6 +81,7 @@ def connection_read(connection: Connection) -> ConnectionRead:
         last_successful_sync_started_at=connection.sync_watermark,
         erp_organisation_id=connection.external_tenant_id,
         erp_organisation_name=connection.external_tenant_name,
+        sales_account_code=connection.sales_account_code,
     )
 
 

@@ -39,12 +39,13 @@ def validate_base_url(url: str) -> str:
     return url
 
 
-def clean_bank_code(code: str | None) -> str | None:
+def clean_account_code(code: str | None, field: str = "bankAccountCode") -> str | None:
+    """An ERP account code as given, trimmed; ``field`` names it in the error."""
     if code is None:
         return None
     code = code.strip()
     if not code or len(code) > 50:
-        raise InvalidInput("bankAccountCode must be 1 to 50 characters", details={"field": "bankAccountCode"})
+        raise InvalidInput(f"{field} must be 1 to 50 characters", details={"field": field})
     return code
 
 
@@ -68,7 +69,7 @@ class ConnectionService:
         the only time it is ever shown.
         """
         base_url = validate_base_url(base_url)
-        bank_account_code = clean_bank_code(bank_account_code)
+        bank_account_code = clean_account_code(bank_account_code)
         with transaction(self.session_factory) as session:
             connection = session.scalar(
                 select(Connection).where(

@@ -12,7 +12,8 @@ It follows the rules arsync must live with:
   default) and filter with ``If-Modified-Since``, ``where`` (``Field=="value"`` clauses joined
   by ``AND``) and ``InvoiceNumbers``.
 * ``PUT /api.xro/2.0/Invoices|Payments`` create records; an ``Idempotency-Key`` (up to 128
-  characters) replays the first answer.
+  characters) replays the first answer. Lines of an AUTHORISED invoice need the code of a
+  revenue account (200, 260); payments need a bank account (090, 091).
 * Per organisation: at most 5 calls in flight, 60 per minute and 5,000 per day. Over a limit the
   answer is 429 with ``Retry-After`` and ``X-Rate-Limit-Problem``.
 
@@ -49,6 +50,7 @@ from arsync.erp import contract
 
 ACCOUNTING = "/api.xro/2.0"
 BANK_ACCOUNT_CODES = ("090", "091")
+SALES_ACCOUNT_CODES = ("200", "260")  # revenue accounts of the standard chart
 
 
 class MockXeroConfig(BaseModel):
@@ -194,8 +196,11 @@ class MockXeroState:
                 if "LineAmount" in item
                 else (quantity * unit).quantize(Decimal("0.01"))
             )
-            lines.append({"Description": str(item.get("Description", "")), "Quantity": quantity,
-                          "UnitAmount": unit, "LineAmount": amount})  # fmt: skip
+            line = {"Description": str(item.get("Description", "")), "Quantity": quantity, "UnitAmount": unit,
+                    "LineAmount": amount}  # fmt: skip
+            if item.get("AccountCode"):
+                line["AccountCode"] = str(item["AccountCode"])
+            lines.append(line)
             total += amount
         contact = org.contacts[body["Contact"]["ContactID"]]
         issued = date.fromisoformat(str(body["Date"])[:10])
@@ -621,6 +626,13 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
                     return _validation(f"Contact {contact!r} does not exist")
                 if item.get("Type") not in {"ACCREC", "ACCPAY"} or not item.get("LineItems") or not item.get("Date"):
                     return _validation("Type, Date and LineItems are required")
+                if item.get("Status") == "AUTHORISED":  # a DRAFT may leave accounts for later; this may not
+                    for line in item["LineItems"]:
+                        code = line.get("AccountCode")
+                        if not code:
+                            return _validation("Account code must be specified")
+                        if code not in SALES_ACCOUNT_CODES:
+                            return _validation(f"Account code '{code}' is not a valid code for this document.")
                 created.append(_public(state._store_invoice(org, item, datetime.now(UTC))))
             return _json({"Id": str(uuid.uuid4()), "Status": "OK", "Invoices": created})
 

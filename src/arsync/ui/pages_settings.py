@@ -15,6 +15,7 @@ from arsync.nomod.models import NomodConnection
 from arsync.tenancy.scope import get_scoped, in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
+from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,7 +46,8 @@ def _erp_page(request: Request, ui: Ui, *, status_code: int = 200, **context: An
     native = next((v for v in connections if v["c"].transport == "native"), None)
     return render(
         ui, request, "settings_erp.html", rest=rest, native=native,
-        xero_configured=ui.container.xero.configured, status_code=status_code, **context,
+        xero_configured=ui.container.xero.configured, default_sales_account=DEFAULT_SALES_ACCOUNT_CODE,
+        status_code=status_code, **context,
     )  # fmt: skip
 
 
@@ -117,11 +119,14 @@ def delete_connection(
 
 @router.post("/settings/erp/xero/connect")
 def connect_xero(
-    request: Request, ui: ActionDep, bank_account_code: Annotated[str, Form(max_length=50)] = ""
+    request: Request,
+    ui: ActionDep,
+    bank_account_code: Annotated[str, Form(max_length=50)] = "",
+    sales_account_code: Annotated[str, Form(max_length=50)] = "",
 ) -> Response:
     """Send the browser to Xero's consent page; Xero brings it back to the callback."""
     try:
-        url = ui.container.xero.begin(ui.scope, bank_account_code or None)
+        url = ui.container.xero.begin(ui.scope, bank_account_code or None, sales_account_code or None)
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     return RedirectResponse(url, status_code=303)

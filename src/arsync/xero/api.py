@@ -154,7 +154,14 @@ def payment(record: Payment) -> contract.Payment:
 # From the contract ------------------------------------------------------------------------------
 
 
-def invoice_body(request: contract.InvoicePushRequest) -> dict[str, Any]:
+# "Sales" in Xero's standard chart of accounts. Xero refuses AUTHORISED invoice lines without an
+# account code ("Account code must be specified").
+DEFAULT_SALES_ACCOUNT_CODE = "200"
+
+
+def invoice_body(
+    request: contract.InvoicePushRequest, sales_account_code: str = DEFAULT_SALES_ACCOUNT_CODE
+) -> dict[str, Any]:
     """``PUT /Invoices`` body for a dispatched invoice: ACCREC, amounts exactly as the ledger has them."""
     return {
         "Invoices": [
@@ -173,6 +180,7 @@ def invoice_body(request: contract.InvoicePushRequest) -> dict[str, Any]:
                         "Quantity": line.quantity,
                         "UnitAmount": line.unit_price,
                         "LineAmount": line.amount,
+                        "AccountCode": sales_account_code,
                     }
                     for line in request.lines
                 ],

@@ -63,10 +63,12 @@ class XeroConnector:
         budget: CallBudget,
         options: XeroOptions | None = None,
         *,
+        sales_account_code: str | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.tokens = tokens
+        self.sales_account_code = sales_account_code or api.DEFAULT_SALES_ACCOUNT_CODE
         self.tenant_id = xero_tenant_id
         self.budget = budget
         self.options = options or XeroOptions()
@@ -115,7 +117,7 @@ class XeroConnector:
         return self._put(
             "/Invoices",
             api.InvoicesPage,
-            api.invoice_body(request),
+            api.invoice_body(request, self.sales_account_code),
             attempt,
             created_id=lambda answer: self._single(answer.Invoices, "/Invoices").InvoiceID,
             find_existing=lambda: self._find_invoice(request.invoice_number, request.erp_debtor_id),

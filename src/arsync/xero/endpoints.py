@@ -22,6 +22,7 @@ from arsync.ui.base import plain_words, redirect
 from arsync.ui.pages_settings import xero_connected
 from arsync.web.deps import ContainerDep, ScopeDep
 from arsync.web.errors import ERROR_RESPONSES
+from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
 from arsync.xero.service import ConnectResult
 
 router = APIRouter(prefix="/api/v1/connections/xero", tags=["connections"], responses=ERROR_RESPONSES)
@@ -70,9 +71,17 @@ def authorize(
     bank_account_code: Annotated[
         str | None, Query(alias="bankAccountCode", max_length=50, description="Xero bank account for payments")
     ] = None,
+    sales_account_code: Annotated[
+        str | None,
+        Query(
+            alias="salesAccountCode",
+            max_length=50,
+            description=f"Xero revenue account for invoice lines (default {DEFAULT_SALES_ACCOUNT_CODE})",
+        ),
+    ] = None,
 ) -> AuthorizeRead:
     """The URL of Xero's consent page ("Connect Xero") for this tenant and environment."""
-    url = container.xero.begin(Scope(scope.tenant_id, scope.environment_id), bank_account_code)
+    url = container.xero.begin(Scope(scope.tenant_id, scope.environment_id), bank_account_code, sales_account_code)
     return AuthorizeRead(authorize_url=url, expires_in_seconds=600)
 
 

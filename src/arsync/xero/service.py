@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection, OAuthState, SyncRun
-from arsync.erp.service import clean_bank_code
+from arsync.erp.service import clean_account_code
 from arsync.erp.sync import SyncEngine
 from arsync.errors import Conflict, ConnectorError, InvalidInput
 from arsync.tenancy.scope import Scope
@@ -70,8 +70,11 @@ class XeroConnections:
             )
         return self._oauth
 
-    def begin(self, scope: Scope, bank_account_code: str | None = None) -> str:
-        """The URL to send the user to; the state in it works once, for 10 minutes."""
+    def begin(self, scope: Scope, bank_account_code: str | None = None, sales_account_code: str | None = None) -> str:
+        """The URL to send the user to; the state in it works once, for 10 minutes.
+
+        The account codes, when given, replace the connection's on completion.
+        """
         oauth = self.oauth
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
@@ -79,7 +82,9 @@ class XeroConnections:
             session.add(OAuthState(
                 state_hash=hash_token(state), tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                 provider=PROVIDER, code_verifier_encrypted=self.vault.encrypt(verifier),
-                bank_account_code=clean_bank_code(bank_account_code), expires_at=utcnow() + STATE_LIFETIME,
+                bank_account_code=clean_account_code(bank_account_code),
+                sales_account_code=clean_account_code(sales_account_code, "salesAccountCode"),
+                expires_at=utcnow() + STATE_LIFETIME,
             ))  # fmt: skip
         return oauth.authorize_url(state, challenge)
 
@@ -166,6 +171,8 @@ class XeroConnections:
             connection.external_tenant_name = organisation.tenantName
             if pending.bank_account_code:
                 connection.bank_account_code = pending.bank_account_code
+            if pending.sales_account_code:
+                connection.sales_account_code = pending.sales_account_code
             connection.status, connection.status_reason, connection.last_error = "ACTIVE", None, None
             connection.status_changed_at = connection.updated_at = now
             stale = session.get(OAuthState, pending.state_hash)
