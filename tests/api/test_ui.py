@@ -252,3 +252,48 @@ def test_nomod_settings_mask_the_key_and_keep_it_when_left_empty(container: Cont
 
     refused = alice_ui.client.post("/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": "pk_live_x"})
     assert refused.status_code == 400 and "Nomod API key: apiKey must be a Nomod secret key" in refused.text
+
+
+def test_customers_are_created_and_edited_from_the_ui(alice_ui: Browser, alice: Tenant, bob: Tenant):
+    form = alice_ui.client.get("/customers/new")
+    assert form.status_code == 200 and "<h1>New customer</h1>" in form.text
+
+    bad = alice_ui.client.post(
+        "/customers", data={"csrf_token": alice_ui.csrf, "name": "Ann", "email": "ann.example.com"}
+    )
+    assert bad.status_code == 400 and "Please check the form. email:" in bad.text
+    assert 'value="ann.example.com"' in bad.text  # what was typed stays in the form
+    assert alice.client.get("/api/v1/customers").json()["items"] == []
+
+    made = alice_ui.client.post(
+        "/customers",
+        data={"csrf_token": alice_ui.csrf, "name": " Ada Lovelace ", "email": "ada@example.com", "phone": ""},
+        follow_redirects=True,
+    )
+    assert made.status_code == 200 and "Customer created." in made.text and "<h1>Ada Lovelace</h1>" in made.text
+    (created,) = alice.client.get("/api/v1/customers").json()["items"]
+    assert (created["name"], created["email"], created["phone"]) == ("Ada Lovelace", "ada@example.com", None)
+
+    edit = alice_ui.client.get(f"/customers/{created['id']}/edit")
+    assert edit.status_code == 200 and 'value="ada@example.com"' in edit.text
+    saved = alice_ui.client.post(
+        f"/customers/{created['id']}/edit",
+        data={"csrf_token": alice_ui.csrf, "name": "Ada King", "email": "", "phone": "+44 20 7946 0000"},
+        follow_redirects=True,
+    )
+    assert "Customer saved." in saved.text
+    after = alice.client.get(f"/api/v1/customers/{created['id']}").json()
+    assert (after["name"], after["email"], after["phone"]) == ("Ada King", None, "+44 20 7946 0000")
+
+    unnamed = alice_ui.client.post(
+        f"/customers/{created['id']}/edit", data={"csrf_token": alice_ui.csrf, "name": "", "email": "a@example.com"}
+    )
+    assert unnamed.status_code == 400 and "name:" in unnamed.text
+    assert alice.client.get(f"/api/v1/customers/{created['id']}").json()["name"] == "Ada King"
+
+    # Another tenant's customer cannot be read or changed from here.
+    theirs = bob.client.post("/api/v1/customers", json={"name": "Bob's client"}).json()
+    assert alice_ui.client.get(f"/customers/{theirs['id']}/edit").status_code == 404
+    stolen = alice_ui.client.post(f"/customers/{theirs['id']}/edit", data={"csrf_token": alice_ui.csrf, "name": "X"})
+    assert stolen.status_code == 400 and "It may have been deleted" in stolen.text
+    assert bob.client.get(f"/api/v1/customers/{theirs['id']}").json()["name"] == "Bob's client"

@@ -96,6 +96,65 @@ def customers(request: Request, ui: UiDep, q: SearchQuery = None, page: PageQuer
     return _ledger_page(ui, request, "customers.html", customers=items, q=query, page=page, has_more=more)
 
 
+CUSTOMER_FIELDS = ("name", "email", "phone")
+
+
+def _customer_form(
+    request: Request, ui: Ui, values: dict[str, str], customer_id: str | None = None, error: str | None = None
+) -> Response:
+    return render(
+        ui, request, "customer_form.html", values=values, customer_id=customer_id, error=error,
+        status_code=400 if error else 200,
+    )  # fmt: skip
+
+
+async def _customer_values(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {name: value.strip() for name in CUSTOMER_FIELDS if isinstance(value := form.get(name, ""), str)}
+
+
+def _customer_body(values: dict[str, str]) -> dict[str, str | None]:
+    """The form as an API body: an emptied email or phone is removed."""
+    return {"name": values.get("name", ""), "email": values.get("email") or None, "phone": values.get("phone") or None}
+
+
+@router.get("/customers/new", response_class=HTMLResponse)
+def new_customer(request: Request, ui: UiDep) -> Response:
+    return _customer_form(request, ui, {})
+
+
+@router.post("/customers", response_class=HTMLResponse)
+async def create_customer(request: Request, ui: ActionDep) -> Response:
+    values = await _customer_values(request)
+    try:
+        body = schemas.CustomerCreate.model_validate(_customer_body(values))
+        with transaction(ui.container.session_factory) as session:
+            customer_id = ledger.create_customer(session, ui.scope, body).id
+    except (ValidationError, ArsyncError) as exc:
+        return _customer_form(request, ui, values, error=plain_words(exc))
+    return redirect(f"/customers/{customer_id}", notice="Customer created.")
+
+
+@router.get("/customers/{customer_id}/edit", response_class=HTMLResponse)
+def edit_customer(request: Request, ui: UiDep, customer_id: str) -> Response:
+    with ui.db() as session:
+        customer = ledger.get_customer(session, ui.scope, customer_id)
+        values = {"name": customer.name, "email": customer.email or "", "phone": customer.phone or ""}
+    return _customer_form(request, ui, values, customer_id)
+
+
+@router.post("/customers/{customer_id}/edit", response_class=HTMLResponse)
+async def update_customer(request: Request, ui: ActionDep, customer_id: str) -> Response:
+    values = await _customer_values(request)
+    try:
+        body = schemas.CustomerUpdate.model_validate(_customer_body(values))
+        with transaction(ui.container.session_factory) as session:
+            ledger.update_customer(session, ui.scope, customer_id, body)
+    except (ValidationError, ArsyncError) as exc:
+        return _customer_form(request, ui, values, customer_id, error=plain_words(exc))
+    return redirect(f"/customers/{customer_id}", notice="Customer saved.")
+
+
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery = 1) -> Response:
     with ui.db() as session:
