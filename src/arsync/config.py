@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="Workers beat this often; one silent for 3 beats has its jobs re-run."
     )
+    job_retention_days: int = Field(
+        default=30, ge=1, description="Failed, cancelled and aborted jobs are deleted this long after they end."
+    )
     failpoints: str = Field(
         default="", description="Testing only: comma-separated places where a push stops dead (crash tests)."
     )

@@ -6,6 +6,7 @@ chooses to, and can look at the state in between.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ from arsync.erp.sync import SyncEngine
 from arsync.errors import Conflict
 from arsync.jobs.queue import TASK_PUSH, TASK_SYNC, InProcessQueue, ProcrastinateQueue
 from arsync.jobs.runner import InProcessRunner
+from arsync.jobs.worker import build_app, remove_finished_jobs
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, Payment
@@ -340,3 +342,35 @@ def test_start_all_active_queues_one_run_per_active_connection(
     assert [(r.trigger, r.status) for r in runs] == [("schedule", "RUNNING")]
     assert queue.jobs == [(TASK_SYNC, {"run_id": runs[0].id}, None)]
     assert queue.locks == [f"connection:{connection.id}"]
+
+
+def test_jobs_that_ended_badly_are_removed_after_the_retention(pg_container: Container) -> None:
+    """Failed jobs stay for diagnosis, then go; recent ones, waiting ones and other queues stay."""
+    queue = ProcrastinateQueue()
+    factory = pg_container.session_factory
+    set_status = text("UPDATE procrastinate_jobs SET status = :status WHERE id = :id")
+    age = text("UPDATE procrastinate_events SET at = now() - make_interval(days => :days) WHERE job_id = :id")
+    with transaction(factory) as session:
+        for name in ("old_failed", "old_cancelled", "new_failed", "waiting"):
+            queue.enqueue(session, TASK_PUSH, {"push_id": name})
+        other = session.execute(
+            text("INSERT INTO procrastinate_jobs (queue_name, task_name, args, status) "
+                 "VALUES ('elsewhere', 'other.task', '{}', 'failed') RETURNING id")
+        ).scalar_one()  # fmt: skip
+    with transaction(factory) as session:
+        ids = dict(session.execute(text("SELECT args->>'push_id', id FROM procrastinate_jobs")).all())
+        for name, status in (("old_failed", "failed"), ("old_cancelled", "cancelled"), ("new_failed", "failed")):
+            session.execute(set_status, {"status": status, "id": ids[name]})
+        for job_id, days in ((ids["old_failed"], 31), (ids["old_cancelled"], 31), (other, 90)):
+            session.execute(age, {"days": days, "id": job_id})
+
+    async def clean() -> None:
+        app = build_app(pg_container)
+        async with app.open_async():
+            await remove_finished_jobs(app, retention_days=30)
+
+    asyncio.run(clean())
+    with factory() as session:
+        left = session.execute(text("SELECT coalesce(args->>'push_id', task_name), status FROM procrastinate_jobs"))
+        remaining = sorted(tuple(row) for row in left)
+    assert remaining == [("new_failed", "failed"), ("other.task", "failed"), ("waiting", "todo")]

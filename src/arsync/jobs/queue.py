@@ -34,6 +34,7 @@ TASK_PUSH = "arsync.push"
 TASK_SYNC = "arsync.sync"
 TASK_SCHEDULED_SYNC = "arsync.scheduled_sync"
 TASK_NOMOD_INVOICE = "arsync.nomod_invoice"
+TASK_REMOVE_FINISHED_JOBS = "arsync.remove_finished_jobs"
 
 Handler = Callable[..., Any]
 MAX_RETRY_DELAY = timedelta(hours=1)

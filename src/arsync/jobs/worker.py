@@ -7,7 +7,8 @@ Procrastinate worker. Procrastinate gives us, on the database alone:
 - per-connection mutual exclusion (a job ``lock`` per connection);
 - the nightly schedule, deferred once per cron slot however many workers run;
 - worker heartbeats. A worker that stops beating (killed, machine lost) has its running jobs
-  put back in the queue by the others; :func:`_recover_stalled_jobs` does that.
+  put back in the queue by the others; :func:`_recover_stalled_jobs` does that;
+- a daily clean-up of jobs that ended badly, once they are older than the retention.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from croniter import croniter
 from procrastinate import exceptions as procrastinate_errors
 from sqlalchemy.engine import make_url
 
-from arsync.jobs.queue import QUEUE_NAME, TASK_NOMOD_INVOICE, TASK_PUSH, TASK_SCHEDULED_SYNC, TASK_SYNC
+from arsync.jobs.queue import (
+    QUEUE_NAME,
+    TASK_NOMOD_INVOICE,
+    TASK_PUSH,
+    TASK_REMOVE_FINISHED_JOBS,
+    TASK_SCHEDULED_SYNC,
+    TASK_SYNC,
+)
 
 if TYPE_CHECKING:
     from arsync.bootstrap import Container
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALLED_AFTER_BEATS = 3
+REMOVE_FINISHED_JOBS_CRON = "37 3 * * *"  # daily, away from the nightly sync
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -65,7 +74,26 @@ def build_app(container: Container) -> procrastinate.App:
         log.info("scheduled sync for the %s slot", slot)
         container.sync.start_all_active(trigger="schedule")
 
+    @app.periodic(cron=REMOVE_FINISHED_JOBS_CRON, periodic_id="remove-finished-jobs")
+    @app.task(name=TASK_REMOVE_FINISHED_JOBS, queue=QUEUE_NAME, queueing_lock=TASK_REMOVE_FINISHED_JOBS,
+              pass_context=True)  # fmt: skip
+    async def remove_finished_jobs_task(context: procrastinate.JobContext, timestamp: int) -> None:
+        await remove_finished_jobs(context.app, settings.job_retention_days)
+
     return app
+
+
+async def remove_finished_jobs(app: procrastinate.App, retention_days: int) -> None:
+    """Delete arsync's jobs that failed, were cancelled or aborted more than ``retention_days`` ago.
+
+    Succeeded jobs are deleted as they finish. The others are kept a while for diagnosis; the
+    outcome that matters (a push's or a sync run's status and error) lives on arsync's own records.
+    """
+    await app.job_manager.delete_old_jobs(
+        nb_hours=retention_days * 24, queue=QUEUE_NAME, include_failed=True, include_cancelled=True,
+        include_aborted=True,
+    )  # fmt: skip
+    log.info("removed jobs that ended more than %d days ago", retention_days)
 
 
 async def run_worker(
