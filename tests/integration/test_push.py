@@ -88,6 +88,18 @@ def _push_of(container: Container, invoice_id: str, kind: str = "invoice") -> Pu
         return push
 
 
+def _approve_payment(container: Container, pushes: PushService, scope: Scope, invoice_id: str, amount: Decimal) -> str:
+    """Record and approve a cash application on the invoice; the payment's id."""
+    with transaction(container.session_factory) as session:
+        body = schemas.CashApplicationCreate(
+            invoice_id=invoice_id, amount=amount, date=date(2026, 3, 15), reference="EFT"
+        )
+        application = ledger.create_cash_application(session, scope, body)
+        approved = pushes.approve_cash_application(session, scope, application.id)
+        assert approved.payment_id is not None
+        return approved.payment_id
+
+
 def _push_requests(mock_erp: MockErp, endpoint: str) -> list[dict[str, object]]:
     return [r for r in mock_erp.state.requests if r.get("endpoint") == endpoint]
 
@@ -154,16 +166,7 @@ def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     pushes.execute(_dispatch(container, pushes, synced, invoice_id).id)
-    with transaction(container.session_factory) as session:
-        application = ledger.create_cash_application(
-            session,
-            synced,
-            schemas.CashApplicationCreate(
-                invoice_id=invoice_id, amount=Decimal("400.10"), date=date(2026, 3, 15), reference="EFT 1"
-            ),
-        )
-        approved = pushes.approve_cash_application(session, synced, application.id)
-        payment_id = approved.payment_id
+    payment_id = _approve_payment(container, pushes, synced, invoice_id, Decimal("400.10"))
     push = _push_of(container, invoice_id, kind="payment")
     assert push.payment_id == payment_id and queue.jobs[-1] == (TASK_PUSH, {"push_id": push.id}, None)
 
@@ -180,15 +183,7 @@ def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason_then_goe
     container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
-    with transaction(container.session_factory) as session:
-        application = ledger.create_cash_application(
-            session,
-            synced,
-            schemas.CashApplicationCreate(
-                invoice_id=invoice_id, amount=Decimal(10), date=date(2026, 3, 15), reference="x"
-            ),
-        )
-        pushes.approve_cash_application(session, synced, application.id)
+    _approve_payment(container, pushes, synced, invoice_id, Decimal(10))
     push = _push_of(container, invoice_id, kind="payment")
     assert pushes.execute(push.id) == "FAILED"
     failed = _push_of(container, invoice_id, kind="payment")
@@ -210,15 +205,7 @@ def test_a_payment_the_erp_refused_is_not_sent_again_when_its_invoice_arrives(
     container: Container, pushes: PushService, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
-    with transaction(container.session_factory) as session:
-        application = ledger.create_cash_application(
-            session,
-            synced,
-            schemas.CashApplicationCreate(
-                invoice_id=invoice_id, amount=Decimal(10), date=date(2026, 3, 15), reference="x"
-            ),
-        )
-        pushes.approve_cash_application(session, synced, application.id)
+    _approve_payment(container, pushes, synced, invoice_id, Decimal(10))
     refused = _push_of(container, invoice_id, kind="payment")
     with transaction(container.session_factory) as session:
         row = session.get(Push, refused.id)
