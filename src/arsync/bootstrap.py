@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import migrate, models
+from arsync import migrate, models, outbound
 from arsync.config import Settings
 from arsync.db import make_engine, make_read_session_factory, make_session_factory
 from arsync.erp.models import Connection
@@ -161,6 +161,7 @@ def bootstrap(settings: Settings | None = None, *, upgrade_schema: bool = True) 
     """Everything arsync needs, built from ``settings`` (environment variables by default)."""
     assert models.Base.metadata.tables, "every model is registered before the first session"
     settings = settings or Settings()
+    outbound.configure(allow_private=settings.outbound_allow_private)
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)

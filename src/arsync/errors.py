@@ -13,6 +13,7 @@
         ├── PagingError             paging that does not advance, or exceeds the page cap
         ├── ReauthRequired          a native ERP refused the refresh token: reconnect (NEEDS_REAUTH)
         ├── RateLimitExhausted      a native ERP's daily call limit is used up
+        ├── OutboundRefused         the URL's host is an address arsync does not call (see outbound.py)
         └── RemoteError             any other non-success answer
 
 Secrets never go into an error: messages are built from endpoints, ids and contract codes.
@@ -65,6 +66,7 @@ HINTS = {
     "RemoteError": "check the middleware logs for this request, then Sync now",
     "ReauthRequired": "reconnect Xero (GET /api/v1/connections/xero/authorize), then Sync now",
     "RateLimitExhausted": "wait until the time given in the message, then Sync now",
+    "OutboundRefused": "point the connection at an address arsync may call (see ARSYNC_OUTBOUND_ALLOW_PRIVATE)",
 }
 
 
@@ -141,3 +143,7 @@ class RateLimitExhausted(ConnectorError):
 
 class RemoteError(ConnectorError):
     pass
+
+
+class OutboundRefused(ConnectorError):
+    code = "OUTBOUND_ADDRESS_REFUSED"

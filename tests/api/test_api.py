@@ -203,6 +203,10 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
 def test_connection_sync_and_runs(alice: Tenant, mock_erp: MockErp):
     slash = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url + "/"})
     assert slash.status_code == 422 and "must not end with a slash" in slash.json()["error"]["message"]
+    metadata = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": "http://169.254.169.254/latest"})
+    assert metadata.status_code == 422 and "169.254.169.254: a link-local" in metadata.json()["error"]["message"]
+    assert metadata.json()["error"]["details"]["field"] == "baseUrl"
+    assert alice.client.get("/api/v1/connections").json() == []
 
     saved = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url, "bankAccountCode": "090"})
     assert saved.status_code == 200

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from arsync import outbound
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
@@ -297,3 +298,23 @@ def test_customers_are_created_and_edited_from_the_ui(alice_ui: Browser, alice: 
     stolen = alice_ui.client.post(f"/customers/{theirs['id']}/edit", data={"csrf_token": alice_ui.csrf, "name": "X"})
     assert stolen.status_code == 400 and "It may have been deleted" in stolen.text
     assert bob.client.get(f"/api/v1/customers/{theirs['id']}").json()["name"] == "Bob's client"
+
+
+def test_sandbox_runs_refuse_addresses_arsync_does_not_call(alice_ui: Browser):
+    refused = alice_ui.client.post(
+        "/sandbox/runs",
+        data={"csrf_token": alice_ui.csrf, "base_url": "http://169.254.169.254/latest", "token": "t"},
+        follow_redirects=True,
+    )
+    assert "169.254.169.254: a link-local" in refused.text and "run=" not in str(refused.url)
+    with outbound.private_addresses(allowed=False):
+        private = alice_ui.client.post(
+            "/sandbox/runs",
+            data={"csrf_token": alice_ui.csrf, "base_url": "http://127.0.0.1:9", "token": "t"},
+            follow_redirects=True,
+        )
+        assert "ARSYNC_OUTBOUND_ALLOW_PRIVATE is off" in private.text and "run=" not in str(private.url)
+        builtin = alice_ui.client.post(
+            "/sandbox/runs", data={"csrf_token": alice_ui.csrf, "builtin": "true"}, follow_redirects=False
+        )
+        assert builtin.status_code == 303 and "run=" in builtin.headers["location"]  # arsync's own mock is fine

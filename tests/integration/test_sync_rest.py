@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from arsync import outbound
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.contract import format_datetime
@@ -276,3 +277,18 @@ def test_wrong_middleware_key_gets_401_and_fails_with_hint(
     assert run.error["hint"] == "rotate the key or fix middleware config, then Sync now"
     assert _connection(container, connection.id).status == "FAILED"
     assert sum(1 for r in mock_erp.state.requests if r["endpoint"] == "/debtors/list") == 1, "401 is not retried"
+
+
+def test_with_private_addresses_off_a_sync_to_loopback_fails_without_calling_it(
+    container: Container, connection: Connection, mock_erp: MockErp
+):
+    calls_before = len(mock_erp.state.requests)
+    with outbound.private_addresses(allowed=False):
+        run = container.sync.run(connection.id)
+    assert run.status == "FAILED" and run.error is not None
+    assert run.error["kind"] == "OutboundRefused" and "ARSYNC_OUTBOUND_ALLOW_PRIVATE" in run.error["message"]
+    assert len(mock_erp.state.requests) == calls_before
+    with container.session_factory() as session:
+        saved = session.get(Connection, connection.id)
+        assert saved is not None and saved.status == "FAILED"
+    assert container.sync.run(connection.id).status == "SUCCEEDED"  # the default allows loopback again

@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from arsync import outbound
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
@@ -80,6 +81,7 @@ class RestConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             verify=_tls_context(),
+            event_hooks=outbound.EVENT_HOOKS,
             headers={
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",

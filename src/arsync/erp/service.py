@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from arsync import outbound
 from arsync.config import new_token
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
@@ -69,6 +70,7 @@ class ConnectionService:
         the only time it is ever shown.
         """
         base_url = validate_base_url(base_url)
+        outbound.check_url(base_url, "baseUrl")
         bank_account_code = clean_account_code(bank_account_code)
         with transaction(self.session_factory) as session:
             connection = session.scalar(

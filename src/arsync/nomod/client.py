@@ -15,7 +15,8 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from arsync.errors import ArsyncError
+from arsync import outbound
+from arsync.errors import ArsyncError, OutboundRefused
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
 
 CUSTOMER_NOT_FOUND = "Customer not found"
@@ -86,6 +87,7 @@ class NomodClient:
             base_url=base_url.rstrip("/"),
             timeout=self.options.timeout_seconds,
             headers={"X-API-KEY": api_key, "Accept": "application/json", "User-Agent": "arsync"},
+            event_hooks=outbound.EVENT_HOOKS,
         )
 
     def close(self) -> None:
@@ -130,6 +132,8 @@ class NomodClient:
                 content=orjson.dumps(payload) if payload is not None else None,
                 headers={"Content-Type": "application/json"} if payload is not None else None,
             )
+        except OutboundRefused as exc:
+            raise NomodError(API_ERROR, detail=f"{where}: {exc.message}") from None
         except httpx.TimeoutException:
             raise NomodError(API_ERROR, detail=f"{where}: timed out", transient=True) from None
         except httpx.TransportError as exc:

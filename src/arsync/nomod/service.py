@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from arsync import outbound
 from arsync.db import exclusive_transaction, transaction, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.http_retry import HttpRetryOptions
@@ -129,6 +130,7 @@ class NomodService:
                 raise InvalidInput(
                     "baseUrl must be an http(s) URL without query or fragment", details={"field": "baseUrl"}
                 )
+            outbound.check_url(base_url, "baseUrl")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
             raise InvalidInput("webhookSecret must start with whsec_", details={"field": "webhookSecret"})
         now = utcnow()

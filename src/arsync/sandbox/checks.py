@@ -1001,10 +1001,15 @@ def run_checks(
     timeout: float = 30.0,
     progress: Progress | None = None,
     on_start: Callable[[list[str]], None] | None = None,
+    guarded: bool = False,
 ) -> Report:
-    """Run the sandbox against ``base_url``; ``progress`` is called after each check."""
+    """Run the sandbox against ``base_url``; ``progress`` is called after each check.
+
+    ``guarded``: the target came from a tenant of this server (the web UI), not from whoever runs
+    the command, so arsync's outbound address rule applies.
+    """
     checks = select_checks(only)
-    client = SandboxClient(base_url, token, token_env, timeout=timeout)
+    client = SandboxClient(base_url, token, token_env, timeout=timeout, guarded=guarded)
     run_id = secrets.token_hex(4)
     started = datetime.now(UTC)
     try:

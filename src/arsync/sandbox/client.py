@@ -15,7 +15,8 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from arsync import __version__
+from arsync import __version__, outbound
+from arsync.errors import OutboundRefused
 
 Auth = Literal["token", "none", "wrong", "basic", "empty"]
 MAX_KEPT_BODY = 4000
@@ -58,11 +59,16 @@ class Exchange:
 
 
 class SandboxClient:
-    def __init__(self, base_url: str, token: str, token_env: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: str, token_env: str, *, timeout: float = 30.0, guarded: bool = False
+    ) -> None:
+        """``guarded``: the target was given by a tenant of this server, so arsync's address rule applies."""
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.token_env = token_env
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._client = httpx.Client(
+            base_url=self.base_url, timeout=timeout, event_hooks=outbound.EVENT_HOOKS if guarded else None
+        )
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
 
@@ -98,6 +104,8 @@ class SandboxClient:
             response = self._client.post(path, content=body, headers=headers)
         except httpx.HTTPError as exc:
             exchange.error = f"{type(exc).__name__}: {exc}"[:300]
+        except OutboundRefused as exc:
+            exchange.error = exc.message[:300]
         else:
             exchange.status = response.status_code
             exchange.content_type = response.headers.get("content-type")

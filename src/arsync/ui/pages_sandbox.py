@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from arsync import outbound
 from arsync.erp.service import validate_base_url
 from arsync.errors import ArsyncError, NotFound
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
@@ -138,7 +139,7 @@ class SandboxRuns:
             run.report = run_checks(
                 run.base_url, token, token_env=TOKEN_ENV, allow_writes=run.allow_writes,
                 progress=lambda result, _i, _n: run.results.append(result),
-                on_start=run.warnings.extend,
+                on_start=run.warnings.extend, guarded=not run.builtin,
             )  # fmt: skip
         except SuiteCannotRun as exc:
             run.error = str(exc)
@@ -220,6 +221,8 @@ def start_run(
         base_url, token, allow_writes = _builtin_url(request), mock.token, True
     try:
         base_url = validate_base_url(base_url)
+        if not builtin:
+            outbound.check_url(base_url, "base_url")
     except ArsyncError as exc:
         return redirect(f"/sandbox?product=nudge{_endpoint_param(endpoint)}", error=plain_words(exc))
     if not token.strip():

@@ -26,6 +26,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from arsync import outbound
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
@@ -78,6 +79,7 @@ class XeroConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "arsync"},
+            event_hooks=outbound.EVENT_HOOKS,
         )
 
     def close(self) -> None:
