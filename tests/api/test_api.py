@@ -215,6 +215,15 @@ def test_connection_sync_and_runs(alice: Tenant, mock_erp: MockErp):
     assert key.startswith("ask_") and connection["status"] == "ACTIVE" and connection["keyHint"].endswith(key[-4:])
     shown = alice.client.get(f"/api/v1/connections/{connection['id']}").json()
     assert "apiKey" not in shown and key not in str(shown)
+    path = f"/api/v1/connections/{connection['id']}"
+    assert alice.client.patch(path, json={"bankAccountCode": "091"}).json()["bankAccountCode"] == "091"
+    for body, field in (
+        ({"salesAccountCode": "200"}, "salesAccountCode"),
+        ({"bankAccountCode": " "}, "bankAccountCode"),
+    ):
+        refused = alice.client.patch(path, json=body)
+        assert refused.status_code == 422 and refused.json()["error"]["details"]["field"] == field
+    assert alice.client.patch(path, json={"bankAccountCode": "090"}).json()["bankAccountCode"] == "090"
     resaved = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
     assert resaved["id"] == connection["id"] and resaved["apiKey"] is None
 

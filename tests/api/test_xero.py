@@ -319,15 +319,22 @@ def test_invoice_lines_go_to_the_chosen_sales_account(alice: Tenant, mock_xero: 
     stored = org.invoices[done["erpInvoiceId"]]
     assert [line["AccountCode"] for line in stored["LineItems"]] == ["260"]
 
-    # A code Xero does not know fails the push with Xero's own words, and nothing is created.
-    again = connect(alice, mock_xero, salesAccountCode="999")
-    assert again.status_code == 200 and again.json()["connection"]["salesAccountCode"] == "999"
-    assert again.json()["connection"]["bankAccountCode"] == "090"  # kept: not given this time
-    until(alice.client, f"/api/v1/sync-runs/{again.json()['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
+    # Changed without reconnecting: a code Xero does not know fails the push with Xero's words.
+    connection_id = answer.json()["connection"]["id"]
+    changed = alice.client.patch(f"/api/v1/connections/{connection_id}", json={"salesAccountCode": "999"})
+    assert changed.status_code == 200 and changed.json()["salesAccountCode"] == "999"
+    assert changed.json()["bankAccountCode"] == "090"  # left out, so kept
     refused = _pushed(alice, _finalized_usd_invoice(alice, "ARS-999"))["push"]
     assert refused["status"] == "FAILED"
     assert "Account code '999' is not a valid code for this document." in refused["lastError"]["message"]
     assert "ARS-999" not in mock_xero.organisation()["invoiceNumbers"]
+
+    # Removed, the standard Sales account applies again.
+    reset = alice.client.patch(f"/api/v1/connections/{connection_id}", json={"salesAccountCode": None})
+    assert reset.status_code == 200 and reset.json()["salesAccountCode"] is None
+    done = _pushed(alice, _finalized_usd_invoice(alice, "ARS-200"))
+    assert done["push"]["status"] == "SUCCEEDED"
+    assert [line["AccountCode"] for line in org.invoices[done["erpInvoiceId"]]["LineItems"]] == ["200"]
 
 
 REFRESH_SCRIPT = """
@@ -416,6 +423,16 @@ def test_ui_connects_xero_shows_reconnect_and_disconnects(
     assert run["items"][0]["status"] == "SUCCEEDED" and run["items"][0]["trigger"] == "connect"
     shown = browser.client.get("/settings/erp").text
     assert "<dt>Sales account code</dt><dd>260</dd>" in shown and "<dt>Bank account code</dt><dd>090</dd>" in shown
+    connection_id = alice.client.get("/api/v1/connections").json()[0]["id"]
+    saved = browser.client.post(
+        f"/settings/erp/{connection_id}/account-codes",
+        data={"csrf_token": browser.csrf, "bank_account_code": "091", "sales_account_code": ""},
+        follow_redirects=True,
+    )
+    assert "Account codes saved" in saved.text and "<dt>Bank account code</dt><dd>091</dd>" in saved.text
+    assert "200 (Xero&#39;s standard Sales account)" in saved.text
+    shown_api = alice.client.get(f"/api/v1/connections/{connection_id}").json()
+    assert (shown_api["bankAccountCode"], shown_api["salesAccountCode"]) == ("091", None)
 
     mock_xero.state.refuse_refresh = True
     mock_xero.state.expire_access_tokens()

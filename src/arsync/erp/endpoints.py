@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from arsync.erp import push as pushes
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.schemas import (
+    AccountCodesUpdate,
     ConnectionRead,
     ConnectionWithKey,
     PushRead,
@@ -58,6 +59,20 @@ def save_rest_connection(body: RestConnectionSave, scope: ScopeDep, container: C
 def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One connection: status, last error and masked key."""
     return json_response(connection_read(_connection(session, scope, connection_id)))
+
+
+@router.patch("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
+def update_account_codes(
+    connection_id: str, body: AccountCodesUpdate, scope: ScopeDep, session: SessionDep, container: ContainerDep
+) -> ConnectionRead:
+    """Change the bank account code (payments) and, for Xero, the sales account code (invoice lines).
+
+    Fields left out stay as they are; ``null`` removes a code (Xero then uses 200 for sales).
+    Takes effect on the next push; no reconnect needed.
+    """
+    connection = _connection(session, scope, connection_id)
+    container.connections.set_account_codes(session, connection, body.model_dump(exclude_unset=True))
+    return connection_read(connection)
 
 
 @router.post("/connections/{connection_id}/rotate-key", response_model=ConnectionWithKey, tags=["connections"])

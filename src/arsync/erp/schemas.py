@@ -17,6 +17,15 @@ class RestConnectionSave(ApiModel):
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
 
 
+class AccountCodesUpdate(ApiModel):
+    """Omitted fields stay as they are."""
+
+    bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
+    sales_account_code: str | None = Field(
+        default=None, max_length=50, examples=["200"], description="Native connections only"
+    )
+
+
 class ConnectionRead(ApiModel):
     id: str
     transport: Literal["rest", "native"]

@@ -104,6 +104,22 @@ class ConnectionService:
             session.flush()
         return connection, key
 
+    @staticmethod
+    def set_account_codes(session: Session, connection: Connection, changes: dict[str, str | None]) -> Connection:
+        """Change where payments (``bank_account_code``) and, on native connections, invoice lines
+        (``sales_account_code``) are posted. Keys left out stay; a None removes the code."""
+        if changes.get("sales_account_code") is not None and connection.transport != "native":
+            raise InvalidInput(
+                "salesAccountCode applies to native connections (Xero); REST middleware posts lines itself",
+                details={"field": "salesAccountCode"},
+            )
+        if "bank_account_code" in changes:
+            connection.bank_account_code = clean_account_code(changes["bank_account_code"])
+        if "sales_account_code" in changes:
+            connection.sales_account_code = clean_account_code(changes["sales_account_code"], "salesAccountCode")
+        connection.updated_at = utcnow()
+        return connection
+
     def rotate_key(self, connection_id: str) -> tuple[Connection, str]:
         """Replace the middleware key; the old one is no longer sent from this moment."""
         key = new_token(MIDDLEWARE_KEY_PREFIX)

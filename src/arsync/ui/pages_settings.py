@@ -117,6 +117,28 @@ def delete_connection(
     return act(request, "/settings/erp", run, lambda message: message)
 
 
+@router.post("/settings/erp/{connection_id}/account-codes")
+def save_account_codes(
+    request: Request,
+    ui: ActionDep,
+    connection_id: str,
+    bank_account_code: Annotated[str, Form(max_length=50)] = "",
+    sales_account_code: Annotated[str, Form(max_length=50)] = "",
+) -> Response:
+    """An emptied field removes its code (sales then falls back to the standard Sales account)."""
+
+    def run() -> str:
+        with transaction(ui.container.session_factory) as session:
+            connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
+            ui.container.connections.set_account_codes(session, connection, {
+                "bank_account_code": bank_account_code.strip() or None,
+                "sales_account_code": sales_account_code.strip() or None,
+            })  # fmt: skip
+        return "Account codes saved; the next push uses them."
+
+    return act(request, "/settings/erp", run, lambda message: message)
+
+
 @router.post("/settings/erp/xero/connect")
 def connect_xero(
     request: Request,
