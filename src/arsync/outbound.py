@@ -53,7 +53,7 @@ def refusal(address: Address) -> str | None:
         address = address.ipv4_mapped
     if address.is_link_local or address.is_unspecified or address.is_multicast:
         return "a link-local, unspecified or multicast address (such as a cloud metadata service)"
-    if not _allow_private and (address.is_loopback or address.is_private or address.is_reserved):
+    if not _allow_private and not address.is_global:  # loopback, private, shared (CGNAT), reserved
         return "a loopback or private address, and ARSYNC_OUTBOUND_ALLOW_PRIVATE is off"
     return None
 

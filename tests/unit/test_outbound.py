@@ -20,7 +20,9 @@ def test_link_local_unspecified_and_multicast_are_always_refused(address: str):
         assert outbound.refusal(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.1.2.3", "192.168.0.10", "172.16.5.4", "fd00::1"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "::1", "10.1.2.3", "192.168.0.10", "172.16.5.4", "fd00::1", "100.64.0.1", "240.0.0.1"]
+)
 def test_loopback_and_private_addresses_follow_the_setting(address: str):
     with outbound.private_addresses(allowed=True):
         assert outbound.refusal(ipaddress.ip_address(address)) is None
