@@ -108,13 +108,17 @@ class PushService:
         push = get_push(session, scope, push_id)
         if push.status != "FAILED":
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
+        push.manual_retries += 1
+        self._queue_again(session, push)
+        return push
+
+    def _queue_again(self, session: Session, push: Push) -> None:
+        """A FAILED push back to PENDING with a fresh budget of attempts, and queued."""
         push.status = "PENDING"
         push.attempts = 0
-        push.manual_retries += 1
         push.next_attempt_at = None
         push.updated_at = utcnow()
         self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id})
-        return push
 
     def _record(self, session: Session, push: Push) -> None:
         session.add(push)
@@ -304,11 +308,7 @@ class PushService:
         for push in waiting:
             if (push.last_error or {}).get("kind") != "PrerequisiteMissing":
                 continue  # the ERP refused it, or it gave up: someone should look before it goes again
-            push.status = "PENDING"
-            push.attempts = 0
-            push.next_attempt_at = None
-            push.updated_at = utcnow()
-            self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id})
+            self._queue_again(session, push)
             log.info("payment push %s queued again: invoice %s is now in the ERP", push.id, invoice.id)
 
     @staticmethod
