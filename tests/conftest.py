@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,24 +119,30 @@ def _wipe(container: Container) -> None:
                 connection.execute(table.delete())
 
 
+@contextmanager
+def clean_container(settings: Settings) -> Iterator[Container]:
+    """The wired application on ``settings``' database, emptied before and after."""
+    app = bootstrap(settings, upgrade_schema=False)
+    _wipe(app)
+    try:
+        yield app
+    finally:
+        _wipe(app)
+        app.close()
+
+
 @pytest.fixture
 def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
     """The wired application on a clean database."""
-    app = bootstrap(make_settings(database_url, tmp_path), upgrade_schema=False)
-    _wipe(app)
-    yield app
-    _wipe(app)
-    app.close()
+    with clean_container(make_settings(database_url, tmp_path)) as app:
+        yield app
 
 
 @pytest.fixture
 def pg_container(postgres_url: str, tmp_path: Path) -> Iterator[Container]:
     """The wired application on a clean PostgreSQL database (for tests of PostgreSQL-only parts)."""
-    app = bootstrap(make_settings(postgres_url, tmp_path), upgrade_schema=False)
-    _wipe(app)
-    yield app
-    _wipe(app)
-    app.close()
+    with clean_container(make_settings(postgres_url, tmp_path)) as app:
+        yield app
 
 
 @dataclass

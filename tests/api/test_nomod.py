@@ -19,13 +19,13 @@ import orjson
 import pytest
 from sqlalchemy import func, select, text
 
-from arsync.bootstrap import Container, bootstrap
+from arsync.bootstrap import Container
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from arsync.nomod.models import EntityIntegrationMapping
 from tests.api.conftest import Tenant, create_ui_user, sign_in, until
-from tests.conftest import MockErp, _wipe, make_settings
+from tests.conftest import MockErp, clean_container, make_settings
 
 NOMOD_KEY = "sk_test_api_suite"
 _until = partial(until, timeout=30)
@@ -35,11 +35,8 @@ _until = partial(until, timeout=30)
 def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
     """As the shared one, with quick job retries so transient failures play out within a test."""
     settings = make_settings(database_url, tmp_path, push_backoff_seconds=0.05, push_max_attempts=3)
-    app = bootstrap(settings, upgrade_schema=False)
-    _wipe(app)
-    yield app
-    _wipe(app)
-    app.close()
+    with clean_container(settings) as app:
+        yield app
 
 
 @pytest.fixture

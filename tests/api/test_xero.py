@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from arsync.bootstrap import Container, bootstrap
+from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection
 from arsync.mocks.serving import RunningServer, serve_in_thread
@@ -31,7 +31,7 @@ from arsync.ui import accounts
 from arsync.web.app import create_app
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import PASSWORD, Tenant, sign_in, until
-from tests.conftest import TEST_SECRET_KEY, _wipe, make_settings
+from tests.conftest import TEST_SECRET_KEY, clean_container, make_settings
 
 CONTACTS, INVOICES, PAYMENTS = 30, 80, 30
 ACCREC = sum(1 for n in range(INVOICES) if n % 10 != 9)
@@ -83,11 +83,8 @@ def api_port() -> int:
 def container(database_url: str, tmp_path: Path, mock_xero: MockXero, api_port: int) -> Iterator[Container]:
     settings = make_settings(database_url, tmp_path, push_backoff_seconds=0.05, push_max_attempts=3,
                              sync_page_size=10, **xero_settings(mock_xero, api_port))  # fmt: skip
-    app = bootstrap(settings, upgrade_schema=False)
-    _wipe(app)
-    yield app
-    _wipe(app)
-    app.close()
+    with clean_container(settings) as app:
+        yield app
 
 
 @pytest.fixture
@@ -352,9 +349,7 @@ container.close()
 def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Path, mock_xero: MockXero, api_port: int):
     """Two processes find the token expired at the same moment: Xero sees one refresh."""
     settings = xero_settings(mock_xero, api_port)
-    container = bootstrap(make_settings(postgres_url, tmp_path, **settings), upgrade_schema=False)
-    _wipe(container)
-    try:
+    with clean_container(make_settings(postgres_url, tmp_path, **settings)) as container:
         with transaction(container.session_factory) as session:
             created = tenancy.create_tenant(session, "workers", "prod")
         app = create_app(container, background_jobs=True)
@@ -393,9 +388,6 @@ def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Pat
         (token,) = tokens_seen
         listed = httpx.get(f"{mock_xero.url}/connections", headers={"Authorization": f"Bearer {token}"})
         assert listed.status_code == 200
-    finally:
-        _wipe(container)
-        container.close()
 
 
 def test_ui_connects_xero_shows_reconnect_and_disconnects(
