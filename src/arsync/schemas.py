@@ -29,9 +29,13 @@ class Page(ApiModel, Generic[T]):
     has_more: bool
 
 
+PAGE_MIN, PAGE_MAX = 1, 1_000_000
+LIMIT_MIN, LIMIT_MAX, DEFAULT_LIMIT = 1, 500, 50
+
+
 class PageParams(ApiModel):
-    page: int = Field(default=1, ge=1, le=1_000_000)
-    limit: int = Field(default=50, ge=1, le=500)
+    page: int = Field(default=1, ge=PAGE_MIN, le=PAGE_MAX)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=LIMIT_MIN, le=LIMIT_MAX)
 
     @property
     def offset(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,9 @@ from arsync.erp.schemas import (
     sync_run_read,
 )
 from arsync.errors import Conflict
-from arsync.schemas import Page, PageParams
+from arsync.schemas import Page
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
-from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
+from arsync.web.deps import ContainerDep, PagingDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.web.responses import json_response
 
@@ -133,7 +133,7 @@ def sync_now(
 def list_sync_runs(
     scope: ScopeDep,
     session: SessionDep,
-    paging: Annotated[PageParams, Depends()],
+    paging: PagingDep,
     connection_id: Annotated[str | None, Query(alias="connectionId", max_length=40)] = None,
 ) -> Response:
     """Sync runs, newest first, optionally of one connection."""
@@ -157,7 +157,7 @@ def get_sync_run(run_id: str, scope: ScopeDep, session: SessionDep) -> Response:
 def list_pushes(
     scope: ScopeDep,
     session: SessionDep,
-    paging: Annotated[PageParams, Depends()],
+    paging: PagingDep,
     status: Literal["PENDING", "SUCCEEDED", "FAILED"] | None = None,
     kind: Literal["invoice", "payment"] | None = None,
     invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,

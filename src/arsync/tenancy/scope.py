@@ -20,11 +20,15 @@ class Scope:
     environment_id: str
 
 
+def not_found(label: str, record_id: str) -> NotFound:
+    return NotFound(f"{label} {record_id} not found")
+
+
 def get_scoped(session: Session, model: type[T], record_id: str, scope: Scope, label: str) -> T:
     """The record with this id in this scope; 404 for any other scope, so ids never leak."""
     record: Any = session.get(model, record_id)
     if record is None or (record.tenant_id, record.environment_id) != (scope.tenant_id, scope.environment_id):
-        raise NotFound(f"{label} {record_id} not found")
+        raise not_found(label, record_id)
     result: T = record
     return result
 
