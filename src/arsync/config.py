@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Outbound pushes and the job engine.
     push_max_attempts: int = Field(default=8, ge=1, le=50, description="Automatic attempts before a push FAILS.")
     push_backoff_seconds: float = Field(default=5.0, ge=0, description="First retry delay; doubles, capped at 1 h.")
+    api_read_connections: int = Field(
+        default=4, ge=1, le=100, description="PostgreSQL connections per API process for the customer read routes."
+    )
     worker_concurrency: int = Field(default=8, ge=1, le=64, description="Jobs one worker runs at once.")
     worker_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="Workers beat this often; one silent for 3 beats has its jobs re-run."

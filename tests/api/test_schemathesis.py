@@ -22,7 +22,7 @@ def test_schemathesis_finds_no_server_error_or_schema_break(postgres_url: str, t
     with transaction(container.session_factory) as session:
         created = tenancy.create_tenant(session, "schemathesis", "prod")
     try:
-        with serve_in_thread(create_app(container)) as server:
+        with serve_in_thread(create_app(container), lifespan="on") as server:
             result = subprocess.run(
                 [
                     SCHEMATHESIS, "run", f"{server.url}/openapi.json",

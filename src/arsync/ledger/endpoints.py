@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from arsync.bootstrap import Container
 from arsync.erp.models import Push
 from arsync.erp.push import pushes_by_invoice, pushes_by_payment
 from arsync.erp.schemas import push_read
@@ -18,13 +21,14 @@ from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.money import format_amount
 from arsync.nomod import service as nomod_service
 from arsync.nomod.schemas import invoice_nomod_read
-from arsync.schemas import Page, PageParams
-from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
+from arsync.schemas import Page
+from arsync.tenancy.scope import not_found
+from arsync.web.deps import ContainerDep, CredentialsDep, PagingDep, ScopeDep, SessionDep, authenticate
 from arsync.web.errors import ERROR_RESPONSES
+from arsync.web.pg_reads import PgReads
 from arsync.web.responses import json_response, page_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-Paging = Annotated[PageParams, Depends()]
 InvoiceStatus = Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
 
 
@@ -50,6 +54,17 @@ def customer_wire(row: Row[Any]) -> dict[str, Any]:
     item = dict(zip(CUSTOMER_WIRE_KEYS, row, strict=True))
     item["metadata"] = item["metadata"] or {}
     return item
+
+
+async def _in_read_session(request: Request, read: Callable[[Session], Response]) -> Response:
+    """Run ``read`` in a worker thread with a read session (the routes that choose their own path)."""
+    container: Container = request.app.state.container
+
+    def run() -> Response:
+        with container.read_session_factory() as session:
+            return read(session)
+
+    return await run_in_threadpool(run)
 
 
 def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
@@ -146,23 +161,43 @@ def create_customer(body: schemas.CustomerCreate, scope: ScopeDep, session: Sess
 
 
 @router.get("/customers", response_model=Page[schemas.CustomerRead], tags=["customers"])
-def list_customers(
-    scope: ScopeDep,
-    session: SessionDep,
-    paging: Paging,
+async def list_customers(
+    request: Request,
+    credentials: CredentialsDep,
+    paging: PagingDep,
     name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case")] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
     erp_debtor_id: Annotated[str | None, Query(alias="erpDebtorId", max_length=200)] = None,
 ) -> Response:
     """List customers, filtered by name, email or ERP debtor id."""
-    rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
-    return page_response([customer_wire(row) for row in rows], paging, more)
+    pg_reads: PgReads | None = request.app.state.pg_reads
+    if pg_reads is not None:
+        body = await pg_reads.customer_page(credentials, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
+        return Response(body, media_type="application/json")
+
+    def read(session: Session) -> Response:
+        scope = authenticate(session, credentials)
+        rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
+        return page_response([customer_wire(row) for row in rows], paging, more)
+
+    return await _in_read_session(request, read)
 
 
 @router.get("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
-def get_customer(customer_id: str, scope: ScopeDep, session: SessionDep) -> Response:
+async def get_customer(customer_id: str, request: Request, credentials: CredentialsDep) -> Response:
     """Get one customer."""
-    return json_response(customer_read(ledger.get_customer(session, scope, customer_id)))
+    pg_reads: PgReads | None = request.app.state.pg_reads
+    if pg_reads is not None:
+        body = await pg_reads.customer(credentials, customer_id)
+        if body is None:
+            raise not_found("customer", customer_id)
+        return Response(body, media_type="application/json")
+
+    def read(session: Session) -> Response:
+        scope = authenticate(session, credentials)
+        return json_response(customer_read(ledger.get_customer(session, scope, customer_id)))
+
+    return await _in_read_session(request, read)
 
 
 @router.patch("/customers/{customer_id}", response_model=schemas.CustomerRead, tags=["customers"])
@@ -193,7 +228,7 @@ def create_invoice(body: schemas.InvoiceCreate, scope: ScopeDep, session: Sessio
 def list_invoices(
     scope: ScopeDep,
     session: SessionDep,
-    paging: Paging,
+    paging: PagingDep,
     status: InvoiceStatus | None = None,
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
     due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
@@ -251,7 +286,7 @@ def dispatch_invoice(
 def list_payments(
     scope: ScopeDep,
     session: SessionDep,
-    paging: Paging,
+    paging: PagingDep,
     invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,
 ) -> Response:
     """List payments, optionally of one invoice."""
@@ -277,7 +312,7 @@ def create_cash_application(
 
 @router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
 def list_cash_applications(
-    scope: ScopeDep, session: SessionDep, paging: Paging, status: Literal["PENDING", "APPROVED"] | None = None
+    scope: ScopeDep, session: SessionDep, paging: PagingDep, status: Literal["PENDING", "APPROVED"] | None = None
 ) -> Response:
     """List cash applications, optionally by status."""
     rows, more = ledger.list_cash_applications(session, scope, paging, status=status)

@@ -21,6 +21,7 @@ from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.ui.app import install_ui
 from arsync.web import errors
+from arsync.web.pg_reads import PgReads
 from arsync.xero.endpoints import router as xero_router
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,22 @@ async def _background_jobs(container: Container) -> AsyncIterator[None]:
 def create_app(container: Container, *, background_jobs: bool = False) -> FastAPI:
     """The platform API bound to ``container``; ``background_jobs`` also runs the worker and schedule."""
 
+    settings = container.settings
+    pg_reads = (
+        PgReads(settings.resolved_database_url, settings.api_read_connections) if settings.is_postgresql else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not background_jobs:
-            yield
-            return
-        async with _background_jobs(container):
-            yield
+        try:
+            if not background_jobs:
+                yield
+                return
+            async with _background_jobs(container):
+                yield
+        finally:
+            if pg_reads is not None:
+                await pg_reads.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -90,6 +100,7 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
         ),
     )
     app.state.container = container
+    app.state.pg_reads = pg_reads
     errors.install(app)
 
     @app.get("/api/v1/health", response_model=Health, tags=["health"])
