@@ -295,6 +295,13 @@ def connection_set_nomod(
     webhook_secret_env: Annotated[
         str | None, typer.Option("--webhook-secret-env", help="Environment variable holding the whsec_ secret.")
     ] = None,
+    allow_service_fee: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-service-fee/--no-service-fee",
+            help="Let Nomod add its service fee on top of invoices (off unless chosen; kept if not given).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Save the environment's Nomod connection (the same as PUT /api/v1/connections/nomod)."""
@@ -309,13 +316,15 @@ def connection_set_nomod(
             invoice_sync_outbound=outbound,
             base_url=base_url,
             webhook_secret=webhook_secret,
+            allow_service_fee=allow_service_fee,
         )
     read = nomod_connection_read(saved)
     if as_json:
         _print_json(read.model_dump(mode="json", by_alias=True))
         return
     console.print(f"Nomod connection: [bold]{read.id}[/bold] ({read.base_url})")
-    console.print(f"API key: {read.api_key_hint}   outbound invoice sync: {'on' if outbound else 'off'}")
+    console.print(f"API key: {read.api_key_hint}   outbound invoice sync: {'on' if outbound else 'off'}   "
+                  f"service fee: {'allowed' if read.allow_service_fee else 'off'}")  # fmt: skip
     console.print(
         f"webhook: {read.webhook_path}  [dim](secret {'set' if read.webhook_secret_set else 'not set'})[/dim]"
     )

@@ -110,6 +110,10 @@ class Push(Base):
     status: Mapped[str] = mapped_column(String(20), default="PENDING")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     manual_retries: Mapped[int] = mapped_column(Integer, default=0)
+    # Sent as Idempotency-Key; None means f"arsync-{id}". A manual retry after the ERP refused the
+    # push gets a new one: Xero replays its first answer to a key it has seen (or refuses a changed
+    # body), so the corrected push would never get through under the old key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), default=None)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     erp_id: Mapped[str | None] = mapped_column(String(200), default=None)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

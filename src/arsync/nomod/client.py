@@ -1,8 +1,9 @@
 """An HTTP client for the parts of Nomod's API arsync uses, with its errors made exact.
 
-Every failure becomes a :class:`NomodError` whose message is one of the five stable ones.
-Timeouts, connection errors, 429 (``Retry-After`` honoured) and 5xx are retried a bounded
-number of times; anything else is answered at once.
+Every failure becomes a :class:`NomodError` whose message is one of the five stable ones,
+chosen by Nomod's ``error.code``; Nomod's own words stay in ``detail``. Reads are retried a
+bounded number of times after timeouts, connection errors, 429 (``Retry-After`` honoured)
+and 5xx. Creates are retried only where nothing reached Nomod (connection refused, 429).
 """
 
 from __future__ import annotations
@@ -54,9 +55,14 @@ class NomodError(ArsyncError):
         detail: str | None = None,
         http_status: int | None = None,
         transient: bool = False,
+        uncertain: bool = False,
         retry_after: float | None = None,
+        nomod_code: str | None = None,
     ) -> None:
         self.code = CODES[message]
+        # The request may have been carried out although no answer came back (timeout, 5xx).
+        self.uncertain = uncertain
+        self.nomod_code = nomod_code
         self.response_status = RESPONSE_STATUS[message]
         self.transient = transient
         self.unauthorized = http_status == 401
@@ -66,10 +72,21 @@ class NomodError(ArsyncError):
         super().__init__(message, details={"httpStatus": http_status, "detail": detail, "transient": transient})
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "detail": self.detail, "httpStatus": self.http_status}
+        return {"code": self.code, "message": self.message, "detail": self.detail, "httpStatus": self.http_status,
+                "nomodCode": self.nomod_code, "uncertain": self.uncertain}  # fmt: skip
 
 
+# Nomod's documented error codes (API reference, "requests-responses": ``error.code``), each
+# onto the stable message it means. Nomod documents no code for a duplicate email; that one is
+# recognised by its wording (unknown; see _looks_like_duplicate_email).
+CODE_MESSAGES = {
+    "invalid_email": INVALID_EMAIL,
+    "field_required": MISSING_FIELDS,
+    "invalid_customer": CUSTOMER_NOT_FOUND,
+}
+# The seed's own wording, which some Nomod-compatible servers answer with instead of a code.
 KNOWN_MESSAGES = {EMAIL_EXISTS, INVALID_EMAIL, MISSING_FIELDS, CUSTOMER_NOT_FOUND}
+PAGE_SIZE = 100
 
 
 class NomodClient:
@@ -93,17 +110,41 @@ class NomodClient:
     def close(self) -> None:
         self._client.close()
 
-    def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/customers", payload)
+    # Creates are not repeated after an uncertain failure: Nomod documents no idempotency key,
+    # so the caller looks for what the first try made before it tries again.
 
-    def create_invoice(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/invoices", payload)
-
-    def create_link(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/links", payload)
+    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Create one object: ``/v1/customers``, ``/v1/invoices`` or ``/v1/links``."""
+        return self._call("POST", path, payload)
 
     def get_charge(self, charge_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/charges/{charge_id}", None)
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/invoices/{invoice_id}", None)
+
+    def find(
+        self, path: str, matches: Callable[[dict[str, Any]], bool], *, max_pages: int = 5
+    ) -> dict[str, Any] | None:
+        """The first object of a list endpoint (``/v1/customers``, ``/v1/invoices``, ``/v1/links``) that matches.
+
+        Lists page with ``page``/``page_size`` into ``{count, next, previous, results}`` (Nomod API
+        reference, pagination). Their order is unknown, so the first and the last pages are read,
+        ``max_pages`` in all.
+        """
+        first = self._call("GET", path, None, params={"page": "1", "page_size": str(PAGE_SIZE)})
+        pages = max(1, -(-int(first.get("count") or 0) // PAGE_SIZE))
+        wanted = [1, *range(max(2, pages - max_pages + 2), pages + 1)]
+        for number in wanted:
+            body = (
+                first
+                if number == 1
+                else self._call("GET", path, None, params={"page": str(number), "page_size": str(PAGE_SIZE)})
+            )
+            for item in body.get("results") or []:
+                if isinstance(item, dict) and matches(item):
+                    return item
+        return None
 
     # Plumbing ----------------------------------------------------------------------------
 
@@ -112,32 +153,47 @@ class NomodClient:
         retry_after = error.retry_after if isinstance(error, NomodError) else None
         return self.options.wait_before_retry(state.attempt_number, retry_after)
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        def repeatable(error: BaseException) -> bool:
+            if not isinstance(error, NomodError) or not error.transient:
+                return False
+            return method == "GET" or not error.uncertain
+
         retrying = Retrying(
             stop=stop_after_attempt(self.options.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, NomodError) and e.transient),
+            retry=retry_if_exception(repeatable),
             sleep=self._sleep,
             reraise=True,
         )
-        result: dict[str, Any] = retrying(self._attempt, method, path, payload)
+        result: dict[str, Any] = retrying(self._attempt, method, path, payload, params)
         return result
 
-    def _attempt(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    def _attempt(
+        self, method: str, path: str, payload: dict[str, Any] | None, params: dict[str, str] | None
+    ) -> dict[str, Any]:
         where = f"{method} {path}"
         try:
             response = self._client.request(
                 method,
                 path,
+                params=params,
                 content=orjson.dumps(payload) if payload is not None else None,
                 headers={"Content-Type": "application/json"} if payload is not None else None,
             )
         except OutboundRefused as exc:
             raise NomodError(API_ERROR, detail=f"{where}: {exc.message}") from None
-        except httpx.TimeoutException:
-            raise NomodError(API_ERROR, detail=f"{where}: timed out", transient=True) from None
-        except httpx.TransportError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached Nomod: safe to try again.
             raise NomodError(API_ERROR, detail=f"{where}: {type(exc).__name__}", transient=True) from None
+        except httpx.TimeoutException:
+            raise NomodError(API_ERROR, detail=f"{where}: timed out", transient=True, uncertain=True) from None
+        except httpx.TransportError as exc:
+            raise NomodError(
+                API_ERROR, detail=f"{where}: {type(exc).__name__}", transient=True, uncertain=True
+            ) from None
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -147,25 +203,48 @@ class NomodClient:
             if not isinstance(body, dict):
                 raise NomodError(API_ERROR, detail=f"{where}: answer is not a JSON object", http_status=status)
             return body
-        remote = _remote_message(response.content)
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
-            raise NomodError(
-                API_ERROR, detail=f"{where}: HTTP {status} {remote}".strip(), http_status=status,
-                transient=True, retry_after=retry_after,
-            )  # fmt: skip
-        if remote in KNOWN_MESSAGES:
-            raise NomodError(remote, detail=f"{where}: HTTP {status}", http_status=status)
+        code, remote = _remote_error(response.content)
+        said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {remote}" if remote else "")
+        if status == 429 or code == "throttled":
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise NomodError(API_ERROR, detail=f"{where}: {said}", http_status=status, transient=True,
+                             retry_after=retry_after)  # fmt: skip
+        if status >= 500:
+            # Nomod may have stored the record before failing.
+            raise NomodError(API_ERROR, detail=f"{where}: {said}", http_status=status, transient=True,
+                             uncertain=True)  # fmt: skip
+        message = _stable_message(path, status, code, remote)
         hint = " (check the Nomod API key)" if status in (401, 403) else ""
-        raise NomodError(API_ERROR, detail=f"{where}: HTTP {status} {remote}{hint}".strip(), http_status=status)
+        raise NomodError(message, detail=f"{where}: {said}{hint}", http_status=status, nomod_code=code)
 
 
-def _remote_message(raw: bytes) -> str:
-    """The ``error.message`` of a Nomod error body, if it is one."""
+def _stable_message(path: str, status: int, code: str, remote: str) -> str:
+    """Which of the five stable messages a refused request means."""
+    if code in CODE_MESSAGES:
+        return CODE_MESSAGES[code]
+    if code == "not_found" and path.startswith("/v1/customers"):
+        return CUSTOMER_NOT_FOUND
+    if remote in KNOWN_MESSAGES:
+        return remote
+    if status in (400, 409) and _looks_like_duplicate_email(remote):
+        return EMAIL_EXISTS
+    return API_ERROR
+
+
+def _looks_like_duplicate_email(remote: str) -> bool:
+    # Unknown: Nomod documents no code for it. Seen wordings say "email" and "already exists".
+    lowered = remote.lower()
+    return "email" in lowered and ("already exists" in lowered or "already in use" in lowered)
+
+
+def _remote_error(raw: bytes) -> tuple[str, str]:
+    """``error.code`` and ``error.message`` of a Nomod error body, where it is one."""
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return ""
+        return "", ""
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message[:300] if isinstance(message, str) else ""
+    if not isinstance(error, dict):
+        return "", ""
+    code, message = error.get("code"), error.get("message")
+    return (code[:100] if isinstance(code, str) else "", message[:300] if isinstance(message, str) else "")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from arsync.errors import NotFound
@@ -13,8 +13,10 @@ from arsync.ledger.schemas import IntegrationsRead
 from arsync.nomod import schemas
 from arsync.nomod.schemas import nomod_connection_read
 from arsync.nomod.service import customer_integrations
+from arsync.nomod.webhooks import list_deliveries
+from arsync.schemas import Page
 from arsync.tenancy.scope import Scope
-from arsync.web.deps import ContainerDep, ScopeDep, SessionDep
+from arsync.web.deps import ContainerDep, PagingDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
@@ -44,6 +46,7 @@ def save_nomod_connection(
         invoice_sync_outbound=body.invoice_sync.outbound,
         base_url=body.base_url,
         webhook_secret=body.webhook_secret,
+        allow_service_fee=body.allow_service_fee,
     )
     return nomod_connection_read(connection)
 
@@ -105,12 +108,37 @@ async def nomod_webhook(
 ) -> schemas.WebhookResult:
     """Nomod's paid webhook. No API key: the Svix signature (5-minute tolerance) authenticates it.
 
-    The charge is read back from Nomod, then recorded once per charge id as an approved cash
-    application, which records the payment and pushes it to the ERP. A redelivery answers
-    ``duplicate`` and changes nothing.
+    Any body shape is accepted once its signature verifies: the charge id is read from ``data.id``
+    or ``id``, and the charge is read back from Nomod. A paid charge is recorded once per charge
+    id as an approved cash application, which records the payment and pushes it to the ERP. A
+    redelivery answers ``duplicate`` and changes nothing. Every delivery goes to the delivery
+    log (``GET /api/v1/webhooks/nomod/deliveries``); one that cannot be routed answers 200 with
+    ``needs_attention`` there. When Nomod cannot be asked about the charge, 502 asks Nomod to
+    deliver again.
     """
     body = await request.body()
     outcome = await run_in_threadpool(
         container.nomod_webhooks.handle, Scope(tenant_id, environment_id), dict(request.headers), body
     )
     return schemas.WebhookResult(**outcome.as_dict())
+
+
+DeliveryOutcome = Literal["recorded", "duplicate", "needs_attention", "ignored", "rejected", "failed"]
+
+
+@router.get("/webhooks/nomod/deliveries", response_model=Page[schemas.WebhookDeliveryRead], tags=["nomod"])
+def nomod_webhook_deliveries(
+    scope: ScopeDep,
+    session: SessionDep,
+    paging: PagingDep,
+    outcome: Annotated[DeliveryOutcome | None, Query(description="Only deliveries with this outcome")] = None,
+) -> Page[schemas.WebhookDeliveryRead]:
+    """The Nomod webhook delivery log, newest first: each delivery, whether its signature verified,
+    its charge, and what arsync made of it. ``needs_attention`` ones were paid but not applied."""
+    rows = list_deliveries(session, scope, outcome=outcome, offset=paging.offset, limit=paging.limit)
+    return Page(
+        items=[schemas.webhook_delivery_read(row) for row in rows[: paging.limit]],
+        page=paging.page,
+        limit=paging.limit,
+        has_more=len(rows) > paging.limit,
+    )

@@ -26,6 +26,9 @@ class NomodConnection(Base):
     api_key_hint: Mapped[str] = mapped_column(String(40))
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(String(4000), default=None)
     invoice_sync_outbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Nomod adds its service fee to what the payer pays unless told not to (allow_service_fee
+    # defaults to true in Nomod's invoices/create and generate-link); arsync sends this setting.
+    allow_service_fee: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="ACTIVE")  # ACTIVE | FAILED
     status_reason: Mapped[str | None] = mapped_column(String(2000), default=None)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
@@ -97,3 +100,34 @@ class IntegrationSync(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+DELIVERY_OUTCOMES = ("recorded", "duplicate", "needs_attention", "ignored", "rejected", "failed")
+
+
+class NomodWebhookDelivery(Base):
+    """One webhook as it arrived, and what arsync made of it. Nothing Nomod sends is dropped unseen.
+
+    ``outcome``: recorded (a payment), duplicate (the charge was recorded before), needs_attention
+    (paid, but not applied: it could not be routed to an invoice, or does not fit it), ignored
+    (not a paid charge), rejected (the signature did not verify), failed (Nomod could not be
+    asked about the charge; Nomod is told to deliver again).
+    """
+
+    __tablename__ = "nomod_webhook_deliveries"
+    __table_args__ = (Index("ix_nomod_webhook_deliveries_scope", "tenant_id", "environment_id", "received_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whd"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    event_type: Mapped[str | None] = mapped_column(String(100), default=None)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    charge_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    invoice_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    cash_application_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The body as received, only once its signature verified (a stranger's bytes are not kept).
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
+from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection, NomodWebhookDelivery
 from arsync.schemas import ApiModel
 
 
@@ -24,6 +24,11 @@ class NomodConnectionSave(ApiModel):
     webhook_secret: str | None = Field(
         default=None, max_length=500, description="The whsec_… secret Nomod signs webhooks with; kept if omitted"
     )
+    allow_service_fee: bool | None = Field(
+        default=None,
+        description="Let Nomod add its service fee on top of the invoice (Nomod's own default is true). "
+        "Off unless chosen, so a payer is never charged more than the invoice; kept if omitted",
+    )
 
 
 class NomodConnectionRead(ApiModel):
@@ -35,6 +40,7 @@ class NomodConnectionRead(ApiModel):
     status_reason: str | None
     last_error: dict[str, Any] | None
     webhook_secret_set: bool
+    allow_service_fee: bool
     webhook_path: str = Field(description="Where Nomod should send paid webhooks, on this server")
     created_at: datetime
     updated_at: datetime
@@ -50,6 +56,7 @@ def nomod_connection_read(connection: NomodConnection) -> NomodConnectionRead:
         status_reason=connection.status_reason,
         last_error=connection.last_error,
         webhook_secret_set=connection.webhook_secret_encrypted is not None,
+        allow_service_fee=connection.allow_service_fee,
         webhook_path=f"/api/v1/webhooks/nomod/{connection.tenant_id}/{connection.environment_id}",
         created_at=connection.created_at,
         updated_at=connection.updated_at,
@@ -97,9 +104,40 @@ def invoice_nomod_read(
 
 
 class WebhookResult(ApiModel):
-    status: Literal["recorded", "needs_review", "duplicate", "ignored"]
+    status: Literal["recorded", "needs_attention", "duplicate", "ignored"]
     reason: str | None
     charge_id: str | None
     invoice_id: str | None
     cash_application_id: str | None
     payment_id: str | None
+    delivery_id: str | None = Field(description="The delivery's entry in the delivery log")
+
+
+class WebhookDeliveryRead(ApiModel):
+    """One webhook as it arrived, and what arsync made of it."""
+
+    id: str
+    received_at: datetime
+    message_id: str | None = Field(description="Nomod's svix-id")
+    event_type: str | None = Field(description="The body's type, when it has one; never relied on")
+    verified: bool = Field(description="The signature checked out")
+    charge_id: str | None
+    outcome: Literal["recorded", "duplicate", "needs_attention", "ignored", "rejected", "failed"]
+    reason: str | None = Field(description="Why it was not recorded, or what to look at")
+    invoice_id: str | None
+    cash_application_id: str | None
+
+
+def webhook_delivery_read(row: NomodWebhookDelivery) -> WebhookDeliveryRead:
+    return WebhookDeliveryRead(
+        id=row.id,
+        received_at=row.received_at,
+        message_id=row.message_id,
+        event_type=row.event_type,
+        verified=row.verified,
+        charge_id=row.charge_id,
+        outcome=row.outcome,
+        reason=row.reason,
+        invoice_id=row.invoice_id,
+        cash_application_id=row.cash_application_id,
+    )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -56,6 +56,7 @@ NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connectio
 SENT_STATUSES = ("FINALIZED", "PAID")  # invoice statuses that go to Nomod
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ClientFactory = Callable[[str, str], NomodClient]
+T = TypeVar("T")
 
 # entity_type values in the mapping table
 CUSTOMER = "customer"
@@ -117,8 +118,9 @@ class NomodService:
         invoice_sync_outbound: bool,
         base_url: str | None = None,
         webhook_secret: str | None = None,
+        allow_service_fee: bool | None = None,
     ) -> NomodConnection:
-        """Create or update the environment's Nomod connection; ``base_url`` None keeps the current one."""
+        """Create or update the environment's Nomod connection; a None setting keeps the current one."""
         api_key = api_key.strip()
         if not api_key.startswith("sk_") or len(api_key) < 8 or any(c.isspace() for c in api_key):
             raise InvalidInput(
@@ -145,6 +147,10 @@ class NomodService:
             if webhook_secret is not None:
                 connection.webhook_secret_encrypted = self.vault.encrypt(webhook_secret)
             connection.invoice_sync_outbound = invoice_sync_outbound
+            if allow_service_fee is not None:
+                connection.allow_service_fee = allow_service_fee
+            elif connection.allow_service_fee is None:
+                connection.allow_service_fee = False
             connection.status, connection.status_reason, connection.last_error = "ACTIVE", None, None
             connection.updated_at = now
             session.flush()
@@ -196,20 +202,18 @@ class NomodService:
             if not EMAIL.match(email):
                 raise NomodError(INVALID_EMAIL, detail=f"customer {customer.id}: {email!r} is not an email address")
             connection = self._usable_connection(session, scope)
-            first_name, last_name = split_name(name)
+            payload = customer_payload(customer.id, name, email, customer.phone)
             now = utcnow()
-            payload = {
-                "first_name": first_name,
-                "last_name": last_name,
-                "email": email,
-                "phone_number": customer.phone,
-                "metadata": {
-                    "arsync_customer_id": customer.id,
-                    "arsync_environment": scope.environment_id,
-                    "arsync_sync_timestamp": now.isoformat(),
-                },
-            }
-            created = self.call(connection, lambda client: client.create_customer(payload))
+            created = self._create(
+                session,
+                connection,
+                scope,
+                CUSTOMER,
+                customer.id,
+                "/v1/customers",
+                payload,
+                matches=lambda found: str(found.get("email") or "").lower() == email.lower(),
+            )
             nomod_id = _required_id(created, "customer")
             session.add(self.new_mapping(scope, CUSTOMER, customer.id, nomod_id))
             customer.metadata_ = (customer.metadata_ or {}) | {
@@ -332,14 +336,25 @@ class NomodService:
                         f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod", code="INVALID_STATE"
                     )
                 connection = self._usable_connection(session, scope)
-                payload = {
-                    "customer": nomod_customer_id,
-                    "currency": invoice.currency,
-                    "items": _items(invoice, ledger.invoice_lines(session, [invoice.id])[invoice.id]),
-                    "due_date": invoice.due_date.isoformat(),
-                    "invoice_number": invoice.invoice_number,
-                }
-                created = self.call(connection, lambda client: client.create_invoice(payload))
+                payload = invoice_payload(
+                    invoice,
+                    ledger.invoice_lines(session, [invoice.id])[invoice.id],
+                    nomod_customer_id,
+                    allow_service_fee=connection.allow_service_fee,
+                )
+                number = invoice.invoice_number
+                created = self._create(
+                    session,
+                    connection,
+                    scope,
+                    INVOICE,
+                    invoice.id,
+                    "/v1/invoices",
+                    payload,
+                    matches=lambda found: (
+                        found.get("invoice_number") == number and object_id(found.get("customer")) == nomod_customer_id
+                    ),
+                )
                 existing = self.new_mapping(
                     scope, INVOICE, invoice.id, _required_id(created, "invoice"), created.get("url")
                 )
@@ -394,30 +409,38 @@ class NomodService:
             return PaymentLink(invoice_id, "invoice", nomod_id, url, nomod_customer_id)
         if synced is not None:
             return PaymentLink(invoice_id, "invoice", synced.provider_id, synced.url, nomod_customer_id)
+        try:
+            return self._payment_link(scope, invoice_id, nomod_customer_id)
+        except NomodError as exc:
+            if exc.uncertain:  # so the next try looks for the link before making one
+                self._record_state(scope, INVOICE_LINK, invoice_id, "FAILED", exc.as_dict())
+            raise
+
+    def _payment_link(self, scope: Scope, invoice_id: str, nomod_customer_id: str) -> PaymentLink:
         with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
             link = _mapping_row(session, scope, INVOICE_LINK, invoice_id)
             if link is None:
                 current = session.get(Invoice, invoice_id)
                 assert current is not None
                 connection = self._usable_connection(session, scope)
-                title = f"Invoice {current.invoice_number}"
-                payload = {
-                    "title": title,
-                    "currency": current.currency,
-                    "items": [
-                        {
-                            "name": title,
-                            "amount": format_amount(current.amount_outstanding, current.currency),
-                            "quantity": 1,
-                        }
-                    ],
-                    "note": f"arsync invoice {current.id}",
-                }
-                created = self.call(connection, lambda client: client.create_link(payload))
+                payload = link_payload(current, allow_service_fee=connection.allow_service_fee)
+                note = payload["note"]
+                created = self._create(
+                    session,
+                    connection,
+                    scope,
+                    INVOICE_LINK,
+                    current.id,
+                    "/v1/links",
+                    payload,
+                    matches=lambda found: found.get("note") == note,
+                )
                 link = self.new_mapping(
                     scope, INVOICE_LINK, current.id, _required_id(created, "link"), created.get("url")
                 )
                 session.add(link)
+                if _state(session, scope, INVOICE_LINK, current.id) is not None:
+                    self._set_state(session, scope, INVOICE_LINK, current.id, "SYNCED", None)
             return PaymentLink(invoice_id, "link", link.provider_id, link.url, nomod_customer_id)
 
     # Plumbing ------------------------------------------------------------------------------
@@ -464,7 +487,46 @@ class NomodService:
         with self.exclusive(f"nomod:{entity_type}:{entity_id}") as session:
             self._set_state(session, scope, entity_type, entity_id, status, error)
 
-    def call(self, connection: NomodConnection, request: Callable[[NomodClient], dict[str, Any]]) -> dict[str, Any]:
+    def _create(
+        self,
+        session: Session,
+        connection: NomodConnection,
+        scope: Scope,
+        entity_type: str,
+        entity_id: str,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        matches: Callable[[dict[str, Any]], bool],
+    ) -> dict[str, Any]:
+        """POST ``payload`` to ``path`` once, never blindly twice.
+
+        Nomod documents no idempotency key, so after a create whose outcome is unknown (a
+        timeout, a dropped connection, a 5xx) the list is searched for what it may have made,
+        at once and, since the caller records the error with ``uncertain`` on the record's sync
+        state, before the next try. Until that search has answered, nothing is created again.
+        """
+        state = _state(session, scope, entity_type, entity_id)
+        if state is not None and state.last_error and state.last_error.get("uncertain"):
+            found = self.call(connection, lambda client: client.find(path, matches))
+            if found is not None:
+                log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
+                return found
+        try:
+            return self.call(connection, lambda client: client.post(path, payload))
+        except NomodError as exc:
+            if not exc.uncertain:
+                raise
+            try:
+                found = self.call(connection, lambda client: client.find(path, matches))
+            except NomodError:
+                raise exc from None
+            if found is None:
+                raise
+            log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
+            return found
+
+    def call(self, connection: NomodConnection, request: Callable[[NomodClient], T]) -> T:
         """Run ``request`` with the connection's key; a 401 marks the connection FAILED."""
         client = self.client_factory(connection.base_url, self.vault.decrypt(connection.api_key_encrypted))
         try:
@@ -499,6 +561,94 @@ def _required_id(created: dict[str, Any], what: str) -> str:
     return nomod_id
 
 
+# Nomod's documented field limits (API reference: create-contact, invoices/create, generate-link).
+NAME_MAX = 150
+PHONE_MAX = 15
+INVOICE_NUMBER_MAX = 30
+TITLE_MAX = 50
+NOTE_MAX = 280
+ITEM_NAME_MAX = 200
+QUANTITY_MAX = 999  # "typically 1-999" (flexprice's Nomod client)
+_PHONE_PUNCTUATION = str.maketrans("", "", " -.()/")
+
+
+def _too_long(what: str, record_id: str, field: str, value: str, limit: int) -> NomodError:
+    return NomodError(
+        API_ERROR,
+        detail=f"{what} {record_id}: {field} {value!r} has {len(value)} characters; Nomod allows at most {limit}",
+    )
+
+
+def customer_payload(customer_id: str, name: str, email: str, phone: str | None) -> dict[str, Any]:
+    """``POST /v1/customers``: only documented fields, and only those with a value (Nomod types them
+    as strings; how it treats JSON null is unknown)."""
+    first_name, last_name = split_name(name)
+    if len(first_name) > NAME_MAX:
+        raise _too_long("customer", customer_id, "first_name", first_name, NAME_MAX)
+    payload: dict[str, Any] = {"first_name": first_name, "email": email}
+    if last_name:
+        if len(last_name) > NAME_MAX:
+            raise _too_long("customer", customer_id, "last_name", last_name, NAME_MAX)
+        payload["last_name"] = last_name
+    number = (phone or "").strip().translate(_PHONE_PUNCTUATION)
+    if number:
+        if len(number) > PHONE_MAX:
+            raise _too_long("customer", customer_id, "phone_number", number, PHONE_MAX)
+        payload["phone_number"] = number
+    return payload
+
+
+def invoice_payload(
+    invoice: Invoice, lines: list[InvoiceLine], nomod_customer_id: str, *, allow_service_fee: bool
+) -> dict[str, Any]:
+    """``POST /v1/invoices`` for a finalized invoice, checked against Nomod's limits first."""
+    if len(invoice.invoice_number) > INVOICE_NUMBER_MAX:
+        raise _too_long("invoice", invoice.id, "invoice_number", invoice.invoice_number, INVOICE_NUMBER_MAX)
+    today = utcnow().date()
+    if invoice.due_date < today:
+        # Nomod answers invalid_due_date for a due date before the invoice's start (today).
+        raise NomodError(
+            API_ERROR,
+            detail=f"invoice {invoice.id} was due on {invoice.due_date.isoformat()}; Nomod refuses invoices due "
+            "before today, so ask for a payment link instead",
+        )
+    return {
+        "customer": nomod_customer_id,
+        "currency": invoice.currency,
+        "items": _items(invoice, lines),
+        "due_date": invoice.due_date.isoformat(),
+        "invoice_number": invoice.invoice_number,
+        "note": _note(invoice),
+        "allow_service_fee": allow_service_fee,
+    }
+
+
+def link_payload(invoice: Invoice, *, allow_service_fee: bool) -> dict[str, Any]:
+    """``POST /v1/links`` for what is outstanding on an invoice."""
+    title = f"Invoice {invoice.invoice_number}"[:TITLE_MAX]
+    return {
+        "title": title,
+        "currency": invoice.currency,
+        "items": [
+            {"name": title, "amount": format_amount(invoice.amount_outstanding, invoice.currency), "quantity": 1}
+        ],
+        "note": _note(invoice),
+        "allow_service_fee": allow_service_fee,
+    }
+
+
+def _note(invoice: Invoice) -> str:
+    """Names the arsync invoice, so a create whose answer was lost can be found again."""
+    return f"arsync invoice {invoice.id}"[:NOTE_MAX]
+
+
+def object_id(value: Any) -> str | None:
+    """An id Nomod writes either bare or as an object with ``id``."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
 def _items(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
     """Nomod items that add up to the invoice total exactly.
 
@@ -507,22 +657,29 @@ def _items(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
     Credit lines cannot be items, so an invoice with one goes as a single item of its total.
     """
     places = exponent(invoice.currency)
-    if not lines or any(line.amount <= 0 for line in lines):
-        return [
-            {
-                "name": f"Invoice {invoice.invoice_number}",
-                "amount": format_amount(invoice.amount_total, invoice.currency),
-                "quantity": 1,
-            }
-        ]
+    whole_invoice = [
+        {
+            "name": f"Invoice {invoice.invoice_number}",
+            "amount": format_amount(invoice.amount_total, invoice.currency),
+            "quantity": 1,
+        }
+    ]
+    # An invoice whose lines do not add up to its total (tax on top, say) is billed as one item of
+    # the total, so Nomod asks for exactly what the invoice says.
+    if (
+        not lines
+        or any(line.amount <= 0 for line in lines)
+        or sum(line.amount for line in lines) != invoice.amount_total
+    ):
+        return whole_invoice
     items = []
     for line in lines:
-        whole = line.quantity == line.quantity.to_integral_value()
+        whole = line.quantity == line.quantity.to_integral_value() and 1 <= line.quantity <= QUANTITY_MAX
         unit_fits = line.unit_price == line.unit_price.quantize(Decimal(10) ** -places)
         if whole and unit_fits and line.unit_price * line.quantity == line.amount:
             items.append(
                 {
-                    "name": line.description[:200],
+                    "name": line.description[:ITEM_NAME_MAX] or f"Invoice {invoice.invoice_number}",
                     "amount": format_amount(line.unit_price.quantize(Decimal(10) ** -places), invoice.currency),
                     "quantity": int(line.quantity),
                 }

@@ -12,6 +12,7 @@ from arsync.db import transaction
 from arsync.erp.models import Connection
 from arsync.errors import ArsyncError, Conflict
 from arsync.nomod.models import NomodConnection
+from arsync.nomod.webhooks import list_deliveries
 from arsync.tenancy.scope import get_scoped, in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
@@ -195,11 +196,20 @@ def _nomod(ui: Ui) -> NomodConnection | None:
         return connection
 
 
+WEBHOOK_LOG_ROWS = 25
+
+
 @router.get("/settings/nomod", response_class=HTMLResponse)
 def nomod_settings(request: Request, ui: UiDep) -> Response:
     connection = _nomod(ui)
     problem = error_advice(connection.last_error) if connection and connection.last_error else None
-    return render(ui, request, "settings_nomod.html", nomod=connection, nomod_problem=problem)
+    with ui.db() as session:
+        deliveries = list_deliveries(session, ui.scope, outcome=None, offset=0, limit=WEBHOOK_LOG_ROWS)
+        session.expunge_all()
+    return render(
+        ui, request, "settings_nomod.html", nomod=connection, nomod_problem=problem,
+        deliveries=deliveries[:WEBHOOK_LOG_ROWS],
+    )  # fmt: skip
 
 
 @router.post("/settings/nomod", response_class=HTMLResponse)
@@ -209,6 +219,7 @@ def save_nomod(
     api_key: Annotated[str, Form(max_length=500)] = "",
     base_url: Annotated[str, Form(max_length=2000)] = "",
     invoice_sync_outbound: Annotated[bool, Form()] = False,
+    allow_service_fee: Annotated[bool, Form()] = False,
 ) -> Response:
     """Save the Nomod settings; an empty key field keeps the stored key."""
     current = _nomod(ui)
@@ -217,12 +228,13 @@ def save_nomod(
         key = ui.container.vault.decrypt(current.api_key_encrypted)
     try:
         ui.container.nomod.save_connection(
-            ui.scope, api_key=key, invoice_sync_outbound=invoice_sync_outbound, base_url=base_url.strip() or None
-        )
+            ui.scope, api_key=key, invoice_sync_outbound=invoice_sync_outbound, base_url=base_url.strip() or None,
+            allow_service_fee=allow_service_fee,
+        )  # fmt: skip
     except ArsyncError as exc:
         return render(
             ui, request, "settings_nomod.html", nomod=current, nomod_problem=None, form_error=plain_words(exc),
-            status_code=400,
+            deliveries=[], status_code=400,
         )  # fmt: skip
     state = "on" if invoice_sync_outbound else "off"
     return redirect("/settings/nomod", notice=f"Nomod settings saved. Invoice sync to Nomod is {state}.")
