@@ -109,6 +109,7 @@ class Container:
                 token_url=s.xero_token_url,
                 revoke_url=s.xero_revoke_url,
                 api_url=s.xero_api_url.rstrip("/"),
+                scopes=" ".join(s.xero_scopes.split()),
                 timeout_seconds=s.http_timeout_seconds,
             )
         )

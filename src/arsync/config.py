@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000/api/v1/connections/xero/callback",
         description="Where Xero sends the user back; must match the Xero app's setting.",
     )
+    xero_scopes: str = Field(
+        default="offline_access accounting.contacts accounting.invoices accounting.payments",
+        description="OAuth scopes asked for. Xero apps created on or after 2 March 2026 get only granular scopes "
+        "(the default); older apps may use 'offline_access accounting.transactions accounting.contacts' "
+        "until September 2027.",
+    )
     xero_authorize_url: str = "https://login.xero.com/identity/connect/authorize"
     xero_token_url: str = "https://identity.xero.com/connect/token"
     xero_revoke_url: str = "https://identity.xero.com/connect/revocation"

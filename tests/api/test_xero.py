@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -443,3 +444,111 @@ def test_ui_connects_xero_shows_reconnect_and_disconnects(
     )
     assert "Xero disconnected." in gone.text and mock_xero.state.revocations == 1
     assert alice.client.get("/api/v1/connections").json() == []
+
+
+# Xero as it really is ------------------------------------------------------------------------
+
+
+def test_a_new_app_asks_for_granular_scopes_and_the_broad_ones_are_refused(alice: Tenant, mock_xero: MockXero):
+    started = alice.client.get("/api/v1/connections/xero/authorize").json()["authorizeUrl"]
+    asked = dict(parse_qsl(urlsplit(started).query))["scope"].split()
+    assert set(asked) == {"offline_access", "accounting.contacts", "accounting.invoices", "accounting.payments"}
+    broad = started.replace("accounting.invoices", "accounting.transactions")
+    refused = httpx.get(broad)
+    assert refused.status_code == 400 and "invalid_scope" in refused.text and "accounting.transactions" in refused.text
+    mock_xero.configure(granular_scopes_only=False)  # an app created before 2 March 2026
+    assert httpx.get(broad).status_code == 200
+
+
+def test_import_leaves_out_suppliers_bills_and_reversed_payments_and_keeps_tax(alice: Tenant, mock_xero: MockXero):
+    run = connected(alice, mock_xero)["finishedRun"]
+    org = next(iter(mock_xero.state.organisations.values()))
+    suppliers = [c for c in org.contacts.values() if c["IsCustomer"] is False]
+    assert suppliers and run["counts"]["debtors"]["created"] == len(org.contacts) - len(suppliers)
+    names = {c["name"] for c in alice.client.get("/api/v1/customers", params={"limit": 500}).json()["items"]}
+    assert not names & {s["Name"] for s in suppliers}
+    reversed_payment = next(p for p in org.payments.values() if p["Status"] == "DELETED")
+    listed = alice.client.get("/api/v1/payments", params={"limit": 500}).json()["items"]
+    assert reversed_payment["PaymentID"] not in {p["erpPaymentId"] for p in listed}
+    taxed = next(i for i in org.invoices.values() if i["Type"] == "ACCREC" and i["TotalTax"] > 0)
+    ours = next(i for i in alice.client.get("/api/v1/invoices", params={"limit": 500}).json()["items"]
+                if i["erpInvoiceId"] == taxed["InvoiceID"])  # fmt: skip
+    assert ours["amountTotal"] == f"{taxed['Total']:.2f}"
+    assert sum(Decimal(line["amount"]) for line in ours["lines"]) == taxed["Total"]
+    assert ours["lines"][-1]["description"] == "Tax"
+
+
+def _usd_invoice(tenant: Tenant, number: str, lines: list[dict[str, Any]]) -> str:
+    customer = next(c for c in tenant.client.get("/api/v1/customers", params={"limit": 100}).json()["items"]
+                    if c["erpDebtorId"])  # fmt: skip
+    invoice = tenant.client.post("/api/v1/invoices", json={
+        "customerId": customer["id"], "invoiceNumber": number, "issueDate": "2026-12-01",
+        "dueDate": "2026-12-31", "currency": "USD", "lines": lines,
+    })  # fmt: skip
+    assert invoice.status_code == 201, invoice.text
+    assert tenant.client.post(f"/api/v1/invoices/{invoice.json()['id']}/finalize").status_code == 200
+    invoice_id: str = invoice.json()["id"]
+    return invoice_id
+
+
+def test_unit_prices_with_three_and_four_decimals_reach_xero_exactly(alice: Tenant, mock_xero: MockXero):
+    connected(alice, mock_xero)
+    invoice_id = _usd_invoice(alice, "ARS-UNITDP", [
+        {"description": "Per unit", "quantity": "3", "unitPrice": "12.345"},
+        {"description": "Metered", "quantity": "2.5", "unitPrice": "0.1234"},
+    ])  # fmt: skip
+    done = _pushed(alice, invoice_id)
+    assert done["push"]["status"] == "SUCCEEDED", done["push"]
+    org = next(iter(mock_xero.state.organisations.values()))
+    stored = org.invoices[done["erpInvoiceId"]]
+    assert stored["Total"] == Decimal(done["amountTotal"]) == Decimal("37.35")
+    assert stored["LineItems"][0]["UnitAmount"] == Decimal("12.345")
+    # Without unitdp=4 Xero keeps two decimals and refuses the line, as the mock shows.
+    token = next(iter(mock_xero.state.access_tokens))
+    line = {"Description": "x", "Quantity": 3, "UnitAmount": 12.345, "LineAmount": 37.04}
+    body = {"Invoices": [{"Type": "ACCREC", "Contact": {"ContactID": stored["Contact"]["ContactID"]},
+                          "Date": "2026-12-01", "LineItems": [line]}]}  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": org.tenant_id}
+    plain = httpx.put(f"{mock_xero.url}/api.xro/2.0/Invoices", headers=headers, json=body)
+    assert plain.status_code == 400 and "does not match" in plain.text
+
+
+def test_a_refused_push_can_be_fixed_and_sent_again(alice: Tenant, mock_xero: MockXero):
+    connection_id = connected(alice, mock_xero)["connection"]["id"]
+    alice.client.patch(f"/api/v1/connections/{connection_id}", json={"salesAccountCode": "999"})
+    invoice_id = _usd_invoice(alice, "ARS-FIX", [{"description": "Audit", "quantity": 1, "unitPrice": 10}])
+    refused = _pushed(alice, invoice_id)["push"]
+    assert refused["status"] == "FAILED" and "999" in refused["lastError"]["message"]
+    # Fix the cause, then retry: a new Idempotency-Key, so Xero does not replay its refusal.
+    alice.client.patch(f"/api/v1/connections/{connection_id}", json={"salesAccountCode": "200"})
+    assert alice.client.post(f"/api/v1/pushes/{refused['id']}/retry").status_code in (200, 202)
+    done = until(alice.client, f"/api/v1/invoices/{invoice_id}", lambda i: i["push"]["status"] != "PENDING", 60)
+    assert done["push"]["status"] == "SUCCEEDED", done["push"]
+    assert mock_xero.organisation()["invoiceNumbers"].count("ARS-FIX") == 1
+
+
+def test_a_push_while_the_daily_limit_is_spent_waits_for_it(alice: Tenant, mock_xero: MockXero):
+    connected(alice, mock_xero)
+    invoice_id = _usd_invoice(alice, "ARS-QUOTA", [{"description": "Audit", "quantity": 1, "unitPrice": 10}])
+    org = next(iter(mock_xero.state.organisations.values()))
+    mock_xero.configure(day_limit=org.day_calls)  # the next call is one too many
+    assert alice.client.post(f"/api/v1/invoices/{invoice_id}/dispatch").status_code == 200
+    waiting = until(alice.client, f"/api/v1/invoices/{invoice_id}",
+                    lambda i: (i["push"].get("lastError") or {}).get("kind") == "RateLimitExhausted")  # fmt: skip
+    push = waiting["push"]
+    assert push["status"] == "PENDING" and push["nextAttemptAt"] and push["attempts"] == 0
+    assert "sent by itself" in push["lastError"]["hint"] and "Sync now" not in push["lastError"]["hint"]
+
+
+def test_pushes_use_the_active_rest_connection_while_xero_needs_reauth(
+    alice: Tenant, mock_xero: MockXero, container: Container, mock_erp: Any
+):
+    xero_id = connected(alice, mock_xero)["connection"]["id"]
+    rest = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+    with transaction(container.session_factory) as session:
+        xero_connection = session.get(Connection, xero_id)
+        assert xero_connection is not None
+        xero_connection.status = "NEEDS_REAUTH"
+    invoice_id = _usd_invoice(alice, "ARS-REST", [{"description": "Audit", "quantity": 1, "unitPrice": 10}])
+    done = _pushed(alice, invoice_id)
+    assert done["push"]["connectionId"] == rest["id"]

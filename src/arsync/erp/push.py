@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, select
@@ -31,7 +32,7 @@ from arsync.db import transaction, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, PushAttempt
-from arsync.errors import Conflict, ConnectorError, TransientError
+from arsync.errors import Conflict, ConnectorError, RateLimitExhausted, TransientError
 from arsync.jobs.queue import TASK_PUSH, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
@@ -109,6 +110,11 @@ class PushService:
         if push.status != "FAILED":
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
         push.manual_retries += 1
+        if (push.last_error or {}).get("kind") != "TransientError":
+            # The ERP answered (it refused, or a prerequisite was missing): what goes now is a new
+            # request. After an uncertain failure the old key stays, so a record the ERP kept is
+            # answered again rather than made twice.
+            push.idempotency_key = f"arsync-{push.id}-{push.manual_retries}"
         self._queue_again(session, push)
         return push
 
@@ -174,6 +180,8 @@ class PushService:
                 self._fail(push, {"kind": "PrerequisiteMissing", "message": exc.message, "hint": exc.hint})
             except TransientError as exc:
                 self._retry_later(session, push, exc.as_dict())
+            except RateLimitExhausted as exc:
+                self._wait_for_quota(session, push, exc)
             except ConnectorError as exc:
                 self._fail(push, exc.as_dict())
             else:
@@ -190,7 +198,7 @@ class PushService:
         _failpoint(self.options, "push.before_send")
         # An earlier attempt that failed in a transient way may have reached the ERP.
         uncertain = (push.last_error or {}).get("kind") == "TransientError"
-        attempt = PushAttempt(idempotency_key=f"arsync-{push.id}", uncertain=uncertain)
+        attempt = PushAttempt(idempotency_key=push.idempotency_key or f"arsync-{push.id}", uncertain=uncertain)
         connector = self.connector_factory(connection)
         try:
             erp_id = (
@@ -205,11 +213,14 @@ class PushService:
 
     @staticmethod
     def _connection(session: Session, push: Push) -> Connection:
-        """The environment's ERP connection; a native one wins over REST middleware."""
+        """The environment's active ERP connection, a native one before REST middleware; with none
+        active, the native one (its error then says what to do)."""
         connection = session.scalars(
             select(Connection)
             .where(in_scope(Connection, Scope(push.tenant_id, push.environment_id)))
-            .order_by(case((Connection.transport == "native", 0), else_=1))
+            .order_by(
+                case((Connection.status == "ACTIVE", 0), else_=1), case((Connection.transport == "native", 0), else_=1)
+            )
             .limit(1)
         ).first()
         if connection is None:
@@ -316,6 +327,16 @@ class PushService:
         push.status = "FAILED"
         push.last_error = error | {"at": utcnow().isoformat()}
         push.next_attempt_at = None
+
+    def _wait_for_quota(self, session: Session, push: Push, error: RateLimitExhausted) -> None:
+        """The ERP's daily call limit is spent: the push waits for it, without using up an attempt."""
+        push.attempts -= 1
+        push.next_attempt_at = utcnow() + timedelta(seconds=max(error.retry_after or 0, 1))
+        push.last_error = error.as_dict() | {
+            "hint": f"the push is sent by itself at {push.next_attempt_at:%Y-%m-%d %H:%M} UTC, when the limit resets",
+            "at": utcnow().isoformat(),
+        }
+        self.queue.enqueue(session, TASK_PUSH, {"push_id": push.id}, run_at=push.next_attempt_at)
 
     def _retry_later(self, session: Session, push: Push, error: dict[str, Any]) -> None:
         if push.attempts >= self.options.max_attempts:

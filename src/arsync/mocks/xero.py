@@ -14,8 +14,15 @@ It follows the rules arsync must live with:
 * ``PUT /api.xro/2.0/Invoices|Payments`` create records; an ``Idempotency-Key`` (up to 128
   characters) replays the first answer. Lines of an AUTHORISED invoice need the code of a
   revenue account (200, 260); payments need a bank account (090, 091).
-* Per organisation: at most 5 calls in flight, 60 per minute and 5,000 per day. Over a limit the
-  answer is 429 with ``Retry-After`` and ``X-Rate-Limit-Problem``.
+* Per organisation: at most 5 calls in flight, 60 per minute and 1,000 per day (Xero's Starter
+  tier; 5,000 on higher tiers). Over a limit the answer is 429 with ``Retry-After`` and
+  ``X-Rate-Limit-Problem``; every answer carries ``X-DayLimit-Remaining`` and
+  ``X-MinLimit-Remaining`` (Xero's API rate limits page).
+* Apps created on or after 2 March 2026 (the default) may ask only for granular scopes
+  (``accounting.invoices``, ``accounting.payments``, …); each endpoint needs its scope.
+* ``unitdp=4`` keeps four decimals of ``UnitAmount``; without it two, and a ``LineAmount`` that no
+  longer matches is refused. Contacts include suppliers, ``/Invoices`` bills, and ``/Payments``
+  reversed payments (``Status`` DELETED).
 
 Every limit and lifetime is configurable, so tests can run the rules in seconds. The control
 surface under ``/_mock`` (no auth, loopback only): ``GET /_mock/state``, ``PUT /_mock/config``,
@@ -50,6 +57,26 @@ from arsync.erp import contract
 
 ACCOUNTING = "/api.xro/2.0"
 BANK_ACCOUNT_CODES = ("090", "091")
+# Scopes: the broad ones (xero_accounting.yaml, components.securitySchemes.OAuth2) and the granular
+# ones that replace them for apps created on or after 2 March 2026 (Xero's scope-change notes).
+BROAD_SCOPES = frozenset({"accounting.transactions", "accounting.transactions.read"})
+GRANULAR_SCOPES = frozenset({"accounting.invoices", "accounting.invoices.read", "accounting.payments",
+                             "accounting.payments.read", "accounting.banktransactions",
+                             "accounting.banktransactions.read"})  # fmt: skip
+KNOWN_SCOPES = BROAD_SCOPES | GRANULAR_SCOPES | {"offline_access", "openid", "profile", "email",
+                                                 "accounting.contacts", "accounting.contacts.read",
+                                                 "accounting.settings", "accounting.settings.read"}  # fmt: skip
+# Which scope an endpoint needs: xero_accounting.yaml security per path, with the granular
+# equivalents of accounting.transactions.
+ENDPOINT_SCOPES = {
+    "/Contacts": {"GET": {"accounting.contacts", "accounting.contacts.read"}, "PUT": {"accounting.contacts"}},
+    "/Invoices": {"GET": {"accounting.invoices", "accounting.invoices.read", "accounting.transactions",
+                          "accounting.transactions.read"},
+                  "PUT": {"accounting.invoices", "accounting.transactions"}},
+    "/Payments": {"GET": {"accounting.payments", "accounting.payments.read", "accounting.transactions",
+                          "accounting.transactions.read"},
+                  "PUT": {"accounting.payments", "accounting.transactions"}},
+}  # fmt: skip
 SALES_ACCOUNT_CODES = ("200", "260")  # revenue accounts of the standard chart
 
 
@@ -64,11 +91,15 @@ class MockXeroConfig(BaseModel):
     concurrent_limit: int = 5
     minute_limit: int = 60
     minute_window_seconds: float = 60
-    day_limit: int = 5000
+    day_limit: int = 1000  # Xero's Starter tier; higher tiers allow 5,000 (Xero's API limits page)
     latency_seconds: float = Field(default=0.0, ge=0, description="Added to every Accounting call")
     storm_every: int = Field(default=0, ge=0, description="Every Nth Accounting call gets a 429 (0: never)")
     storm_retry_after: int = 1
     expire_tokens_at_call: int = Field(default=0, ge=0, description="At this Accounting call, every token expires")
+    granular_scopes_only: bool = Field(
+        default=True,
+        description="The app was created on or after 2 March 2026, so it may ask only for granular scopes",
+    )
 
 
 class MockXeroFault(BaseModel):
@@ -86,6 +117,7 @@ class Grant:
 
     client_id: str
     tenant_ids: list[str]
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -104,7 +136,7 @@ class Organisation:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    idempotent_answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    idempotent_answers: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
     minute_calls: deque[float] = field(default_factory=deque)
@@ -143,8 +175,10 @@ class MockXeroState:
     # Data -------------------------------------------------------------------------------
 
     def add_organisation(self, name: str, contacts: int = 0, invoices: int = 0, payments: int = 0,
-                         seed: int = 1) -> Organisation:  # fmt: skip
-        """An organisation filled with customers, ACCREC invoices (plus a few bills) and payments."""
+                         seed: int = 1, suppliers: int = 2) -> Organisation:  # fmt: skip
+        """An organisation as a real one looks: customers with ACCREC invoices, suppliers with bills
+        (ACCPAY: /Contacts and /Invoices return both, xero_accounting.yaml Contacts example), and
+        payments, one of them reversed (Status DELETED, components.schemas.Payment.Status)."""
         org = Organisation(str(uuid.uuid5(uuid.NAMESPACE_URL, f"xero:{name}")), name)
         rng = random.Random(seed)
         updated = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -160,37 +194,65 @@ class MockXeroState:
                 "_updated": updated + timedelta(minutes=n),
             }
         contact_ids = list(org.contacts)
+        supplier_ids = []
+        for n in range(suppliers if contacts else 0):
+            supplier_id = str(uuid.UUID(int=rng.getrandbits(128)))
+            supplier_ids.append(supplier_id)
+            org.contacts[supplier_id] = {
+                "ContactID": supplier_id, "Name": f"{name} Supplier {n + 1}", "EmailAddress": "",
+                "ContactStatus": "ACTIVE", "IsCustomer": False, "IsSupplier": True,
+                "UpdatedDateUTC": xero_date(updated), "_updated": updated,
+            }  # fmt: skip
         for n in range(invoices if contact_ids else 0):
             issued = date(2026, 1, 1) + timedelta(days=n % 60)
             lines = [
                 {"Description": "Consulting", "Quantity": Decimal(1 + n % 3), "UnitAmount": Decimal(f"{100 + n}.50")},
                 {"Description": "Licence", "Quantity": Decimal(1), "UnitAmount": Decimal("49.99")},
             ]
+            bill = n % 10 == 9
             self._store_invoice(org, {
-                "Type": "ACCPAY" if n % 10 == 9 else "ACCREC",
+                "Type": "ACCPAY" if bill else "ACCREC",
                 "InvoiceNumber": f"INV-{n + 1:05d}",
-                "Contact": {"ContactID": contact_ids[n % len(contact_ids)]},
+                "Contact": {"ContactID": (supplier_ids or contact_ids)[n % len(supplier_ids or contact_ids)] if bill
+                            else contact_ids[n % len(contact_ids)]},
                 "Date": issued.isoformat(),
                 "DueDate": (issued + timedelta(days=30)).isoformat(),
                 "CurrencyCode": "USD",
                 "Status": "AUTHORISED",
+                "LineAmountTypes": "Exclusive" if n % 4 == 1 else "NoTax",
                 "LineItems": lines,
-            }, updated + timedelta(hours=1, minutes=n))  # fmt: skip
+            }, updated + timedelta(hours=1, minutes=n),
+               tax_rate=Decimal("0.15") if n % 4 == 1 else Decimal(0))  # fmt: skip
         receivable = [i for i in org.invoices.values() if i["Type"] == "ACCREC"]
         for n in range(min(payments, len(receivable))):
             invoice = receivable[n]
             amount = (invoice["AmountDue"] / 2).quantize(Decimal("0.01")) if n % 2 else invoice["AmountDue"]
             self._store_payment(org, invoice, amount, date(2026, 2, 1) + timedelta(days=n % 20), "090",
                                 updated + timedelta(hours=2, minutes=n))  # fmt: skip
+        unpaid = [i for i in receivable if i["AmountPaid"] == 0 and i["AmountDue"] > 1]
+        if payments and unpaid:
+            # A reversal: Xero keeps the payment with Status DELETED and the invoice owes it again.
+            reversed_payment = self._store_payment(org, unpaid[-1], Decimal("1.00"), date(2026, 2, 3), "090",
+                                                   updated + timedelta(hours=3))  # fmt: skip
+            self.delete_payment(org, reversed_payment["PaymentID"], updated + timedelta(hours=3, minutes=1))
         self.organisations[org.tenant_id] = org
         return org
 
-    def _store_invoice(self, org: Organisation, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _store_invoice(
+        self,
+        org: Organisation,
+        body: dict[str, Any],
+        now: datetime,
+        unit_places: int = 4,
+        tax_rate: Decimal = Decimal(0),
+    ) -> dict[str, Any]:
         lines: list[dict[str, Any]] = []
         total = Decimal("0.00")
         for item in body.get("LineItems") or []:
             quantity = Decimal(str(item.get("Quantity", 1)))
-            unit = Decimal(str(item.get("UnitAmount", 0)))
+            # UnitAmount keeps 2 decimals unless the request says unitdp=4 (xero_accounting.yaml,
+            # parameters.unitdp).
+            unit = Decimal(str(item.get("UnitAmount", 0))).quantize(Decimal(10) ** -unit_places)
             amount = (
                 Decimal(str(item["LineAmount"]))
                 if "LineAmount" in item
@@ -202,6 +264,9 @@ class MockXeroState:
                 line["AccountCode"] = str(item["AccountCode"])
             lines.append(line)
             total += amount
+        # Tax on top of the lines: SubTotal + TotalTax = Total (LineAmountTypes Exclusive, as in
+        # xero_accounting.yaml's GET /Invoices example).
+        tax = (total * tax_rate).quantize(Decimal("0.01"))
         contact = org.contacts[body["Contact"]["ContactID"]]
         issued = date.fromisoformat(str(body["Date"])[:10])
         due = date.fromisoformat(str(body.get("DueDate") or body["Date"])[:10])
@@ -216,12 +281,12 @@ class MockXeroState:
             "DueDate": xero_date(due),
             "DueDateString": _date_string(due),
             "Status": body.get("Status", "DRAFT"),
-            "LineAmountTypes": "NoTax",
+            "LineAmountTypes": body.get("LineAmountTypes", "NoTax"),
             "LineItems": lines,
             "SubTotal": total,
-            "TotalTax": Decimal("0.00"),
-            "Total": total,
-            "AmountDue": total,
+            "TotalTax": tax,
+            "Total": total + tax,
+            "AmountDue": total + tax,
             "AmountPaid": Decimal("0.00"),
             "CurrencyCode": body.get("CurrencyCode", "USD"),
             "UpdatedDateUTC": xero_date(now),
@@ -252,6 +317,19 @@ class MockXeroState:
         invoice["UpdatedDateUTC"], invoice["_updated"] = xero_date(now), now
         return payment
 
+    def delete_payment(self, org: Organisation, payment_id: str, now: datetime | None = None) -> None:
+        """Reverse a payment as Xero does: it stays, with Status DELETED, and its invoice owes the amount again."""
+        now = now or datetime.now(UTC)
+        payment = org.payments[payment_id]
+        invoice = org.invoices[payment["Invoice"]["InvoiceID"]]
+        payment["Status"] = "DELETED"
+        payment["UpdatedDateUTC"], payment["_updated"] = xero_date(now), now
+        invoice["AmountDue"] += payment["Amount"]
+        invoice["AmountPaid"] -= payment["Amount"]
+        if invoice["Status"] == "PAID":
+            invoice["Status"] = "AUTHORISED"
+        invoice["UpdatedDateUTC"], invoice["_updated"] = xero_date(now), now
+
     # OAuth ------------------------------------------------------------------------------
 
     def issue_code(self, params: dict[str, str], tenant_ids: list[str]) -> str:
@@ -267,7 +345,7 @@ class MockXeroState:
         self.refresh_tokens[refresh] = RefreshToken(grant, issued_at=now)
         return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
                 "expires_in": int(self.config.access_token_seconds),
-                "scope": "offline_access accounting.transactions accounting.contacts"}  # fmt: skip
+                "scope": " ".join(sorted(grant.scopes))}  # fmt: skip
 
     def exchange_code(self, form: dict[str, str], client_id: str) -> dict[str, Any]:
         with self._lock:
@@ -282,7 +360,7 @@ class MockXeroState:
                 digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
                 if digest != challenge:
                     raise OAuthError("invalid_grant")
-            return self._token_pair(Grant(client_id, issued["tenant_ids"]))
+            return self._token_pair(Grant(client_id, issued["tenant_ids"], frozenset(issued.get("scope", "").split())))
 
     def refresh(self, token: str, client_id: str) -> dict[str, Any]:
         with self._lock:
@@ -467,8 +545,16 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
         params = dict(request.query_params)
         if params.get("response_type") != "code" or params.get("client_id") != state.config.client_id:
             return HTMLResponse("<h1>unauthorized_client</h1>", status_code=400)
-        if "offline_access" not in params.get("scope", "").split():
+        scopes = set(params.get("scope", "").split())
+        if "offline_access" not in scopes:
             return HTMLResponse("<h1>invalid_scope: offline_access is needed for a refresh token</h1>", 400)
+        unknown = scopes - KNOWN_SCOPES
+        if state.config.granular_scopes_only:
+            unknown |= scopes & BROAD_SCOPES
+        if unknown:
+            # Xero answers invalid_scope on its consent page (Xero's scope-change FAQ: apps created on
+            # or after 2 March 2026 cannot ask for accounting.transactions).
+            return HTMLResponse(f"<h1>invalid_scope: {html.escape(' '.join(sorted(unknown)))}</h1>", 400)
         orgs = "".join(
             f'<li><label><input type="checkbox" name="tenant_id" value="{o.tenant_id}" checked> '
             f"{html.escape(o.name)}</label></li>"
@@ -542,6 +628,11 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
         if grant is None:
             return _problem(401, "Unauthorized", "TokenExpired: token expired or invalid",
                             {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+        endpoint = request.url.path.removeprefix(ACCOUNTING)
+        needed = ENDPOINT_SCOPES.get(endpoint, {}).get(request.method, set())
+        if needed and not needed & grant.scopes:
+            # Status for a token without the scope: unknown; Xero's docs describe it as unauthorised.
+            return _problem(401, "Unauthorized", f"AuthorizationUnsuccessful: the token lacks {sorted(needed)[0]}")
         tenant_id = request.headers.get("xero-tenant-id", "")
         org = state.organisations.get(tenant_id)
         if org is None or tenant_id not in grant.tenant_ids:
@@ -601,19 +692,26 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
         app.add_api_route(f"{ACCOUNTING}{path}", route, methods=["GET"], include_in_schema=False)
 
     async def idempotent(request: Request, org: Organisation, create: Any) -> Response:
+        # Idempotency-Key: at most 128 characters (xero_accounting.yaml, parameters.idempotencyKey).
+        # A key seen before gets its first answer again, whatever it was; the same key with another
+        # body is refused (Xero's idempotent-requests guide).
         key = request.headers.get("idempotency-key")
         if key is not None and len(key) > 128:
             return _validation("Idempotency-Key must be at most 128 characters")
+        raw = await request.body()
+        fingerprint = hashlib.sha256(request.url.path.encode() + b"?" + request.url.query.encode() + b"\n" + raw)
         if key and key in org.idempotent_answers:
-            status, body = org.idempotent_answers[key]
+            status, body, seen = org.idempotent_answers[key]
+            if seen != fingerprint.hexdigest():
+                return _validation("The Idempotency-Key has been used with a different request")
             return Response(body, status_code=status, media_type="application/json")
         try:
-            parsed = orjson.loads(await request.body())
+            parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return _validation("the body is not JSON")
         response: Response = create(parsed)
         if key:
-            org.idempotent_answers[key] = (response.status_code, bytes(response.body))
+            org.idempotent_answers[key] = (response.status_code, bytes(response.body), fingerprint.hexdigest())
         return response
 
     async def put_invoices(request: Request, org: Organisation) -> Response:
@@ -626,6 +724,16 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
                     return _validation(f"Contact {contact!r} does not exist")
                 if item.get("Type") not in {"ACCREC", "ACCPAY"} or not item.get("LineItems") or not item.get("Date"):
                     return _validation("Type, Date and LineItems are required")
+                unit_places = 4 if request.query_params.get("unitdp") == "4" else 2
+                for line in item["LineItems"]:
+                    if "LineAmount" not in line:
+                        continue
+                    unit = Decimal(str(line.get("UnitAmount", 0))).quantize(Decimal(10) ** -unit_places)
+                    expected = (Decimal(str(line.get("Quantity", 1))) * unit).quantize(Decimal("0.01"))
+                    if Decimal(str(line["LineAmount"])) != expected:
+                        # Xero recomputes the line from the rounded unit amount and refuses a mismatch.
+                        return _validation(f"The line total {line['LineAmount']} does not match the expected "
+                                           f"line total {expected}")  # fmt: skip
                 if item.get("Status") == "AUTHORISED":  # a DRAFT may leave accounts for later; this may not
                     for line in item["LineItems"]:
                         code = line.get("AccountCode")
@@ -633,7 +741,7 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
                             return _validation("Account code must be specified")
                         if code not in SALES_ACCOUNT_CODES:
                             return _validation(f"Account code '{code}' is not a valid code for this document.")
-                created.append(_public(state._store_invoice(org, item, datetime.now(UTC))))
+                created.append(_public(state._store_invoice(org, item, datetime.now(UTC), unit_places)))
             return _json({"Id": str(uuid.uuid4()), "Status": "OK", "Invoices": created})
 
         return await idempotent(request, org, create)

@@ -7,7 +7,7 @@ float. Xero writes dates as ``/Date(1767225600000+0000)/``; invoices also carry 
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +19,22 @@ _XERO_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
 
 def parse_xero_date(value: str | None) -> date | None:
-    """A Xero date in either form: ``/Date(ms+0000)/`` or ``2026-01-31T00:00:00``."""
+    """A Xero date in either form: ``/Date(ms±hhmm)/`` or ``2026-01-31T00:00:00``.
+
+    The milliseconds count from the epoch in UTC and ``±hhmm`` is the organisation's offset, so
+    the calendar date is the one at that offset (``/Date(1539950400000+1300)/`` is 20 October
+    in Auckland, though 19 October in UTC).
+    """
     if not value:
         return None
     match = _XERO_DATE.match(value)
     if match:
-        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC).date()
+        moment = datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
+        offset = match.group(2)
+        if offset:
+            sign = -1 if offset[0] == "-" else 1
+            moment += sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
+        return moment.date()
     return date.fromisoformat(value[:10])
 
 
@@ -52,6 +62,9 @@ class Contact(XeroModel):
     ContactID: str
     Name: str
     EmailAddress: str | None = None
+    # True once the contact has sales (ACCREC) invoices; suppliers have it false
+    # (xero_accounting.yaml, components.schemas.Contact.IsCustomer).
+    IsCustomer: bool | None = None
 
 
 class Invoice(XeroModel):
@@ -65,6 +78,9 @@ class Invoice(XeroModel):
     DueDateString: str | None = None
     Status: str
     CurrencyCode: str
+    LineAmountTypes: str | None = None  # Exclusive | Inclusive | NoTax
+    SubTotal: Decimal | None = None
+    TotalTax: Decimal | None = None
     Total: Decimal
     AmountDue: Decimal
     LineItems: list[LineItem] = Field(default_factory=list)
@@ -107,6 +123,11 @@ class Tenant(XeroModel):
 # Onto the contract ------------------------------------------------------------------------------
 
 
+def is_customer(contact: Contact) -> bool:
+    """Contacts Xero marks as customers; one that does not say is kept (older answers)."""
+    return contact.IsCustomer is not False
+
+
 def debtor(contact: Contact) -> contract.Debtor:
     return contract.Debtor(erp_debtor_id=contact.ContactID, name=contact.Name, email=contact.EmailAddress or None)
 
@@ -128,16 +149,29 @@ def invoice(record: Invoice) -> contract.Invoice:
         amount_total=record.Total,
         amount_outstanding=record.AmountDue,
         status=record.Status,
-        lines=[
-            contract.Line(
-                description=line.Description or "",
-                quantity=line.Quantity,
-                unit_price=line.UnitAmount,
-                amount=line.LineAmount,
-            )
-            for line in record.LineItems
-        ],
+        lines=_lines(record),
     )
+
+
+TAX_LINE = "Tax"
+
+
+def _lines(record: Invoice) -> list[contract.Line]:
+    """The invoice's lines; with tax on top of them (``LineAmountTypes`` Exclusive) a last line
+    carries ``TotalTax``, so the lines add up to ``Total`` as in Xero."""
+    lines = [
+        contract.Line(
+            description=line.Description or "",
+            quantity=line.Quantity,
+            unit_price=line.UnitAmount,
+            amount=line.LineAmount,
+        )
+        for line in record.LineItems
+    ]
+    tax = record.TotalTax or Decimal(0)
+    if lines and tax and sum(line.amount for line in lines) + tax == record.Total:
+        lines.append(contract.Line(description=TAX_LINE, quantity=Decimal(1), unit_price=tax, amount=tax))
+    return lines
 
 
 def payment(record: Payment) -> contract.Payment:
@@ -159,10 +193,22 @@ def payment(record: Payment) -> contract.Payment:
 DEFAULT_SALES_ACCOUNT_CODE = "200"
 
 
+# With ``?unitdp=4`` Xero keeps four decimals of UnitAmount; without it two, and a LineAmount that
+# no longer equals Quantity × UnitAmount is refused (xero_accounting.yaml, parameters.unitdp).
+UNIT_DECIMALS = 4
+UNITDP = {"unitdp": str(UNIT_DECIMALS)}
+
+
+def _fits(value: Decimal) -> bool:
+    return value == value.quantize(Decimal(10) ** -UNIT_DECIMALS)
+
+
 def invoice_body(
     request: contract.InvoicePushRequest, sales_account_code: str = DEFAULT_SALES_ACCOUNT_CODE
 ) -> dict[str, Any]:
-    """``PUT /Invoices`` body for a dispatched invoice: ACCREC, amounts exactly as the ledger has them."""
+    """``PUT /Invoices?unitdp=4`` body for a dispatched invoice: ACCREC, amounts exactly as the ledger has
+    them. A line whose quantity or unit price has more than four decimals goes as one unit of its
+    amount, its quantity and price kept in the description, so Xero never rounds anything."""
     return {
         "Invoices": [
             {
@@ -174,19 +220,20 @@ def invoice_body(
                 "CurrencyCode": request.currency,
                 "Status": request.status,
                 "LineAmountTypes": "NoTax",
-                "LineItems": [
-                    {
-                        "Description": line.description,
-                        "Quantity": line.quantity,
-                        "UnitAmount": line.unit_price,
-                        "LineAmount": line.amount,
-                        "AccountCode": sales_account_code,
-                    }
-                    for line in request.lines
-                ],
+                "LineItems": [_line_item(line, sales_account_code) for line in request.lines],
             }
         ]
     }
+
+
+def _line_item(line: contract.Line, sales_account_code: str) -> dict[str, Any]:
+    if _fits(line.quantity) and _fits(line.unit_price):
+        quantity, unit, description = line.quantity, line.unit_price, line.description
+    else:
+        quantity, unit = Decimal(1), line.amount
+        description = f"{line.description} ({line.quantity.normalize():f} × {line.unit_price.normalize():f})"
+    return {"Description": description, "Quantity": quantity, "UnitAmount": unit, "LineAmount": line.amount,
+            "AccountCode": sales_account_code}  # fmt: skip
 
 
 def payment_body(request: contract.PaymentPushRequest) -> dict[str, Any]:

@@ -47,6 +47,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 ACCOUNTING = "/api.xro/2.0"
 MAX_PAGE_SIZE = 1000
 UNCERTAIN_STATUSES = {500, 502, 503, 504}
+XERO_UNAVAILABLE = "Xero was unavailable or slow; arsync tries again by itself, or Sync now later"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class XeroConnector:
 
     def list_debtors(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Debtor]:
         body = self._list("/Contacts", api.ContactsPage, page, limit, modified_since, {})
-        return Page(page, [api.debtor(c) for c in body.Contacts],
+        # /Contacts returns suppliers too; only customers are debtors.
+        return Page(page, [api.debtor(c) for c in body.Contacts if api.is_customer(c)],
                     api.has_more(body.pagination, page, len(body.Contacts), self._size(limit)))  # fmt: skip
 
     def list_invoices(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Invoice]:
@@ -123,6 +125,7 @@ class XeroConnector:
             attempt,
             created_id=lambda answer: self._single(answer.Invoices, "/Invoices").InvoiceID,
             find_existing=lambda: self._find_invoice(request.invoice_number, request.erp_debtor_id),
+            params=api.UNITDP,
         )
 
     def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
@@ -149,6 +152,7 @@ class XeroConnector:
         *,
         created_id: Callable[[ModelT], str],
         find_existing: Callable[[], str | None] | None = None,
+        params: dict[str, str] | None = None,
     ) -> str:
         """Create one record, repeating transient failures with the same Idempotency-Key.
 
@@ -162,7 +166,9 @@ class XeroConnector:
                 if existing is not None:
                     return existing
             try:
-                answer = self._call("PUT", path, model, json=body, idempotency_key=attempt.idempotency_key)
+                answer = self._call(
+                    "PUT", path, model, params=params, json=body, idempotency_key=attempt.idempotency_key
+                )
             except TransientError:
                 if number == self.options.max_attempts:
                     raise
@@ -241,9 +247,10 @@ class XeroConnector:
                 error = self._error(response, path, page)
             except httpx.TimeoutException as exc:
                 error = TransientError(f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",
-                                       endpoint=path, page=page)  # fmt: skip
+                                       endpoint=path, page=page, hint=XERO_UNAVAILABLE)  # fmt: skip
             except httpx.TransportError as exc:
-                error = TransientError(f"connection failed ({type(exc).__name__})", endpoint=path, page=page)
+                error = TransientError(f"connection failed ({type(exc).__name__})", endpoint=path, page=page,
+                                       hint=XERO_UNAVAILABLE)  # fmt: skip
             if error is None:
                 return self._parse(response, model, path, page)
             if isinstance(error, AuthenticationFailed) and not refreshed:
@@ -281,14 +288,15 @@ class XeroConnector:
             if response.headers.get("x-rate-limit-problem", "").lower() == "day":
                 resumes = datetime.now(UTC) + timedelta(seconds=retry_after or 0)
                 return RateLimitExhausted(
-                    "Xero's daily limit of calls for this organisation is used up; syncing can resume after "
+                    "Xero's daily limit of calls for this organisation is used up; calls can resume after "
                     f"{resumes:%Y-%m-%d %H:%M} UTC",
-                    endpoint=path, page=page, http_status=429,
+                    endpoint=path, page=page, http_status=429, retry_after=retry_after,
                 )  # fmt: skip
             return TransientError("rate limited by Xero", endpoint=path, page=page, http_status=429,
-                                  retry_after=retry_after)  # fmt: skip
+                                  retry_after=retry_after, hint=XERO_UNAVAILABLE)  # fmt: skip
         if status in UNCERTAIN_STATUSES:
-            return TransientError(f"Xero answered HTTP {status}", endpoint=path, page=page, http_status=status)
+            return TransientError(f"Xero answered HTTP {status}", endpoint=path, page=page, http_status=status,
+                                  hint=XERO_UNAVAILABLE)  # fmt: skip
         return RemoteError(f"Xero refused the request: {_xero_message(response)}", endpoint=path, page=page,
                            http_status=status, hint="fix the record in arsync or Xero, then retry")  # fmt: skip
 

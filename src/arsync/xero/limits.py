@@ -1,9 +1,11 @@
 """A per-organisation call budget, so arsync stays inside Xero's limits instead of bouncing off them.
 
-Xero allows 5 calls in flight, 60 a minute and 5,000 a day per organisation. The budget keeps
-to ``max_in_flight`` and ``per_window`` calls per window in this process, and after a 429 holds
+Xero allows 5 calls in flight and 60 a minute per organisation, and 1,000 (Starter tier) to
+5,000 a day per app and organisation (Xero's API rate limits page). The budget keeps to
+``max_in_flight`` and ``per_window`` calls per window in this process, and after a 429 holds
 every call to that organisation until its ``Retry-After`` has passed. Other processes that call
-the same organisation are covered by that last rule.
+the same organisation are covered by that last rule. The daily limit is Xero's to count: its
+429 says when calls may resume.
 """
 
 from __future__ import annotations

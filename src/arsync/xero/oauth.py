@@ -19,7 +19,12 @@ from arsync.db import utcnow
 from arsync.errors import ReauthRequired, RemoteError, TransientError
 from arsync.xero import api
 
-SCOPES = "offline_access accounting.transactions accounting.contacts"
+# Xero apps created on or after 2 March 2026 may ask only for granular scopes; the broad
+# accounting.transactions stays available to older apps until September 2027 (Xero developer
+# changelog and FAQ on the scope change). arsync reads contacts, invoices and payments and writes
+# invoices and payments.
+GRANULAR_SCOPES = "offline_access accounting.contacts accounting.invoices accounting.payments"
+BROAD_SCOPES = "offline_access accounting.transactions accounting.contacts"
 _tenants = TypeAdapter(list[api.Tenant])
 
 
@@ -34,6 +39,7 @@ class XeroApp:
     token_url: str
     revoke_url: str
     api_url: str
+    scopes: str = GRANULAR_SCOPES
     timeout_seconds: float = 30.0
 
 
@@ -67,7 +73,7 @@ class XeroOAuth:
     def authorize_url(self, state: str, code_challenge: str) -> str:
         query = urlencode({
             "response_type": "code", "client_id": self.app.client_id, "redirect_uri": self.app.redirect_uri,
-            "scope": SCOPES, "state": state, "code_challenge": code_challenge, "code_challenge_method": "S256",
+            "scope": self.app.scopes, "state": state, "code_challenge": code_challenge, "code_challenge_method": "S256",
         })  # fmt: skip
         return f"{self.app.authorize_url}?{query}"
 
