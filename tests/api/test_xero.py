@@ -552,3 +552,21 @@ def test_pushes_use_the_active_rest_connection_while_xero_needs_reauth(
     invoice_id = _usd_invoice(alice, "ARS-REST", [{"description": "Audit", "quantity": 1, "unitPrice": 10}])
     done = _pushed(alice, invoice_id)
     assert done["push"]["connectionId"] == rest["id"]
+
+
+def test_a_payment_reversed_in_xero_leaves_the_ledger_at_the_next_sync(alice: Tenant, mock_xero: MockXero):
+    body = connected(alice, mock_xero)
+    org = next(iter(mock_xero.state.organisations.values()))
+    listed = alice.client.get("/api/v1/payments", params={"limit": 500}).json()["items"]
+    reversed_id = listed[0]["erpPaymentId"]
+    invoice_id = listed[0]["invoiceId"]
+    mock_xero.state.delete_payment(org, reversed_id)
+    run = alice.client.post(f"/api/v1/connections/{body['connection']['id']}/sync").json()
+    run = until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda r: r["status"] != "RUNNING")
+    assert run["status"] == "SUCCEEDED", run
+    assert any(w["code"] == "PAYMENT_REVERSED_IN_ERP" and w["erpPaymentId"] == reversed_id for w in run["warnings"])
+    after = alice.client.get("/api/v1/payments", params={"limit": 500}).json()["items"]
+    assert reversed_id not in {p["erpPaymentId"] for p in after} and len(after) == len(listed) - 1
+    xero_invoice = org.invoices[org.payments[reversed_id]["Invoice"]["InvoiceID"]]
+    ours = alice.client.get(f"/api/v1/invoices/{invoice_id}").json()
+    assert ours["amountOutstanding"] == f"{xero_invoice['AmountDue']:.2f}"

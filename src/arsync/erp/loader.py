@@ -311,3 +311,27 @@ class LedgerLoader:
         bulk_update(self.session, payments, updates)
         result.created, result.updated = len(inserts), len(updates)
         return result
+
+    def remove_payments(self, erp_payment_ids: Sequence[str], result: PageResult) -> None:
+        """Payments the ERP reversed: ones that came from the ERP leave the ledger (the ERP's own
+        amount due on the invoice already reflects it); one that arsync recorded and pushed stays,
+        with a warning, for someone to look at."""
+        if not erp_payment_ids:
+            return
+        found = self.session.execute(
+            select(payments.c.id, payments.c.erp_payment_id, payments.c.source).where(
+                self._scope(payments), payments.c.erp_payment_id.in_(list(erp_payment_ids))
+            )
+        ).all()
+        from_erp = [row.id for row in found if row.source == "erp"]
+        if from_erp:
+            self.session.execute(delete(payments).where(payments.c.id.in_(from_erp)))
+            result.updated += len(from_erp)
+        for row in found:
+            result.warnings.append({
+                "code": "PAYMENT_REVERSED_IN_ERP",
+                "erpPaymentId": row.erp_payment_id,
+                "message": f"payment {row.erp_payment_id} was reversed in the ERP"
+                + (" and removed from the ledger" if row.source == "erp" else
+                   f"; it was recorded in arsync ({row.source}), so it stays: check it"),
+            })  # fmt: skip

@@ -5,7 +5,7 @@ Sync and push code depend on :class:`ErpConnector` only, never on a transport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -23,6 +23,9 @@ class Page(Generic[T]):
     number: int
     items: list[T]
     has_more: bool
+    # ERP ids of records the ERP reports as removed (a Xero payment with Status DELETED). The REST
+    # contract has no delete signal, so its pages leave this empty.
+    removed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

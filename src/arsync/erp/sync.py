@@ -313,6 +313,7 @@ class SyncEngine:
                 result = loader.load_invoices(page.items)
             else:
                 result = loader.load_payments(page.items)
+                loader.remove_payments(page.removed, result)
             state.stats[entity].add(result, len(page.items))
             if result.debtors_inferred:
                 state.stats["debtors"].inferred += result.debtors_inferred

@@ -110,10 +110,14 @@ class XeroConnector:
         return Page(page, invoices, api.has_more(body.pagination, page, len(body.Invoices), self._size(limit)))
 
     def list_payments(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Payment]:
-        where = {"where": 'PaymentType=="ACCRECPAYMENT" AND Status=="AUTHORISED"'}
+        # Reversed payments stay in Xero with Status DELETED (xero_accounting.yaml,
+        # components.schemas.Payment.Status): they are read too, so the ledger can drop them.
+        where = {"where": 'PaymentType=="ACCRECPAYMENT"'}
         body = self._list("/Payments", api.PaymentsPage, page, limit, modified_since, where)
-        return Page(page, [api.payment(p) for p in body.Payments],
-                    api.has_more(body.pagination, page, len(body.Payments), self._size(limit)))  # fmt: skip
+        kept = [p for p in body.Payments if p.Status != "DELETED"]
+        removed = [p.PaymentID for p in body.Payments if p.Status == "DELETED"]
+        return Page(page, [api.payment(p) for p in kept],
+                    api.has_more(body.pagination, page, len(body.Payments), self._size(limit)), removed)  # fmt: skip
 
     # Writes ---------------------------------------------------------------------------------
 
