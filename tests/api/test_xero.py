@@ -231,12 +231,14 @@ def test_rate_limit_storm_ends_with_the_sync_done_and_limits_kept(alice: Tenant,
     assert organisation["maxInFlight"] <= 5
 
 
-def test_daily_limit_fails_the_sync_with_when_it_can_resume(alice: Tenant, mock_xero: MockXero):
+def test_a_spent_daily_limit_read_from_xero_ends_the_sync_without_a_refused_call(alice: Tenant, mock_xero: MockXero):
     mock_xero.configure(day_limit=3)
     answer = connect(alice, mock_xero).json()
     run = until(alice.client, f"/api/v1/sync-runs/{answer['syncRun']['id']}", lambda r: r["status"] != "RUNNING")
     assert run["status"] == "FAILED" and run["error"]["kind"] == "RateLimitExhausted"
-    assert "can resume after" in run["error"]["message"] and "UTC" in run["error"]["message"]
+    assert "daily limit" in run["error"]["message"] and "X-DayLimit-Remaining: 0" in run["error"]["message"]
+    # arsync read Xero's X-DayLimit-Remaining and stopped, instead of making a call Xero refuses.
+    assert mock_xero.organisation()["refusals"].get("day", 0) == 0
     # A rate limit is not the connection's fault: it stays ACTIVE for the next scheduled run.
     assert alice.client.get(f"/api/v1/connections/{answer['connection']['id']}").json()["status"] == "ACTIVE"
 

@@ -47,6 +47,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 ACCOUNTING = "/api.xro/2.0"
 MAX_PAGE_SIZE = 1000
 UNCERTAIN_STATUSES = {500, 502, 503, 504}
+DAY_SPENT_RECHECK_SECONDS = 3600.0
 XERO_UNAVAILABLE = "Xero was unavailable or slow; arsync tries again by itself, or Sync now later"
 
 
@@ -75,6 +76,7 @@ class XeroConnector:
         self.budget = budget
         self.options = options or XeroOptions()
         self._sleep = sleep
+        self._day_spent = False
         self._client = httpx.Client(
             base_url=api_url.rstrip("/") + ACCOUNTING,
             timeout=self.options.timeout_seconds,
@@ -241,6 +243,13 @@ class XeroConnector:
         rate_waits = 0
         failures = 0
         while True:
+            if self._day_spent:
+                # Xero said no calls are left today; a call now would only earn the 429.
+                raise RateLimitExhausted(
+                    "Xero's daily limit of calls for this organisation is used up (X-DayLimit-Remaining: 0); "
+                    "calls resume when Xero's rolling 24 hours free some",
+                    endpoint=path, page=page, http_status=None, retry_after=DAY_SPENT_RECHECK_SECONDS,
+                )  # fmt: skip
             token = self.tokens.access_token()
             try:
                 with self.budget.slot():
@@ -248,6 +257,9 @@ class XeroConnector:
                         method, path, params=params, content=content,
                         headers=headers | {"Authorization": f"Bearer {token}", "xero-tenant-id": self.tenant_id},
                     )  # fmt: skip
+                self.budget.observe(response.headers.get("x-minlimit-remaining"))
+                if response.headers.get("x-daylimit-remaining", "").strip() == "0":
+                    self._day_spent = True
                 error = self._error(response, path, page)
             except httpx.TimeoutException as exc:
                 error = TransientError(f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",

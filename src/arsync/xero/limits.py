@@ -4,8 +4,9 @@ Xero allows 5 calls in flight and 60 a minute per organisation, and 1,000 (Start
 5,000 a day per app and organisation (Xero's API rate limits page). The budget keeps to
 ``max_in_flight`` and ``per_window`` calls per window in this process, and after a 429 holds
 every call to that organisation until its ``Retry-After`` has passed. Other processes that call
-the same organisation are covered by that last rule. The daily limit is Xero's to count: its
-429 says when calls may resume.
+the same organisation are covered by that rule and by ``X-MinLimit-Remaining``, which Xero
+sends with every answer. The daily limit is Xero's to count (``X-DayLimit-Remaining``; the
+connector stops calling at zero), and its 429 says when calls may resume.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class CallBudget:
         with self._in_flight:
             self._wait_for_window()
             yield
+
+    def observe(self, minute_remaining: str | None) -> None:
+        """Xero's own count of this minute's calls left (``X-MinLimit-Remaining``), which also counts
+        other processes' calls. At none left, the next call waits one call's share of the window
+        rather than earn a 429; Xero does not say when its rolling window frees a place."""
+        if minute_remaining is not None and minute_remaining.strip() == "0":
+            self.back_off(self.window_seconds / self.per_window)
 
     def back_off(self, seconds: float) -> None:
         """No call to this organisation for ``seconds`` (a 429's Retry-After)."""
