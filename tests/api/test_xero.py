@@ -33,6 +33,7 @@ from arsync.web.app import create_app
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import PASSWORD, Tenant, sign_in, until
 from tests.conftest import TEST_SECRET_KEY, clean_container, make_settings
+from tests.fixtures import xero_examples
 
 CONTACTS, INVOICES, PAYMENTS = 30, 80, 30
 ACCREC = sum(1 for n in range(INVOICES) if n % 10 != 9)
@@ -572,3 +573,22 @@ def test_a_payment_reversed_in_xero_leaves_the_ledger_at_the_next_sync(alice: Te
     xero_invoice = org.invoices[org.payments[reversed_id]["Invoice"]["InvoiceID"]]
     ours = alice.client.get(f"/api/v1/invoices/{invoice_id}").json()
     assert ours["amountOutstanding"] == f"{xero_invoice['AmountDue']:.2f}"
+
+
+def test_the_mocks_answers_have_the_shape_of_xeros_own_examples(alice: Tenant, mock_xero: MockXero):
+    connected(alice, mock_xero)  # for a token
+    token = next(iter(mock_xero.state.access_tokens))
+    org = next(iter(mock_xero.state.organisations.values()))
+    headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": org.tenant_id}
+    for path, documented, key in (("/Contacts", xero_examples.CONTACTS_PAGE, "Contacts"),
+                                  ("/Invoices", xero_examples.INVOICES_PAGE, "Invoices"),
+                                  ("/Payments", xero_examples.PAYMENTS_PAGE, "Payments")):  # fmt: skip
+        answer = httpx.get(f"{mock_xero.url}/api.xro/2.0{path}", headers=headers).json()
+        wanted = set(documented[key][0]) - {"FirstName", "LastName", "BankAmount"}  # not modelled by the mock
+        for record in answer[key]:
+            missing = wanted - set(record)
+            assert not missing, (path, missing)
+            for field in wanted & set(record):
+                example = documented[key][0][field]
+                assert isinstance(record[field], type(example)) or {type(record[field]), type(example)} <= {
+                    int, float}, (path, field)  # fmt: skip

@@ -190,6 +190,7 @@ class MockXeroState:
                 "EmailAddress": f"ar{n + 1}@customer{n + 1}.example" if n % 5 else "",
                 "ContactStatus": "ACTIVE",
                 "IsCustomer": True,
+                "IsSupplier": False,
                 "UpdatedDateUTC": xero_date(updated + timedelta(minutes=n)),
                 "_updated": updated + timedelta(minutes=n),
             }
