@@ -156,7 +156,13 @@ class PaidWebhooks:
             self._log(scope, message_id, "needs_attention", "the body is not a JSON object", verified=True)
             raise InvalidInput("the webhook body is not a JSON object")
         delivery = read_delivery(event)
-        outcome = self._process(scope, connection, delivery)
+        try:
+            outcome = self._process(scope, connection, delivery)
+        except NomodError as exc:
+            # Nomod is told to deliver again (a 502), and the delivery is logged as failed.
+            reason = f"Nomod could not be asked about charge {delivery.charge_id}: {exc.detail}"
+            self._log(scope, message_id, "failed", reason, verified=True, delivery=delivery, body=event)
+            raise
         delivery_id = self._log(
             scope, message_id, outcome.status, outcome.reason, verified=True, delivery=delivery, body=event,
             outcome=outcome,
@@ -171,9 +177,6 @@ class PaidWebhooks:
             charge = self.nomod.call(connection, lambda client: client.get_charge(charge_id))
         except NomodError as exc:
             if exc.transient:
-                # Nomod is told to deliver again (a 502), and the delivery is logged as failed.
-                self._log(scope, None, "failed", f"Nomod could not be asked about charge {charge_id}: {exc.detail}",
-                          verified=True, delivery=delivery)  # fmt: skip
                 raise
             return WebhookOutcome("needs_attention", f"Nomod does not show charge {charge_id}: {exc.detail}", charge_id)
         status = str(charge.get("status") or "").lower()
@@ -228,7 +231,12 @@ class PaidWebhooks:
         def statuses(client: NomodClient) -> list[str]:
             return [str(client.get_invoice(nomod_id).get("status") or "").lower() for _, nomod_id in candidates]
 
-        now = self.nomod.call(connection, statuses) if candidates else []
+        try:
+            now = self.nomod.call(connection, statuses) if candidates else []
+        except NomodError as exc:
+            if exc.transient:
+                raise
+            return None  # a Nomod invoice that cannot be read cannot be told paid
         paid = [invoice_id for (invoice_id, _), status in zip(candidates, now, strict=True) if status == "paid"]
         return paid[0] if len(paid) == 1 else None
 
