@@ -221,7 +221,7 @@ class MockNomodState:
                 if invoice["status"] == "paid":
                     raise NomodValidationError("This invoice is already paid.", "invalid")
                 invoice["status"] = "paid"
-            fee = Decimal(target["service_fee"])
+            fee = Decimal(target.get("service_fee", "0"))  # objects kept by an older mock have none
             charge: dict[str, Any] = {
                 "id": str(uuid.uuid4()),
                 "reference_id": next(self._references),
@@ -453,7 +453,7 @@ def create_mock_nomod_app(state: MockNomodState) -> FastAPI:
         amount = f"{html.escape(target['amount'])} {html.escape(target['currency'])}"
         if target["status"] == "paid":
             return Response(f"<h1>{title}</h1><p>{amount}: paid</p>", media_type="text/html")
-        if target["service_fee"] != "0":
+        if target.get("service_fee", "0") != "0":
             amount += f" + {html.escape(target['service_fee'])} service fee"
         form = f"<form method='post'><button type='submit'>Pay {amount}</button></form>"
         return Response(f"<h1>{title}</h1><p>Mock Nomod: {amount} due.</p>{form}", media_type="text/html")
