@@ -139,7 +139,9 @@ class NomodService:
         with transaction(self.session_factory) as session:
             connection = self.connection(session, scope)
             if connection is None:
-                connection = NomodConnection(tenant_id=scope.tenant_id, environment_id=scope.environment_id)
+                connection = NomodConnection(
+                    tenant_id=scope.tenant_id, environment_id=scope.environment_id, allow_service_fee=False
+                )
                 session.add(connection)
             connection.base_url = (base_url or connection.base_url or self.default_base_url).rstrip("/")
             connection.api_key_encrypted = self.vault.encrypt(api_key)
@@ -149,8 +151,6 @@ class NomodService:
             connection.invoice_sync_outbound = invoice_sync_outbound
             if allow_service_fee is not None:
                 connection.allow_service_fee = allow_service_fee
-            elif connection.allow_service_fee is None:
-                connection.allow_service_fee = False
             connection.status, connection.status_reason, connection.last_error = "ACTIVE", None, None
             connection.updated_at = now
             session.flush()
@@ -506,11 +506,17 @@ class NomodService:
         at once and, since the caller records the error with ``uncertain`` on the record's sync
         state, before the next try. Until that search has answered, nothing is created again.
         """
-        state = _state(session, scope, entity_type, entity_id)
-        if state is not None and state.last_error and state.last_error.get("uncertain"):
+
+        def made_before() -> dict[str, Any] | None:
             found = self.call(connection, lambda client: client.find(path, matches))
             if found is not None:
                 log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
+            return found
+
+        state = _state(session, scope, entity_type, entity_id)
+        if state is not None and state.last_error and state.last_error.get("uncertain"):
+            found = made_before()
+            if found is not None:
                 return found
         try:
             return self.call(connection, lambda client: client.post(path, payload))
@@ -518,12 +524,11 @@ class NomodService:
             if not exc.uncertain:
                 raise
             try:
-                found = self.call(connection, lambda client: client.find(path, matches))
+                found = made_before()
             except NomodError:
                 raise exc from None
             if found is None:
                 raise
-            log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
             return found
 
     def call(self, connection: NomodConnection, request: Callable[[NomodClient], T]) -> T:
