@@ -45,6 +45,7 @@ from arsync.mocks.faults import take_first
 from arsync.money import exponent
 from arsync.nomod import signing
 
+# Nomod checks the email format (invalid_email, requests-responses); its exact rule is unknown.
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -219,6 +220,7 @@ class MockNomodState:
                 raise NomodValidationError("Not found.", "not_found", 404)
             if invoice is not None:
                 if invoice["status"] == "paid":
+                    # Paying a paid invoice: Nomod's answer is unknown; the mock refuses it.
                     raise NomodValidationError("This invoice is already paid.", "invalid")
                 invoice["status"] = "paid"
             fee = Decimal(target.get("service_fee", "0"))  # objects kept by an older mock have none
@@ -312,6 +314,7 @@ def _optional_string(body: dict[str, Any], name: str, limit: int) -> None:
 
 
 def _currency(body: dict[str, Any]) -> str:
+    # ISO 4217, three letters (invoices/create); invalid_currency (requests-responses).
     currency = body.get("currency")
     if currency is None:
         raise NomodValidationError("currency: this field is required.", "field_required")

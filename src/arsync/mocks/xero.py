@@ -56,6 +56,8 @@ from pydantic import BaseModel, Field
 from arsync.erp import contract
 
 ACCOUNTING = "/api.xro/2.0"
+# Account codes of Xero's demo organisation chart (090, 091 bank; 200, 260 revenue); a real
+# organisation's chart is its own, so which codes exist is per organisation (unknown here).
 BANK_ACCOUNT_CODES = ("090", "091")
 # Scopes: the broad ones (xero_accounting.yaml, components.securitySchemes.OAuth2) and the granular
 # ones that replace them for apps created on or after 2 March 2026 (Xero's scope-change notes).
@@ -364,6 +366,8 @@ class MockXeroState:
             return self._token_pair(Grant(client_id, issued["tenant_ids"], frozenset(issued.get("scope", "").split())))
 
     def refresh(self, token: str, client_id: str) -> dict[str, Any]:
+        # Rotation on every use, a grace period for the previous token, and expiry after 60 days
+        # unused: Xero's OAuth 2.0 "refreshing access tokens" guide; invalid_grant: RFC 6749 §5.2.
         with self._lock:
             self.refresh_requests += 1
             record = self.refresh_tokens.get(token)
@@ -412,6 +416,8 @@ class MockXeroState:
     # Limits -----------------------------------------------------------------------------
 
     def admit(self, org: Organisation) -> tuple[str, int] | None:
+        # 5 concurrent, 60 a minute, a daily quota per organisation; 429 with Retry-After and
+        # X-Rate-Limit-Problem: Xero's API rate limits page.
         """None if the call may go ahead (and it now counts), else (problem, retry-after seconds)."""
         config = self.config
         with self._lock:
@@ -490,6 +496,7 @@ def _modified_since(value: str | None) -> datetime | None:
 
 
 def _where(value: str | None) -> list[tuple[str, str]]:
+    # The where parameter (xero_accounting.yaml, e.g. paths./Payments.get: Status=="AUTHORISED").
     """``Type=="ACCREC" AND Status=="AUTHORISED"`` as [(field, value), …]; only equality."""
     if not value:
         return []
@@ -664,6 +671,7 @@ def create_mock_xero_app(state: MockXeroState) -> FastAPI:
                   and (not numbers or r.get("InvoiceNumber") in numbers)]  # fmt: skip
         try:
             page = max(int(request.query_params.get("page", "1")), 1)
+            # pageSize: xero_accounting.yaml parameters.pageSize (example 100); 1000 at most (Xero's paging docs).
             size = min(max(int(request.query_params.get("pageSize", "100")), 1), 1000)
         except ValueError:
             return _validation("page and pageSize must be whole numbers")
