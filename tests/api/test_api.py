@@ -165,8 +165,9 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     approved = alice.client.post(f"/api/v1/cash-applications/{first['id']}/approve").json()
     assert approved["status"] == "APPROVED" and approved["paymentId"].startswith("pay_")
     assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "150.100"
-    twice = alice.client.post(f"/api/v1/cash-applications/{first['id']}/approve").json()
-    assert twice["paymentId"] == approved["paymentId"]
+    twice = alice.client.post(f"/api/v1/cash-applications/{first['id']}/approve")
+    assert twice.status_code == 409 and error_code(twice) == "INVALID_STATE"
+    assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "150.100"
 
     too_much = alice.client.post(
         "/api/v1/cash-applications",
@@ -176,6 +177,10 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     assert refused.status_code == 409 and error_code(refused) == "OVER_APPLICATION"
     assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "150.100"
     assert alice.client.get(f"/api/v1/cash-applications/{too_much['id']}").json()["status"] == "PENDING"
+    rejected = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/reject").json()
+    assert rejected["status"] == "REJECTED" and rejected["paymentId"] is None
+    again = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/approve")
+    assert again.status_code == 409 and error_code(again) == "INVALID_STATE"
 
     rest = alice.client.post(
         "/api/v1/cash-applications",
@@ -191,8 +196,9 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     assert sorted((p["amount"], p["currency"]) for p in payments) == [("1000.005", "KWD"), ("150.100", "KWD")]
     assert all(p["source"] == "cash_application" for p in payments)
     assert alice.client.get(f"/api/v1/payments/{payments[0]['id']}").json()["id"] == payments[0]["id"]
-    pending = alice.client.get("/api/v1/cash-applications", params={"status": "PENDING"}).json()["items"]
-    assert [a["id"] for a in pending] == [too_much["id"]]
+    rejected = alice.client.get("/api/v1/cash-applications", params={"status": "REJECTED"}).json()["items"]
+    assert [a["id"] for a in rejected] == [too_much["id"]]
+    assert alice.client.get("/api/v1/cash-applications", params={"status": "PENDING"}).json()["items"] == []
     decimals = alice.client.post(
         "/api/v1/cash-applications",
         json={"invoiceId": inv["id"], "amount": "1.0001", "date": "2026-03-17", "reference": "x"},

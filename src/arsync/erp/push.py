@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import transaction, utcnow
@@ -86,8 +86,8 @@ class PushService:
 
     def dispatch_invoice(self, session: Session, scope: Scope, invoice_id: str) -> Invoice:
         """Dispatch an invoice and record its push; dispatching again changes nothing."""
-        invoice = ledger.dispatch_invoice(session, scope, invoice_id)
-        if invoice.erp_invoice_id is None and invoice.id not in pushes_by_invoice(session, [invoice.id]):
+        invoice, first = ledger.dispatch_invoice(session, scope, invoice_id)
+        if first and invoice.erp_invoice_id is None and invoice.id not in pushes_by_invoice(session, [invoice.id]):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                                        kind="invoice", invoice_id=invoice.id))  # fmt: skip
         return invoice
@@ -107,9 +107,16 @@ class PushService:
     def retry(self, session: Session, scope: Scope, push_id: str) -> Push:
         """Queue a FAILED push again, with a fresh budget of attempts."""
         push = get_push(session, scope, push_id)
-        if push.status != "FAILED":
+        # Conditional on FAILED in the database, so of two concurrent retries one queues the push.
+        claimed = session.execute(
+            update(Push)
+            .where(Push.id == push.id, Push.status == "FAILED")
+            .values(status="PENDING", manual_retries=Push.manual_retries + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        session.refresh(push)
+        if claimed != 1:
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
-        push.manual_retries += 1
         if (push.last_error or {}).get("kind") != "TransientError":
             # The ERP answered (it refused, or a prerequisite was missing): what goes now is a new
             # request. After an uncertain failure the old key stays, so a record the ERP kept is

@@ -312,7 +312,7 @@ def create_cash_application(
 
 @router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
 def list_cash_applications(
-    scope: ScopeDep, session: SessionDep, paging: PagingDep, status: Literal["PENDING", "APPROVED"] | None = None
+    scope: ScopeDep, session: SessionDep, paging: PagingDep, status: schemas.CashApplicationStatus | None = None
 ) -> Response:
     """List cash applications, optionally by status."""
     rows, more = ledger.list_cash_applications(session, scope, paging, status=status)
@@ -338,6 +338,20 @@ def get_cash_application(application_id: str, scope: ScopeDep, session: SessionD
 def approve_cash_application(
     application_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
 ) -> schemas.CashApplicationRead:
-    """Approve: records the payment and lowers the invoice's outstanding amount; over-application is refused."""
+    """PENDING → APPROVED: records the payment and lowers the invoice's outstanding amount, once.
+
+    A second approval (or a concurrent one) gets 409 INVALID_STATE and records nothing;
+    over-application is refused.
+    """
     approved = container.pushes.approve_cash_application(session, scope, application_id)
     return cash_application_reads(session, [approved])[0]
+
+
+@router.post(
+    "/cash-applications/{application_id}/reject",
+    response_model=schemas.CashApplicationRead,
+    tags=["cash applications"],
+)
+def reject_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
+    """PENDING → REJECTED: the money is not applied and no payment is recorded."""
+    return cash_application_reads(session, [ledger.reject_cash_application(session, scope, application_id)])[0]

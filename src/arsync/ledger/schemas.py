@@ -127,6 +127,9 @@ class PaymentRead(ApiModel):
     created_at: datetime
 
 
+CashApplicationStatus = Literal["PENDING", "APPROVED", "REJECTED"]
+
+
 class CashApplicationCreate(ApiModel):
     invoice_id: str
     amount: MoneyIn = Field(gt=0)
@@ -141,7 +144,7 @@ class CashApplicationRead(ApiModel):
     amount: str = Field(description="Exact decimal string with the currency's decimals")
     date: date
     reference: str
-    status: Literal["PENDING", "APPROVED"]
+    status: CashApplicationStatus
     payment_id: str | None
     created_at: datetime
     approved_at: datetime | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from arsync.db import utcnow
@@ -213,6 +213,25 @@ def _require_status(invoice: Invoice, allowed: tuple[str, ...], action: str) -> 
         )
 
 
+def _move_invoice(session: Session, invoice: Invoice, allowed: tuple[str, ...], action: str, **values: Any) -> None:
+    """Change an invoice's state only if it is still in one of ``allowed``, in one conditional UPDATE.
+
+    Checking the loaded object and then writing would let two concurrent requests both pass
+    the check; the database re-evaluates the WHERE clause on the row it locks, so exactly one
+    wins and every other gets 409.
+    """
+    moved = session.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.status.in_(allowed))
+        .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(invoice)
+    if moved != 1:
+        _require_status(invoice, allowed, action)
+        raise Conflict(f"invoice {invoice.id} changed while it was being {action}ed; try again", code="INVALID_STATE")
+
+
 def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schemas.InvoiceUpdate) -> Invoice:
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "change")
@@ -243,8 +262,7 @@ def finalize_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "finalize")
     _require_status(invoice, ("DRAFT",), "finalize")
-    invoice.status = "FINALIZED"
-    invoice.updated_at = utcnow()
+    _move_invoice(session, invoice, ("DRAFT",), "finalize", status="FINALIZED")
     return invoice
 
 
@@ -254,20 +272,45 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
     if invoice.amount_outstanding != invoice.amount_total:
         raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
-    invoice.status = "VOIDED"
-    invoice.updated_at = utcnow()
+    # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
+    # the UPDATE keeps a payment approved meanwhile from being voided away.
+    moved = session.execute(
+        update(Invoice)
+        .where(
+            Invoice.id == invoice.id,
+            Invoice.status.in_(("DRAFT", "FINALIZED")),
+            Invoice.amount_outstanding == Invoice.amount_total,
+        )
+        .values(status="VOIDED", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(invoice)
+    if moved != 1:
+        _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
+        raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
     return invoice
 
 
-def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
-    """Record the dispatch; dispatching twice keeps the first time."""
+def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> tuple[Invoice, bool]:
+    """Record the dispatch; dispatching twice keeps the first time.
+
+    Returns the invoice and whether this call dispatched it (only one of any number of
+    concurrent calls does: the UPDATE is conditional on ``dispatched_at`` being unset).
+    """
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "dispatch")
     _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
-    if invoice.dispatched_at is None:
-        invoice.dispatched_at = utcnow()
-        invoice.updated_at = invoice.dispatched_at
-    return invoice
+    now = utcnow()
+    first = session.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.dispatched_at.is_(None), Invoice.status.in_(("FINALIZED", "PAID")))
+        .values(dispatched_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(invoice)
+    if first != 1 and invoice.dispatched_at is None:
+        _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
+    return invoice, first == 1
 
 
 # Payments and cash applications --------------------------------------------------------
@@ -323,11 +366,16 @@ def get_cash_application(session: Session, scope: Scope, application_id: str) ->
 def approve_cash_application(
     session: Session, scope: Scope, application_id: str, *, source: str = "cash_application"
 ) -> CashApplication:
-    """Record the payment and lower the invoice's outstanding amount exactly."""
+    """Record the payment and lower the invoice's outstanding amount exactly, once.
+
+    The invoice row is locked first (every change to its outstanding amount takes that lock),
+    then the application moves from PENDING in a conditional UPDATE: of any number of
+    concurrent approvals exactly one records a payment, and the others get 409.
+    """
     application = get_cash_application(session, scope, application_id)
-    if application.status == "APPROVED":
-        return application
     invoice = session.scalars(select(Invoice).where(Invoice.id == application.invoice_id).with_for_update()).one()
+    session.refresh(application)
+    _require_pending(application, "approve")
     _require_status(invoice, ("FINALIZED",), "apply cash to")
     if application.amount > invoice.amount_outstanding:
         raise Conflict(
@@ -335,6 +383,7 @@ def approve_cash_application(
             code="OVER_APPLICATION",
         )
     now = utcnow()
+    _claim_pending(session, application, "approve", status="APPROVED", approved_at=now)
     payment = Payment(
         tenant_id=scope.tenant_id,
         environment_id=scope.environment_id,
@@ -349,7 +398,34 @@ def approve_cash_application(
     if invoice.amount_outstanding == 0:
         invoice.status = "PAID"
     invoice.updated_at = now
-    application.status = "APPROVED"
-    application.approved_at = now
     application.payment_id = payment.id
     return application
+
+
+def reject_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
+    """Set a PENDING cash application aside: no payment is recorded."""
+    application = get_cash_application(session, scope, application_id)
+    _require_pending(application, "reject")
+    _claim_pending(session, application, "reject", status="REJECTED")
+    return application
+
+
+def _require_pending(application: CashApplication, action: str) -> None:
+    if application.status != "PENDING":
+        raise Conflict(
+            f"cannot {action} cash application {application.id}: it is {application.status}, not PENDING",
+            code="INVALID_STATE",
+        )
+
+
+def _claim_pending(session: Session, application: CashApplication, action: str, **values: Any) -> None:
+    """Move the application out of PENDING only if no one else has (see :func:`_move_invoice`)."""
+    moved = session.execute(
+        update(CashApplication)
+        .where(CashApplication.id == application.id, CashApplication.status == "PENDING")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(application)
+    if moved != 1:
+        _require_pending(application, action)
