@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event, func, select
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, Update, create_engine, event, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -179,6 +179,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits once on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def rows_updated(session: Session, statement: Update) -> int:
+    """Run a (conditional) UPDATE and return how many rows it changed.
+
+    The ORM's identity map is not synchronised; callers refresh what they hold.
+    """
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 _LOCK_STRIPES = [threading.Lock() for _ in range(64)]

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import transaction, utcnow
+from arsync.db import rows_updated, transaction, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, PushAttempt
@@ -108,12 +108,12 @@ class PushService:
         """Queue a FAILED push again, with a fresh budget of attempts."""
         push = get_push(session, scope, push_id)
         # Conditional on FAILED in the database, so of two concurrent retries one queues the push.
-        claimed = session.execute(
+        claimed = rows_updated(
+            session,
             update(Push)
             .where(Push.id == push.id, Push.status == "FAILED")
-            .values(status="PENDING", manual_retries=Push.manual_retries + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            .values(status="PENDING", manual_retries=Push.manual_retries + 1),
+        )
         session.refresh(push)
         if claimed != 1:
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from arsync.db import utcnow
+from arsync.db import rows_updated, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
@@ -220,12 +220,12 @@ def _move_invoice(session: Session, invoice: Invoice, allowed: tuple[str, ...], 
     the check; the database re-evaluates the WHERE clause on the row it locks, so exactly one
     wins and every other gets 409.
     """
-    moved = session.execute(
+    moved = rows_updated(
+        session,
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.status.in_(allowed))
-        .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(updated_at=utcnow(), **values),
+    )
     session.refresh(invoice)
     if moved != 1:
         _require_status(invoice, allowed, action)
@@ -274,16 +274,16 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
         raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
     # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
     # the UPDATE keeps a payment approved meanwhile from being voided away.
-    moved = session.execute(
+    moved = rows_updated(
+        session,
         update(Invoice)
         .where(
             Invoice.id == invoice.id,
             Invoice.status.in_(("DRAFT", "FINALIZED")),
             Invoice.amount_outstanding == Invoice.amount_total,
         )
-        .values(status="VOIDED", updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(status="VOIDED", updated_at=utcnow()),
+    )
     session.refresh(invoice)
     if moved != 1:
         _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
@@ -301,12 +301,12 @@ def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> tuple[I
     _editable(invoice, "dispatch")
     _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
     now = utcnow()
-    first = session.execute(
+    first = rows_updated(
+        session,
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.dispatched_at.is_(None), Invoice.status.in_(("FINALIZED", "PAID")))
-        .values(dispatched_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(dispatched_at=now, updated_at=now),
+    )
     session.refresh(invoice)
     if first != 1 and invoice.dispatched_at is None:
         _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
@@ -420,12 +420,12 @@ def _require_pending(application: CashApplication, action: str) -> None:
 
 def _claim_pending(session: Session, application: CashApplication, action: str, **values: Any) -> None:
     """Move the application out of PENDING only if no one else has (see :func:`_move_invoice`)."""
-    moved = session.execute(
+    moved = rows_updated(
+        session,
         update(CashApplication)
         .where(CashApplication.id == application.id, CashApplication.status == "PENDING")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(**values),
+    )
     session.refresh(application)
     if moved != 1:
         _require_pending(application, action)
