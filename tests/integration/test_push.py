@@ -244,17 +244,76 @@ def test_transient_failures_retry_with_backoff_then_fail_and_can_be_retried(
     assert refused.value.code == "INVALID_STATE"
 
 
-def test_a_middleware_that_times_out_after_committing_produces_no_duplicate(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+@pytest.mark.parametrize("kind", ["invoice", "payment"])
+def test_an_answer_slower_than_the_timeout_is_looked_up_not_sent_again(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope, kind: str
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, pushes, synced, invoice_id)
-    # The mock creates the invoice, then answers after the client's 2 s timeout, once.
-    mock_erp.state.set_faults([Fault(endpoint="/invoices/push", delay_after=3, times=1)])
+    if kind == "payment":
+        assert pushes.execute(push.id) == "SUCCEEDED"
+        _approve_payment(container, pushes, synced, invoice_id, Decimal("250.00"))
+        push = _push_of(container, invoice_id, kind)
+    endpoint = f"/{kind}s/push"
+    # The mock stores the record, then answers after the client's 2 s timeout, once.
+    mock_erp.state.set_faults([Fault(endpoint=endpoint, delay_after=3, times=1)])
+    assert pushes.execute(push.id) == "PENDING"
+    waiting = _push_of(container, invoice_id, kind)
+    assert waiting.attempts == 1 and waiting.last_error and waiting.last_error["kind"] == "TransientError"
+    assert waiting.sending_since is None and waiting.first_sent_at is not None
+
     assert pushes.execute(push.id) == "SUCCEEDED"
-    assert len(_push_requests(mock_erp, "/invoices/push")) == 2
-    assert mock_erp.data.stats()["pushedInvoices"] == 1
-    assert _push_of(container, invoice_id).erp_id == "INV-ERP-000001"
+    done = _push_of(container, invoice_id, kind)
+    assert done.attempts == 2
+    assert len(_push_requests(mock_erp, endpoint)) == 1, "sent again instead of found"
+    stats = mock_erp.data.stats()
+    assert stats["pushedInvoices"] == 1 and stats["pushedPayments"] == (1 if kind == "payment" else 0)
+    assert done.erp_id == ("INV-ERP-000001" if kind == "invoice" else "PAY-ERP-000001")
+
+
+def test_every_push_carries_its_own_idempotency_key_so_equal_payments_are_two(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    assert pushes.execute(_dispatch(container, pushes, synced, invoice_id).id) == "SUCCEEDED"
+    # Two customers' transfers of the same amount on the same day: two payments at the ERP.
+    first = _approve_payment(container, pushes, synced, invoice_id, Decimal("100.00"))
+    second = _approve_payment(container, pushes, synced, invoice_id, Decimal("100.00"))
+    with container.session_factory() as session:
+        push_ids = {p.payment_id: p.id for p in session.scalars(select(Push).where(Push.kind == "payment"))}
+    for payment_id in (first, second):
+        assert pushes.execute(push_ids[payment_id]) == "SUCCEEDED"
+    keys = [r["idempotencyKey"] for r in _push_requests(mock_erp, "/payments/push")]
+    assert keys == [f"arsync-{push_ids[first]}", f"arsync-{push_ids[second]}"]
+    with container.session_factory() as session:
+        erp_ids = {session.get(Payment, p).erp_payment_id for p in (first, second)}  # type: ignore[union-attr]
+    assert len(erp_ids) == 2 and mock_erp.data.stats()["pushedPayments"] == 2
+
+
+def test_a_key_the_middleware_remembers_is_answered_with_the_first_id(
+    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+) -> None:
+    """A resend after an uncertain failure that the look-up could not settle goes under the same key."""
+    invoice_id = _finalized_invoice(container, synced, linked=True)
+    assert pushes.execute(_dispatch(container, pushes, synced, invoice_id).id) == "SUCCEEDED"
+    _approve_payment(container, pushes, synced, invoice_id, Decimal("5.00"))
+    push = _push_of(container, invoice_id, "payment")
+    # The look-up's list call fails outright, then the push is sent again: the same key, one payment.
+    mock_erp.state.set_faults([Fault(endpoint="/payments/push", delay_after=3, times=1)])
+    assert pushes.execute(push.id) == "PENDING"
+    mock_erp.state.set_faults([Fault(endpoint="/payments/list", status=503, times=50)])
+    assert pushes.execute(push.id) == "PENDING"  # the look-up failed: nothing was sent
+    assert len(_push_requests(mock_erp, "/payments/push")) == 1
+    mock_erp.state.set_faults([])
+    with transaction(container.session_factory) as session:
+        row = session.get(Push, push.id)
+        assert row is not None
+        row.next_attempt_at = None
+    mock_erp.data._pushed_payment_times[:] = [mock_erp.data._pushed_payment_times[0].replace(year=2000)]
+    assert pushes.execute(push.id) == "SUCCEEDED"  # not listed any more: sent again under the key
+    sent = _push_requests(mock_erp, "/payments/push")
+    assert len(sent) == 2 and sent[0]["idempotencyKey"] == sent[1]["idempotencyKey"]
+    assert mock_erp.data.stats()["pushedPayments"] == 1 and _push_of(container, invoice_id, "payment").attempts == 3
 
 
 def test_no_connection_fails_the_push_with_a_reason(

@@ -74,6 +74,11 @@ class SyncRun(Base):
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     warnings_omitted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    # 1 for a run the schedule or a person started; 2, 3, … for the schedule's retries after a
+    # transient failure.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # "host:pid" of the process executing the run, so a dead one on this host is seen at once.
+    runner: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 PUSH_STATUSES = ("PENDING", "SUCCEEDED", "FAILED")
@@ -117,6 +122,12 @@ class Push(Base):
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     erp_id: Mapped[str | None] = mapped_column(String(200), default=None)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set, and committed, before a request goes to the ERP; cleared with the attempt's outcome.
+    # Still set when the next attempt starts means the last one died mid-send: its outcome is
+    # unknown and must be looked up at the ERP before anything is sent again.
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the first attempt went out: the look-up asks the ERP for records changed since then.
+    first_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

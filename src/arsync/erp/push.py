@@ -5,14 +5,21 @@ Recording and sending are separate steps:
 - *Recording* happens inside the transaction of the dispatch or the approval. It writes a
   PENDING :class:`Push` and queues its job in that same transaction, so the push is never lost
   and never runs for a change that rolled back.
-- *Sending* is the job. It locks the push row, sends it, and stores the ERP id in one
-  transaction. A push that SUCCEEDED is never sent again. If a process dies after the ERP
-  answered but before the result was stored, the job runs again and the middleware, which
-  must be idempotent, returns the id it already gave.
+- *Sending* is the job. Holding the push's key (so no other process sends it meanwhile), it
+  first commits the attempt (``attempts`` + 1, ``sending_since``), then sends the request once
+  with the push's ``Idempotency-Key``, then stores the outcome. A push that SUCCEEDED is never
+  sent again.
+
+An attempt's outcome is *uncertain* when it timed out, the connection dropped, the ERP answered
+5xx, or its process died mid-send (``sending_since`` still set when the next attempt starts).
+Before anything is sent after that, the ERP's list of invoices or payments is searched for the
+record the earlier attempt may have made; a match is adopted as the push's result. Only when
+there is none does the request go again, under the same key, which a middleware that honours
+``Idempotency-Key`` answers with the id it already gave.
 
 Transient failures (timeouts, resets, 429, 502/503/504) are retried with doubling delays up
-to ``max_attempts``. Missing prerequisites and contract errors fail at once, with a reason;
-``retry`` puts a FAILED push back in the queue after the cause is fixed.
+to ``max_attempts``, each retry counted. Missing prerequisites and contract errors fail at once,
+with a reason; ``retry`` puts a FAILED push back in the queue after the cause is fixed.
 """
 
 from __future__ import annotations
@@ -22,16 +29,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import rows_updated, transaction, utcnow
+from arsync.db import exclusive_transaction, rows_updated, transaction, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
-from arsync.erp.port import ErpConnector, PushAttempt
+from arsync.erp.port import ErpConnector, Page, PushAttempt
 from arsync.errors import Conflict, ConnectorError, RateLimitExhausted, TransientError
 from arsync.jobs.queue import TASK_PUSH, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
@@ -43,10 +50,30 @@ log = logging.getLogger(__name__)
 ConnectorFactory = Callable[[Connection], ErpConnector]
 
 
+LOOKUP_PAGE_SIZE = 1000
+
+
+def is_uncertain(error: dict[str, Any] | None) -> bool:
+    """Whether the push's last failure leaves open that the ERP stored the record."""
+    if not error:
+        return False
+    return error.get("kind") == "TransientError" or bool(error.get("uncertain"))
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    uncertain: bool
+    first_sent_at: datetime
+
+
 @dataclass(frozen=True)
 class PushOptions:
     max_attempts: int = 8
     backoff_seconds: float = 5.0
+    # How far before the first attempt the look-up after an uncertain failure reaches back: the
+    # ERP's clock may be behind ours (the sync's lookback, one setting).
+    lookback_seconds: float = 300.0
+    lookup_max_pages: int = 50
     # Names of places where a push stops dead, for crash tests (ARSYNC_FAILPOINTS).
     failpoints: frozenset[str] = frozenset()
 
@@ -117,7 +144,7 @@ class PushService:
         session.refresh(push)
         if claimed != 1:
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
-        if (push.last_error or {}).get("kind") != "TransientError":
+        if not is_uncertain(push.last_error):
             # The ERP answered (it refused, or a prerequisite was missing): what goes now is a new
             # request. After an uncertain failure the old key stays, so a record the ERP kept is
             # answered again rather than made twice.
@@ -168,21 +195,19 @@ class PushService:
                 return push.status
 
     def _execute(self, push_id: str) -> str | None:
-        with transaction(self.session_factory) as session:
-            # The row lock makes concurrent runs of one push (a job re-run while a slow first
-            # run is still going) wait, then see SUCCEEDED and stop.
-            push = session.scalars(select(Push).where(Push.id == push_id).with_for_update()).one_or_none()
-            if push is None or push.status != "PENDING":
-                return push.status if push else None
-            now = utcnow()
-            if runs_early(push.next_attempt_at):
-                return push.status
-            push.attempts += 1
-            push.updated_at = now
+        # The key is held for the whole attempt: a concurrent run of the same push (a job run
+        # again while a slow first run is still going) waits, then sees SUCCEEDED and stops. A
+        # process that dies releases it (on PostgreSQL, with its connection).
+        with exclusive_transaction(self.session_factory, f"push:{push_id}") as session:
+            started = self._begin_attempt(push_id)
+            if not isinstance(started, _Attempt):
+                return started
+            push = session.get(Push, push_id, populate_existing=True)
+            assert push is not None
             try:
                 connection = self._connection(session, push)
                 push.connection_id = connection.id
-                erp_id = self._send(session, push, connection)
+                erp_id = self._send(session, push, connection, started)
             except PrerequisiteMissing as exc:
                 self._fail(push, {"kind": "PrerequisiteMissing", "message": exc.message, "hint": exc.hint})
             except TransientError as exc:
@@ -190,24 +215,52 @@ class PushService:
             except RateLimitExhausted as exc:
                 self._wait_for_quota(session, push, exc)
             except ConnectorError as exc:
-                self._fail(push, exc.as_dict())
+                # An answer that settles nothing about an earlier uncertain send keeps the push
+                # uncertain: its manual retry must look up before sending, under the same key.
+                self._fail(push, exc.as_dict() | ({"uncertain": True} if started.uncertain else {}))
             else:
                 self._succeed(session, push, erp_id)
+            push.sending_since = None
+            push.updated_at = utcnow()
             log.info("push %s (%s) is %s after attempt %d", push.id, push.kind, push.status, push.attempts)
             return push.status
 
-    def _send(self, session: Session, push: Push, connection: Connection) -> str:
+    def _begin_attempt(self, push_id: str) -> _Attempt | str | None:
+        """Count the attempt and mark it as sending, committed before anything is sent.
+
+        Returns the push's status instead when there is nothing to send.
+        """
+        with transaction(self.session_factory) as session:
+            push = session.scalars(select(Push).where(Push.id == push_id).with_for_update()).one_or_none()
+            if push is None or push.status != "PENDING":
+                return push.status if push else None
+            if runs_early(push.next_attempt_at):
+                return push.status
+            interrupted = push.sending_since is not None
+            if interrupted:
+                log.warning("push %s: the attempt started at %s never finished", push.id, push.sending_since)
+            now = utcnow()
+            push.attempts += 1
+            push.sending_since = now
+            push.first_sent_at = push.first_sent_at or now
+            push.updated_at = now
+            return _Attempt(uncertain=interrupted or is_uncertain(push.last_error), first_sent_at=push.first_sent_at)
+
+    def _send(self, session: Session, push: Push, connection: Connection, started: _Attempt) -> str:
         request: contract.InvoicePushRequest | contract.PaymentPushRequest
         if push.kind == "invoice":
             request = self._invoice_request(session, push)
         else:
             request = self._payment_request(session, push, connection)
         _failpoint(self.options, "push.before_send")
-        # An earlier attempt that failed in a transient way may have reached the ERP.
-        uncertain = (push.last_error or {}).get("kind") == "TransientError"
-        attempt = PushAttempt(idempotency_key=push.idempotency_key or f"arsync-{push.id}", uncertain=uncertain)
+        attempt = PushAttempt(idempotency_key=push.idempotency_key or f"arsync-{push.id}", uncertain=started.uncertain)
         connector = self.connector_factory(connection)
         try:
+            if started.uncertain:
+                found = self._look_up(session, push, connector, request, started.first_sent_at)
+                if found is not None:
+                    log.info("push %s: an earlier attempt reached the ERP as %s; adopted", push.id, found)
+                    return found
             erp_id = (
                 connector.push_invoice(request, attempt)
                 if isinstance(request, contract.InvoicePushRequest)
@@ -217,6 +270,55 @@ class PushService:
             connector.close()
         _failpoint(self.options, "push.after_response")
         return erp_id
+
+    def _look_up(
+        self,
+        session: Session,
+        push: Push,
+        connector: ErpConnector,
+        request: contract.InvoicePushRequest | contract.PaymentPushRequest,
+        first_sent_at: datetime,
+    ) -> str | None:
+        """The ERP id of a record an earlier attempt of this push created, if the ERP lists one.
+
+        Asks for records changed since just before the first attempt (less the lookback, for an
+        ERP clock behind ours). Invoices match on number and debtor; payments on invoice, amount
+        and date. An id that already belongs to another record of the ledger is never taken: a
+        genuine second payment of the same amount on the same day is a record of its own.
+        """
+        since = first_sent_at - timedelta(seconds=self.options.lookback_seconds)
+        scope = Scope(push.tenant_id, push.environment_id)
+        for number in range(1, self.options.lookup_max_pages + 1):
+            page: Page[Any]
+            if isinstance(request, contract.InvoicePushRequest):
+                page = connector.list_invoices(number, LOOKUP_PAGE_SIZE, since)
+                candidates = [
+                    item.erp_invoice_id
+                    for item in page.items
+                    if item.invoice_number == request.invoice_number and item.erp_debtor_id == request.erp_debtor_id
+                ]
+                taken = Invoice.erp_invoice_id
+            else:
+                page = connector.list_payments(number, LOOKUP_PAGE_SIZE, since)
+                candidates = [
+                    item.erp_payment_id
+                    for item in page.items
+                    if item.erp_invoice_id == request.erp_invoice_id
+                    and item.amount == request.amount
+                    and item.payment_date == request.payment_date
+                ]
+                taken = Payment.erp_payment_id
+            if candidates:
+                owned = set(
+                    session.scalars(select(taken).where(in_scope(taken.class_, scope), taken.in_(candidates))).all()
+                )
+                free = [candidate for candidate in candidates if candidate not in owned]
+                if free:
+                    return free[0]
+            if not page.has_more:
+                return None
+        log.warning("push %s: no match in %d pages of the ERP's list; sending again", push.id, number)
+        return None
 
     @staticmethod
     def _connection(session: Session, push: Push) -> Connection:

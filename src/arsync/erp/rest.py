@@ -1,8 +1,9 @@
 """The REST-middleware connector: the Nudge REST contract v1 over httpx.
 
-Transient failures (timeouts, connection errors, 502/503/504 and 429) are retried a bounded
-number of times with exponential backoff, honouring a capped ``Retry-After``. Everything else
-fails at once with an error naming the endpoint, page, HTTP status and contract code.
+Reads: transient failures (timeouts, connection errors, 502/503/504 and 429) are retried a
+bounded number of times with exponential backoff, honouring a capped ``Retry-After``.
+Pushes are sent once per call (see ``push_invoice``). Everything else fails at once with an
+error naming the endpoint, page, HTTP status and contract code.
 """
 
 from __future__ import annotations
@@ -110,13 +111,21 @@ class RestConnector:
         body = self._call("/payments/list", self._list(page, limit, modified_since), contract.PaymentPage, page)
         return Page(page, body.payments, body.has_more)
 
-    # The contract makes the middleware idempotent on the invoice number and the payment's
-    # fields, so the attempt needs no special handling here.
+    # A push is sent once per call, with the push's Idempotency-Key (an additive header; the
+    # contract ignores unknown headers). Repeating it after a timeout here could create the
+    # record twice at a middleware that does not honour the key, so the push service repeats
+    # it, counted, and only after looking up whether the first one arrived.
     def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str:
-        return self._call("/invoices/push", request, contract.InvoicePushResponse).erp_invoice_id
+        return self._send_once("/invoices/push", request, contract.InvoicePushResponse, attempt).erp_invoice_id
 
     def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
-        return self._call("/payments/push", request, contract.PaymentPushResponse).erp_payment_id
+        return self._send_once("/payments/push", request, contract.PaymentPushResponse, attempt).erp_payment_id
+
+    def _send_once(
+        self, endpoint: str, request: contract.ContractModel, response_model: type[ModelT], attempt: PushAttempt
+    ) -> ModelT:
+        headers = {"Idempotency-Key": attempt.idempotency_key}
+        return self._attempt(endpoint, contract.dumps(request), response_model, None, headers)
 
     # Plumbing ---------------------------------------------------------------------
 
@@ -157,9 +166,16 @@ class RestConnector:
                 contract_code=exc.contract_code,
             ) from exc
 
-    def _attempt(self, endpoint: str, body: bytes, response_model: type[ModelT], page: int | None) -> ModelT:
+    def _attempt(
+        self,
+        endpoint: str,
+        body: bytes,
+        response_model: type[ModelT],
+        page: int | None,
+        headers: dict[str, str] | None = None,
+    ) -> ModelT:
         try:
-            with self._client.stream("POST", endpoint, content=body) as response:
+            with self._client.stream("POST", endpoint, content=body, headers=headers) as response:
                 raw = self._read_capped(response, endpoint, page)
         except httpx.TimeoutException as exc:
             raise TransientError(

@@ -127,3 +127,26 @@ class CashApplication(Base):
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ParkedPayment(Base):
+    """An ERP payment whose invoice was not in the ledger when it was synced.
+
+    It waits here with what the ERP sent, and is applied when a later sync brings its
+    invoice; an incremental sync would otherwise never fetch it again.
+    """
+
+    __tablename__ = "parked_payments"
+    __table_args__ = (
+        Index("uq_parked_payments_erp_id", "tenant_id", "environment_id", "erp_payment_id", unique=True),
+        Index("ix_parked_payments_invoice", "tenant_id", "environment_id", "erp_invoice_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("park"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    erp_payment_id: Mapped[str] = mapped_column(String(200))
+    erp_invoice_id: Mapped[str] = mapped_column(String(200))
+    record: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the contract Payment, as JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

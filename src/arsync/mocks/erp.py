@@ -1,7 +1,10 @@
 """``arsync mock-erp``: a complete reference middleware for the Nudge REST contract v1.
 
 It authenticates, pages, filters by ``modifiedSince`` and makes pushes idempotent exactly as
-a conforming middleware should, using the contract models for every request. Tests, the
+a conforming middleware should, using the contract models for every request: a push repeated
+under the same ``Idempotency-Key`` header gets the id the first one got, and an invoice push
+for a number already pushed gets that invoice's id (seed 000, "Idempotency"). Payments are
+identified by the key alone, since two equal payments on one day are two payments. Tests, the
 benchmark and the demo drive it; so can a middleware author who wants to see a correct
 answer.
 
@@ -26,7 +29,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from arsync.erp import contract
-from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.erp_data import KeyReused, MockErpData
 from arsync.mocks.faults import take_first
 
 FaultKind = Literal[
@@ -176,6 +179,7 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
                 "modifiedSince": parsed.get("modifiedSince") if isinstance(parsed, dict) else None,
                 "authorized": state.token_ok(request.headers.get("authorization")),
                 "body": parsed if endpoint.endswith("/push") else None,
+                "idempotencyKey": request.headers.get("idempotency-key"),
             }
         )
         fault = state.take_fault(endpoint, page_hint)
@@ -205,12 +209,18 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         except ValidationError as exc:
             return error_response("VALIDATION_FAILED", "Request failed validation", field_errors=_field_errors(exc))
 
-        response = answer(endpoint, body, fault)
+        try:
+            response = answer(endpoint, body, fault, request.headers.get("idempotency-key"))
+        except KeyReused as exc:
+            # A reused key with another body is refused, not replayed: 422, as in the IETF draft
+            # "The Idempotency-Key HTTP Header Field" and developer.zuora.com/docs/guides/idempotent-requests.
+            reused = [{"field": "Idempotency-Key", "message": "reused with another body"}]
+            return error_response("VALIDATION_FAILED", str(exc), field_errors=reused)
         if fault and fault.delay_after:
             await asyncio.sleep(fault.delay_after)
         return response
 
-    def answer(endpoint: str, body: Any, fault: Fault | None) -> Response:
+    def answer(endpoint: str, body: Any, fault: Fault | None, idempotency_key: str | None) -> Response:
         if endpoint == "/health":
             return _json({"schemaVersion": "1", "ok": True, "service": state.service})
         if isinstance(body, contract.ListRequest):
@@ -230,7 +240,7 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
             pushed = body.model_dump(by_alias=True, mode="json") | {
                 "lines": [line.model_dump(by_alias=True) for line in body.lines]
             }
-            erp_id, _ = data.push_invoice(pushed, idempotent="non-idempotent-push" not in broken)
+            erp_id, _ = data.push_invoice(pushed, idempotent="non-idempotent-push" not in broken, key=idempotency_key)
             return _json({"schemaVersion": "1", "erpInvoiceId": erp_id})
         assert isinstance(body, contract.PaymentPushRequest)
         if not data.knows_invoice(body.erp_invoice_id):
@@ -238,7 +248,9 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
                 "VALIDATION_FAILED", "Unknown invoice",
                 field_errors=[{"field": "erpInvoiceId", "message": "no such invoice in the ERP"}],
             )  # fmt: skip
-        erp_id, _ = data.push_payment(body.model_dump(by_alias=True, mode="json") | {"amount": body.amount})
+        erp_id, _ = data.push_payment(
+            body.model_dump(by_alias=True, mode="json") | {"amount": body.amount}, key=idempotency_key
+        )
         return _json({"schemaVersion": "1", "erpPaymentId": erp_id})
 
     def list_page(entity: str, body: contract.ListRequest, fault: Fault | None) -> Response:

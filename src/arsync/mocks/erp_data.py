@@ -12,11 +12,14 @@ The data deliberately contains the two edge cases the sync must handle:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 ORPHAN_INVOICE_EVERY = 50
@@ -28,6 +31,13 @@ _SUFFIXES = ("Ltd", "LLC", "Holdings", "Trading", "Group", "Partners")
 _SERVICES = ("Consulting", "Licences", "Support", "Hardware", "Training", "Hosting")
 _ENTITIES = ("debtors", "invoices", "payments")
 Record = dict[str, Any]
+
+
+class KeyReused(ValueError):
+    """An Idempotency-Key came again with a different request body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used for a different request")
 
 
 def _mix(index: int, seed: int, salt: int = 0) -> int:
@@ -74,7 +84,7 @@ class MockErpData:
     _pushed_ids: set[str] = field(default_factory=set)
     _pushed_payments: list[Record] = field(default_factory=list)
     _pushed_payment_times: list[datetime] = field(default_factory=list)
-    _payment_keys: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    _idempotency_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # key: (body digest, id)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # Record generation ----------------------------------------------------------------
@@ -235,13 +245,34 @@ class MockErpData:
             return 1 <= int(suffix) <= self.invoices
         return erp_invoice_id in self._pushed_ids
 
+    @staticmethod
+    def _digest(request: Record) -> str:
+        return hashlib.blake2b(orjson.dumps(request, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def _replayed(self, key: str | None, request: Record) -> str | None:
+        """The id already given for ``key`` (the caller holds the lock); KeyReused for another body."""
+        seen = self._idempotency_keys.get(key) if key is not None else None
+        if seen is None:
+            return None
+        if seen[0] != self._digest(request):
+            raise KeyReused(key or "")
+        return seen[1]
+
+    def _remember(self, key: str | None, request: Record, erp_id: str) -> None:
+        if key is not None:
+            self._idempotency_keys[key] = (self._digest(request), erp_id)
+
     def push_invoice(
-        self, request: Record, now: datetime | None = None, *, idempotent: bool = True
+        self, request: Record, now: datetime | None = None, *, idempotent: bool = True, key: str | None = None
     ) -> tuple[str, bool]:
-        """Create the invoice, or return the id of the one with the same number."""
+        """Create the invoice, or return the id of the one with the same number (seed 000,
+        "Idempotency": return the existing erpInvoiceId) or given for the same Idempotency-Key."""
         with self._lock:
-            existing = self._pushed_by_number.get(request["invoiceNumber"])
-            if existing and idempotent:
+            existing = None
+            if idempotent:
+                existing = self._replayed(key, request) or self._pushed_by_number.get(request["invoiceNumber"])
+            if existing:
+                self._remember(key, request, existing)
                 return existing, False
             erp_id = f"INV-ERP-{self.push_id_tag}{len(self._pushed_invoices) + 1:06d}"
             lines = request["lines"]
@@ -263,13 +294,17 @@ class MockErpData:
             self._pushed_invoice_times.append(now or datetime.now(UTC))
             self._pushed_by_number[request["invoiceNumber"]] = erp_id
             self._pushed_ids.add(erp_id)
+            if idempotent:
+                self._remember(key, request, erp_id)
             return erp_id, True
 
-    def push_payment(self, request: Record, now: datetime | None = None) -> tuple[str, bool]:
-        """Create the payment; an identical retry returns the same id."""
-        key = tuple(request.get(k) for k in ("erpInvoiceId", "amount", "paymentDate", "bankAccountCode"))
+    def push_payment(self, request: Record, now: datetime | None = None, *, key: str | None = None) -> tuple[str, bool]:
+        """Create the payment; a retry under the same Idempotency-Key returns the same id.
+
+        Nothing else identifies a payment: two equal payments on one day are two payments.
+        """
         with self._lock:
-            existing = self._payment_keys.get(key)
+            existing = self._replayed(key, request)
             if existing:
                 return existing, False
             erp_id = f"PAY-ERP-{self.push_id_tag}{len(self._pushed_payments) + 1:06d}"
@@ -282,7 +317,7 @@ class MockErpData:
                 }
             )
             self._pushed_payment_times.append(now or datetime.now(UTC))
-            self._payment_keys[key] = erp_id
+            self._remember(key, request, erp_id)
             return erp_id, True
 
     def stats(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ requests and ``curl`` lines show it as ``$VAR`` (the environment variable it cam
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import threading
 import time
@@ -92,13 +93,18 @@ class SandboxClient:
             "basic": "Basic c2FuZGJveDpzYW5kYm94",
             "empty": "Bearer ",
         }.get(auth)
+        if path.endswith("/push") and body is not None:
+            # As arsync sends pushes: one key per record. A byte-identical retry is the same
+            # record, so it carries the same key; any other body gets its own.
+            headers["Idempotency-Key"] = "sandbox-" + hashlib.blake2b(body, digest_size=12).hexdigest()
         if auth == "token":
             headers["Authorization"] = f"Bearer {self._token}"
         elif shown_auth is not None:
             headers["Authorization"] = shown_auth
         text = body.decode(errors="replace") if body is not None else None
         exchange = Exchange("POST", path, auth, self.mask(text) if text is not None else None)
-        exchange.curl = self._curl(path, shown_auth, content_type, exchange.request_body)
+        key = headers.get("Idempotency-Key")
+        exchange.curl = self._curl(path, shown_auth, content_type, exchange.request_body, key)
         started = time.perf_counter()
         try:
             response = self._client.post(path, content=body, headers=headers)
@@ -119,12 +125,14 @@ class SandboxClient:
             self.exchanges.append(exchange)
         return exchange
 
-    def _curl(self, path: str, auth: str | None, content_type: str, body: str | None) -> str:
+    def _curl(self, path: str, auth: str | None, content_type: str, body: str | None, key: str | None) -> str:
         parts = ["curl", "-sS", "-X", "POST", shlex.quote(f"{self.base_url}{path}")]
         if auth is not None:
             # Double quotes so the shell expands $VAR; the token itself never appears.
             parts += ["-H", f'"Authorization: {auth}"']
         parts += ["-H", shlex.quote(f"Content-Type: {content_type}")]
+        if key is not None:
+            parts += ["-H", shlex.quote(f"Idempotency-Key: {key}")]
         if body is not None:
             parts += ["--data", shlex.quote(body)]
         return " ".join(parts)

@@ -9,9 +9,9 @@ Every call goes through the organisation's :class:`CallBudget`, with a token fro
 organisation for its ``Retry-After`` and repeats the call (a bounded number of times), except
 the daily limit, which ends the work with the time it resets.
 
-Writes carry an ``Idempotency-Key`` derived from the push. After an uncertain failure (a
-timeout, a dropped connection, a 5xx: Xero may have stored the record) the invoice is first
-looked up by its number, so a retry never makes a second one.
+Writes carry an ``Idempotency-Key`` derived from the push and are sent once per call. After
+an uncertain failure (a timeout, a dropped connection, a 5xx: Xero may have stored the record)
+the push service looks the invoice or payment up through the list reads before repeating it.
 """
 
 from __future__ import annotations
@@ -130,7 +130,6 @@ class XeroConnector:
             api.invoice_body(request, self.sales_account_code),
             attempt,
             created_id=lambda answer: self._single(answer.Invoices, "/Invoices").InvoiceID,
-            find_existing=lambda: self._find_invoice(request.invoice_number, request.erp_debtor_id),
             params=api.UNITDP,
         )
 
@@ -157,40 +156,15 @@ class XeroConnector:
         attempt: PushAttempt,
         *,
         created_id: Callable[[ModelT], str],
-        find_existing: Callable[[], str | None] | None = None,
         params: dict[str, str] | None = None,
     ) -> str:
-        """Create one record, repeating transient failures with the same Idempotency-Key.
+        """Create one record, once per call, under the push's Idempotency-Key.
 
-        Xero replays its first answer for a key it has seen. Where ``find_existing`` is given,
-        it runs first after any uncertain failure, in case Xero no longer remembers the key.
+        Xero replays its first answer for a key it has seen. A transient failure is not
+        repeated here: the push service looks the record up first, then repeats it, counted.
         """
-        uncertain = attempt.uncertain
-        for number in range(1, self.options.max_attempts + 1):
-            if uncertain and find_existing is not None:
-                existing = find_existing()
-                if existing is not None:
-                    return existing
-            try:
-                answer = self._call(
-                    "PUT", path, model, params=params, json=body, idempotency_key=attempt.idempotency_key
-                )
-            except TransientError:
-                if number == self.options.max_attempts:
-                    raise
-                uncertain = True
-                self._sleep(self.options.wait_before_retry(number))
-                continue
-            return created_id(answer)
-        raise AssertionError("unreachable")
-
-    def _find_invoice(self, invoice_number: str, contact_id: str) -> str | None:
-        body = self._call("GET", "/Invoices", api.InvoicesPage,
-                          params={"InvoiceNumbers": invoice_number, "where": 'Type=="ACCREC"'})  # fmt: skip
-        for found in body.Invoices:
-            if found.Contact.ContactID == contact_id and found.Status not in {"DELETED", "VOIDED"}:
-                return found.InvoiceID
-        return None
+        answer = self._call("PUT", path, model, params=params, json=body, idempotency_key=attempt.idempotency_key)
+        return created_id(answer)
 
     @staticmethod
     def _single(records: list[Any], endpoint: str) -> Any:
