@@ -25,6 +25,7 @@ AIMED_AT = {
     "nonstandard-errors": "error_body.shape",
     "page2-500": "server.no_5xx",
     "ignore-modified-since": "debtors.modified_since_future",
+    "ignore-idempotency-key": "payments.push_retry",
 }
 
 

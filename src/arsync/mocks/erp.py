@@ -53,6 +53,7 @@ BREAKAGES = {
     "nonstandard-errors": 'errors are {"message": …} instead of the standard body',
     "page2-500": "/payments/list answers HTTP 500 on page 2",
     "ignore-modified-since": "/debtors/list ignores modifiedSince",
+    "ignore-idempotency-key": "pushes ignore Idempotency-Key: a payment sent again is stored again",
 }
 
 
@@ -185,6 +186,11 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         fault = state.take_fault(endpoint, page_hint)
         if fault and fault.delay:
             await asyncio.sleep(fault.delay)
+            if await request.is_disconnected():
+                # The client gave up while the request waited: it is dropped unhandled, as a
+                # server that cancels abandoned requests would. (Whether a given middleware
+                # does is unknown; one that goes on and commits is what Idempotency-Key covers.)
+                return Response(status_code=499)
         if fault and fault.status:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             code = fault.code or ("INTERNAL_ERROR" if fault.status >= 500 else "BAD_REQUEST")
@@ -209,8 +215,9 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
         except ValidationError as exc:
             return error_response("VALIDATION_FAILED", "Request failed validation", field_errors=_field_errors(exc))
 
+        key = None if "ignore-idempotency-key" in broken else request.headers.get("idempotency-key")
         try:
-            response = answer(endpoint, body, fault, request.headers.get("idempotency-key"))
+            response = answer(endpoint, body, fault, key)
         except KeyReused as exc:
             # A reused key with another body is refused, not replayed: 422, as in the IETF draft
             # "The Idempotency-Key HTTP Header Field" and developer.zuora.com/docs/guides/idempotent-requests.
