@@ -22,6 +22,7 @@ from arsync.jobs.queue import (
     TASK_PUSH,
     TASK_SCHEDULED_SYNC,
     TASK_SYNC,
+    TASK_SYNC_RETRY,
     InProcessQueue,
     JobQueue,
     ProcrastinateQueue,
@@ -66,6 +67,10 @@ class Container:
                 page_size=self.settings.sync_page_size,
                 max_pages=self.settings.sync_max_pages,
                 stale_after_seconds=self.settings.sync_stale_after_seconds,
+                heartbeat_seconds=self.settings.sync_heartbeat_seconds,
+                lookback_seconds=self.settings.sync_lookback_seconds,
+                retry_attempts=self.settings.sync_retry_attempts,
+                retry_backoff_seconds=self.settings.sync_retry_backoff_seconds,
             ),
             queue=self.queue,
         )
@@ -76,6 +81,7 @@ class Container:
             PushOptions(
                 max_attempts=self.settings.push_max_attempts,
                 backoff_seconds=self.settings.push_backoff_seconds,
+                lookback_seconds=self.settings.sync_lookback_seconds,
                 failpoints=self.settings.failpoint_names,
             ),
         )
@@ -92,7 +98,8 @@ class Container:
             self.queue.register(TASK_NOMOD_INVOICE, self.nomod.run_invoice_sync)
             self.queue.register(TASK_PUSH, self.pushes.execute)
             self.queue.register(TASK_SYNC, self.sync.execute)
-            self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_all_active)
+            self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_scheduled)
+            self.queue.register(TASK_SYNC_RETRY, self.sync.retry)
         self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
         self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
 

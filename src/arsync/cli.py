@@ -474,7 +474,11 @@ def sync(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run one sync in the foreground with progress (or queue it); prints the sync-run record."""
+    """Run one sync in the foreground with progress (or queue it); prints the sync-run record.
+
+    Exits 0 when the run succeeded, 1 when it failed, 3 when another run of the connection was
+    already in progress (nothing was run).
+    """
     if queue:
         with _container() as c:
             if not c.settings.is_postgresql:
@@ -490,12 +494,16 @@ def sync(
         run = _run_sync(c, connection_id, full, "cli", show_progress=not as_json)
     if as_json:
         _print_json(run_as_dict(run))
-    else:
-        if run.status == "RUNNING":
-            console.print(f"a sync is already running for {connection_id}: {run.id}")
-        else:
-            _print_run(run)
-    raise typer.Exit(0 if run.status != "FAILED" else 1)
+    elif run.status != "RUNNING":
+        _print_run(run)
+    if run.status == "RUNNING":
+        # Not this command's run: another process has it. Its outcome is not known here.
+        err_console.print(
+            f"[yellow]not run:[/yellow] sync {run.id} is already running for {connection_id} "
+            f"(started {run.started_at:%Y-%m-%d %H:%M:%S} UTC); GET /api/v1/sync-runs/{run.id} shows it"
+        )
+        raise typer.Exit(3)
+    raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
 
 
 # export ------------------------------------------------------------------------------

@@ -60,7 +60,21 @@ class Settings(BaseSettings):
     http_backoff_seconds: float = Field(default=0.5, ge=0)
     http_max_retry_after_seconds: float = Field(default=60.0, ge=0)
     sync_stale_after_seconds: int = Field(
-        default=600, ge=1, description="A RUNNING run with no heartbeat for this long is taken over."
+        default=30, ge=1, description="A RUNNING run with no heartbeat for this long is taken over."
+    )
+    sync_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="A running sync records that it is alive this often, between pages too."
+    )
+    sync_lookback_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Incremental syncs (and push look-ups) ask for changes since this long before the last start.",
+    )
+    sync_retry_attempts: int = Field(
+        default=3, ge=0, le=10, description="Scheduled runs that fail in a transient way are run again this often."
+    )
+    sync_retry_backoff_seconds: float = Field(
+        default=60.0, ge=0, description="First delay before a failed scheduled run is retried; doubles."
     )
 
     # Outbound pushes and the job engine.

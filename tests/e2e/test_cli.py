@@ -9,6 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from arsync.db import make_engine
+from arsync.erp.contract import format_datetime
 from arsync.mocks.serving import serve_in_thread
 from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from tests.conftest import TEST_SECRET_KEY, MockErp
@@ -89,7 +91,8 @@ def test_tenant_connection_sync_export(cli_env: dict[str, str], mock_erp: MockEr
 
     mock_erp.data.mutate({"invoices": 4})
     again = one_json(run_cli("sync", added["connectionId"], "--json", env=cli_env))
-    assert again["status"] == "SUCCEEDED" and again["modifiedSince"] == run["startedAt"][:23] + "Z"
+    since = datetime.fromisoformat(run["startedAt"]) - timedelta(seconds=300)  # the default lookback
+    assert again["status"] == "SUCCEEDED" and again["modifiedSince"] == format_datetime(since)
     assert again["counts"]["invoices"]["updated"] == 4
 
     ledger = one_json(run_cli("export", "--tenant", name, "--environment", "prod", "--json", env=cli_env))

@@ -372,7 +372,7 @@ def test_an_unavailable_transport_fails_the_push_visibly(
     assert error["kind"] == "InternalError" and "not available" in error["message"]
 
 
-def test_start_all_active_queues_one_run_per_active_connection(
+def test_start_scheduled_queues_one_run_per_active_connection(
     container: Container, queue: RecordingQueue, connection: Connection, mock_erp: MockErp
 ) -> None:
     with transaction(container.session_factory) as session:
@@ -381,8 +381,8 @@ def test_start_all_active_queues_one_run_per_active_connection(
     assert pending.status == "PENDING"  # never health-checked: not due
     engine = SyncEngine(container.session_factory, container.connector_for, queue=queue)
 
-    assert engine.start_all_active() == 1
-    assert engine.start_all_active() == 0  # the run is still RUNNING: nothing new
+    assert engine.start_scheduled() == 1
+    assert engine.start_scheduled() == 0  # the run is still RUNNING: nothing new
     with container.session_factory() as session:
         runs = session.scalars(select(SyncRun).where(SyncRun.connection_id == connection.id)).all()
     assert [(r.trigger, r.status) for r in runs] == [("schedule", "RUNNING")]

@@ -37,7 +37,8 @@ def test_full_sync_fills_the_ledger(container: Container, scope: Scope, connecti
     assert run.stats["debtors"]["created"] == 120 + 230 // ORPHAN_INVOICE_EVERY
     assert run.stats["debtors"]["inferred"] == 230 // ORPHAN_INVOICE_EVERY
     assert run.stats["invoices"] == {
-        "created": 230, "updated": 0, "unchanged": 0, "skipped": 0, "pages": 5, "records": 230, "inferred": 0
+        "created": 230, "updated": 0, "unchanged": 0, "skipped": 0, "pages": 5, "records": 230, "inferred": 0,
+        "applied_late": 0,
     }  # fmt: skip
     unmatched = 180 // UNMATCHED_PAYMENT_EVERY
     assert run.stats["payments"]["skipped"] == unmatched
@@ -72,11 +73,11 @@ def test_incremental_sync_sends_watermark_and_counts_changes(
     second = container.sync.run(connection.id)
 
     assert second.status == "SUCCEEDED", second.error
-    assert second.full is False and second.modified_since == first.started_at
+    # The watermark is the first run's start, less the lookback for an ERP clock behind ours.
+    since = first.started_at - timedelta(seconds=container.settings.sync_lookback_seconds)
+    assert second.full is False and second.modified_since == since
     sent = {r["endpoint"]: r["modifiedSince"] for r in mock_erp.state.requests if r["endpoint"].endswith("/list")}
-    assert sent == dict.fromkeys(
-        ["/debtors/list", "/invoices/list", "/payments/list"], format_datetime(first.started_at)
-    )
+    assert sent == dict.fromkeys(["/debtors/list", "/invoices/list", "/payments/list"], format_datetime(since))
     assert second.stats["debtors"]["updated"] == 2
     assert second.stats["invoices"]["updated"] == 5
     payments = second.stats["payments"]
@@ -130,7 +131,7 @@ def test_failed_incremental_keeps_old_watermark(container: Container, connection
     assert _connection(container, connection.id).sync_watermark == first.started_at
     mock_erp.state.set_faults([])
     retry = container.sync.run(connection.id)
-    assert retry.modified_since == first.started_at
+    assert retry.modified_since == first.started_at - timedelta(seconds=container.settings.sync_lookback_seconds)
 
 
 @pytest.mark.parametrize(

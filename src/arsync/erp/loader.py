@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session
 
 from arsync.db import new_id
 from arsync.erp import contract
-from arsync.ledger.models import Customer, Invoice, InvoiceLine, Payment
+from arsync.ledger.models import Customer, Invoice, InvoiceLine, ParkedPayment, Payment
 
 customers: Table = Customer.__table__  # type: ignore[assignment]
 invoices: Table = Invoice.__table__  # type: ignore[assignment]
 invoice_lines: Table = InvoiceLine.__table__  # type: ignore[assignment]
 payments: Table = Payment.__table__  # type: ignore[assignment]
+parked_payments: Table = ParkedPayment.__table__  # type: ignore[assignment]
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 
@@ -40,6 +41,7 @@ class PageResult:
     unchanged: int = 0
     skipped: int = 0
     debtors_inferred: int = 0
+    applied_late: int = 0  # payments: parked ones applied now that their invoice is here
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -273,19 +275,20 @@ class LedgerLoader:
             invoices, "erp_invoice_id", {p.erp_invoice_id for p in payment_records}
         ).items()}  # fmt: skip
         existing = self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p in payment_records))
-        inserts, updates = [], []
+        inserts, updates, parked = [], [], []
         for payment in payment_records:
             invoice_id = invoice_ids.get(payment.erp_invoice_id)
             if invoice_id is None:
                 result.skipped += 1
+                parked.append(payment)
                 result.warnings.append(
                     {
                         "code": "PAYMENT_INVOICE_UNKNOWN",
                         "erpPaymentId": payment.erp_payment_id,
                         "erpInvoiceId": payment.erp_invoice_id,
                         "message": (
-                            f"payment {payment.erp_payment_id} skipped: "
-                            f"invoice {payment.erp_invoice_id} is not in the ledger"
+                            f"payment {payment.erp_payment_id} skipped: invoice {payment.erp_invoice_id} is not "
+                            "in the ledger; it is kept and applied when a sync brings the invoice"
                         ),
                     }
                 )
@@ -309,7 +312,44 @@ class LedgerLoader:
                 updates.append({"id": found[0]} | values)
         bulk_insert(self.session, payments, inserts)
         bulk_update(self.session, payments, updates)
+        self._forget_parked([p.erp_payment_id for p in payment_records])
+        self._park(parked)
         result.created, result.updated = len(inserts), len(updates)
+        return result
+
+    def _park(self, items: Sequence[contract.Payment]) -> None:
+        """Keep payments whose invoice is unknown, to apply when it arrives (replacing older copies)."""
+        bulk_insert(self.session, parked_payments, [
+            self._base_row("park") | {
+                "erp_payment_id": payment.erp_payment_id,
+                "erp_invoice_id": payment.erp_invoice_id,
+                "record": payment.model_dump(mode="json", by_alias=True),
+            }
+            for payment in items
+        ])  # fmt: skip
+
+    def _forget_parked(self, erp_payment_ids: Sequence[str]) -> None:
+        if erp_payment_ids:
+            self.session.execute(
+                delete(parked_payments).where(
+                    self._scope(parked_payments), parked_payments.c.erp_payment_id.in_(list(erp_payment_ids))
+                )
+            )
+
+    def apply_parked_payments(self, erp_invoice_ids: Sequence[str]) -> PageResult:
+        """Load the parked payments of invoices that have just arrived; their counts as a payments page."""
+        if not erp_invoice_ids:
+            return PageResult()
+        records = self.session.scalars(
+            select(parked_payments.c.record).where(
+                self._scope(parked_payments), parked_payments.c.erp_invoice_id.in_(list(erp_invoice_ids))
+            )
+        ).all()
+        if not records:
+            return PageResult()
+        # Parsed as the JSON it was received as: the contract's dates are strict about their type.
+        result = self.load_payments([contract.Payment.model_validate_json(orjson.dumps(record)) for record in records])
+        result.applied_late = result.created
         return result
 
     def remove_payments(self, erp_payment_ids: Sequence[str], result: PageResult) -> None:
@@ -318,6 +358,7 @@ class LedgerLoader:
         with a warning, for someone to look at."""
         if not erp_payment_ids:
             return
+        self._forget_parked(erp_payment_ids)
         found = self.session.execute(
             select(payments.c.id, payments.c.erp_payment_id, payments.c.source).where(
                 self._scope(payments), payments.c.erp_payment_id.in_(list(erp_payment_ids))

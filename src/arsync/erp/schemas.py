@@ -57,12 +57,14 @@ class EntityCounts(ApiModel):
     pages: int
     records: int
     inferred: int = 0
+    applied_late: int = 0
 
 
 class SyncRunRead(ApiModel):
     id: str
     connection_id: str
     trigger: str
+    attempt: int = Field(description="1, or 2, 3, … for the schedule's retries after a transient failure")
     status: Literal["RUNNING", "SUCCEEDED", "FAILED"]
     full: bool
     modified_since: str | None

@@ -7,13 +7,21 @@ survive a failure and a re-run is idempotent. The next page is fetched on a help
 while the current one is written, and at most two pages are ever held in memory.
 
 The watermark (``Connection.sync_watermark``) is the start time of the last successful run.
-It moves only in the final transaction of a run that succeeded.
+It moves only in the final transaction of a run that succeeded. Incremental runs ask for
+changes since the watermark less a lookback, so changes stamped just before it by a clock
+behind ours are fetched again rather than lost.
+
+A running run beats a heartbeat from a thread and records its process (``host:pid``); a run
+whose process has ended, or whose heartbeat stopped, is taken over by the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,8 +37,8 @@ from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
-from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError
-from arsync.jobs.queue import TASK_SYNC, JobQueue
+from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
+from arsync.jobs.queue import TASK_SYNC, TASK_SYNC_RETRY, JobQueue
 
 log = logging.getLogger(__name__)
 ConnectorFactory = Callable[[Connection], ErpConnector]
@@ -45,6 +53,7 @@ class EntityStats:
     pages: int = 0
     records: int = 0
     inferred: int = 0  # debtors only: created from an invoice's erpDebtorId and debtorName
+    applied_late: int = 0  # payments only: parked in an earlier run, applied when their invoice came
 
     def add(self, page: PageResult, records: int) -> None:
         self.pages += 1
@@ -53,6 +62,7 @@ class EntityStats:
         self.updated += page.updated
         self.unchanged += page.unchanged
         self.skipped += page.skipped
+        self.applied_late += page.applied_late
 
 
 class SyncProgress(Protocol):
@@ -63,8 +73,33 @@ class SyncProgress(Protocol):
 class SyncOptions:
     page_size: int = 1000
     max_pages: int = 100_000
-    stale_after_seconds: int = 600
+    stale_after_seconds: int = 30
+    heartbeat_seconds: float = 5.0
+    lookback_seconds: int = 300
+    retry_attempts: int = 3
+    retry_backoff_seconds: float = 60.0
     max_warnings: int = 100
+
+
+def this_runner() -> str:
+    """``host:pid`` of this process, recorded on the runs it executes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _runner_is_dead(runner: str | None) -> bool:
+    """True when ``runner`` is a process on this host that no longer exists."""
+    if not runner:
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's process: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
 
 
 @dataclass
@@ -88,6 +123,7 @@ ENTITY_TABLES: dict[Entity, tuple[str, ...]] = {
     "payments": ("payments",),
 }
 FIRST_ANALYZE_AT = 1000
+SCHEDULED_STATUSES = ("ACTIVE", "FAILED")
 
 ERP_ID_FIELD: dict[Entity, str] = {
     "debtors": "erp_debtor_id",
@@ -123,7 +159,13 @@ class SyncEngine:
     # Starting ---------------------------------------------------------------------------
 
     def start(
-        self, connection_id: str, trigger: str = "manual", full: bool = False, *, enqueue: bool = False
+        self,
+        connection_id: str,
+        trigger: str = "manual",
+        full: bool = False,
+        *,
+        enqueue: bool = False,
+        attempt: int = 1,
     ) -> tuple[SyncRun, bool]:
         """Create a RUNNING run, or return the one already running (``started`` is False).
 
@@ -132,7 +174,7 @@ class SyncEngine:
         """
         for _ in range(3):
             try:
-                return self._try_start(connection_id, trigger, full, enqueue)
+                return self._try_start(connection_id, trigger, full, enqueue, attempt)
             except IntegrityError:
                 # Another process inserted its RUNNING run between our check and our insert.
                 with self.session_factory() as session:
@@ -147,11 +189,16 @@ class SyncEngine:
             select(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "RUNNING")
         )
 
-    def start_all_active(self, trigger: str = "schedule") -> int:
-        """Start and queue a run for every ACTIVE connection that is not already syncing."""
+    def start_scheduled(self, trigger: str = "schedule") -> int:
+        """Start and queue a run for every connection due at a scheduled slot.
+
+        That is every ACTIVE connection and every FAILED one: a transient outage must heal by
+        itself at the next slot, not wait for someone to press Sync now. A connection that needs
+        reauthorising (or is still PENDING its first health check) waits for a person.
+        """
         with self.session_factory() as session:
             connection_ids = session.scalars(
-                select(Connection.id).where(Connection.status == "ACTIVE").order_by(Connection.id)
+                select(Connection.id).where(Connection.status.in_(SCHEDULED_STATUSES)).order_by(Connection.id)
             ).all()
         started = 0
         for connection_id in connection_ids:
@@ -160,10 +207,28 @@ class SyncEngine:
             except NotFound:
                 continue  # deleted meanwhile
             started += created
-        log.info("%s: started %d of %d active connections", trigger, started, len(connection_ids))
+        log.info("%s: started %d of %d due connections", trigger, started, len(connection_ids))
         return started
 
-    def _try_start(self, connection_id: str, trigger: str, full: bool, enqueue: bool) -> tuple[SyncRun, bool]:
+    def retry(self, connection_id: str, attempt: int) -> SyncRun | None:
+        """Run a scheduled sync that failed in a transient way again (the job of TASK_SYNC_RETRY).
+
+        Skipped when the connection is no longer FAILED: someone synced it meanwhile, or it now
+        needs reauthorising.
+        """
+        with self.session_factory() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is None or connection.status != "FAILED":
+                return None
+        try:
+            run, started = self.start(connection_id, "retry", attempt=attempt)
+        except NotFound:
+            return None
+        return self.execute(run.id) if started else None
+
+    def _try_start(
+        self, connection_id: str, trigger: str, full: bool, enqueue: bool, attempt: int
+    ) -> tuple[SyncRun, bool]:
         now = utcnow()
         with transaction(self.session_factory) as session:
             connection = session.get(Connection, connection_id)
@@ -171,19 +236,20 @@ class SyncEngine:
                 raise NotFound(f"connection {connection_id} not found")
             running = self._running(session, connection_id)
             if running is not None:
-                if running.heartbeat_at > now - timedelta(seconds=self.options.stale_after_seconds):
+                why = self._abandoned(running, now)
+                if why is None:
                     return running, False
                 running.status = "FAILED"
                 running.finished_at = now
-                running.error = {
-                    "kind": "Abandoned",
-                    "message": (
-                        f"the process running this sync stopped; no progress since {running.heartbeat_at.isoformat()}"
-                    ),
-                    "hint": "Sync now to run it again",
-                }
+                running.error = {"kind": "Abandoned", "message": why, "hint": "Sync now to run it again"}
                 session.flush()
-            modified_since = None if full else connection.sync_watermark
+            modified_since = None
+            if not full and connection.sync_watermark is not None:
+                # The overlap: an ERP clock behind ours, or a middleware that filters with a
+                # strict ">" on second-rounded stamps, would otherwise hide changes stamped just
+                # before the watermark for good. Records seen again are matched by ERP id and
+                # content hash, so they cost a read and count as unchanged.
+                modified_since = connection.sync_watermark - timedelta(seconds=self.options.lookback_seconds)
             run = SyncRun(
                 connection_id=connection.id,
                 tenant_id=connection.tenant_id,
@@ -196,6 +262,7 @@ class SyncEngine:
                 heartbeat_at=now,
                 stats={e: asdict(EntityStats()) for e in ENTITIES},
                 warnings=[],
+                attempt=attempt,
             )
             session.add(run)
             session.flush()
@@ -205,6 +272,16 @@ class SyncEngine:
                 # The lock keeps two jobs of one connection from running at once on any worker.
                 self.queue.enqueue(session, TASK_SYNC, {"run_id": run.id}, lock=f"connection:{connection.id}")
             return run, True
+
+    def _abandoned(self, run: SyncRun, now: datetime) -> str | None:
+        """Why a RUNNING run is dead and may be taken over, or None while it may be alive."""
+        if _runner_is_dead(run.runner):
+            return f"the process running this sync ({run.runner}) has ended"
+        # A run not yet picked up by a worker has no heartbeat of its own; it waits in the queue.
+        silence = self.options.stale_after_seconds * (1 if run.runner else 20)
+        if run.heartbeat_at <= now - timedelta(seconds=silence):
+            return f"the process running this sync stopped; no progress since {run.heartbeat_at.isoformat()}"
+        return None
 
     def run(
         self, connection_id: str, trigger: str = "manual", full: bool = False, progress: SyncProgress | None = None
@@ -219,28 +296,33 @@ class SyncEngine:
 
     def execute(self, run_id: str, progress: SyncProgress | None = None) -> SyncRun:
         """Run every stage of a started run and record its outcome."""
-        with self.session_factory() as session:
+        with transaction(self.session_factory) as session:
             run = session.get(SyncRun, run_id)
             if run is None:
                 raise NotFound(f"sync run {run_id} not found")
             if run.status != "RUNNING":
                 return run  # finished already, or taken over as abandoned
+            run.runner = this_runner()
+            run.heartbeat_at = utcnow()
             connection = session.get(Connection, run.connection_id)
             assert connection is not None
         state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since)
         connector = self.connector_factory(connection)
+        heartbeat = _Heartbeat(self.session_factory, run.id, self.options.heartbeat_seconds)
+        error: BaseException | None = None
         try:
             for entity in ENTITIES:
                 self._sync_entity(entity, connector, state, progress)
         except ConnectorError as exc:
             log.warning("sync %s failed: %s", run_id, exc)
-            return self._finish(state, run.connection_id, started_at=run.started_at, error=exc)
+            error = exc
         except Exception as exc:
             log.exception("sync %s failed unexpectedly", run_id)
-            return self._finish(state, run.connection_id, started_at=run.started_at, error=exc)
+            error = exc
         finally:
+            heartbeat.stop()
             connector.close()
-        return self._finish(state, run.connection_id, started_at=run.started_at, error=None)
+        return self._finish(state, run, error=error)
 
     def _fetch(self, connector: ErpConnector, entity: Entity, page: int, modified_since: datetime | None) -> Page[Any]:
         limit = self.options.page_size
@@ -311,6 +393,9 @@ class SyncEngine:
                 result = loader.load_debtors(page.items)
             elif entity == "invoices":
                 result = loader.load_invoices(page.items)
+                late = loader.apply_parked_payments([invoice.erp_invoice_id for invoice in page.items])
+                state.stats["payments"].created += late.created
+                state.stats["payments"].applied_late += late.applied_late
             else:
                 result = loader.load_payments(page.items)
                 loader.remove_payments(page.removed, result)
@@ -346,14 +431,17 @@ class SyncEngine:
             for table in ENTITY_TABLES[entity]:
                 session.execute(text(f'ANALYZE "{table}"'))
 
-    def _finish(
-        self, state: _RunState, connection_id: str, *, started_at: datetime, error: BaseException | None
-    ) -> SyncRun:
+    def _finish(self, state: _RunState, started: SyncRun, *, error: BaseException | None) -> SyncRun:
         now = utcnow()
         with transaction(self.session_factory) as session:
             run = session.get(SyncRun, state.run_id)
-            connection = session.get(Connection, connection_id)
+            connection = session.get(Connection, started.connection_id)
             assert run is not None and connection is not None
+            if run.status != "RUNNING":
+                # Taken over as abandoned while this process was stalled: the other run owns the
+                # watermark now, and this one's pages are already in (they are idempotent).
+                log.warning("sync %s finished after it was taken over; its outcome is not recorded", run.id)
+                return run
             run.stats = state.stats_json()
             run.warnings = list(state.warnings)
             run.warnings_omitted = state.warnings_omitted
@@ -361,7 +449,7 @@ class SyncEngine:
             run.heartbeat_at = now
             if error is None:
                 run.status = "SUCCEEDED"
-                connection.sync_watermark = started_at
+                connection.sync_watermark = started.started_at
                 if connection.status != "ACTIVE":
                     connection.status, connection.status_changed_at = "ACTIVE", now
                 connection.status_reason = None
@@ -373,6 +461,7 @@ class SyncEngine:
                     connection.status, connection.status_changed_at = error.connection_status, now
                     connection.status_reason = str(error)
                 connection.last_error = run.error
+                self._schedule_retry(session, run, error)
             else:
                 run.status = "FAILED"
                 run.error = {
@@ -385,6 +474,48 @@ class SyncEngine:
             session.flush()
             return run
 
+    def _schedule_retry(self, session: Session, run: SyncRun, error: ConnectorError) -> None:
+        """Queue the next try of a scheduled run that failed in a transient way, with doubling delays."""
+        if run.trigger not in {"schedule", "retry"} or not isinstance(error, TransientError):
+            return
+        if self.queue is None or run.attempt > self.options.retry_attempts:
+            return
+        delay = self.options.retry_backoff_seconds * 2 ** (run.attempt - 1)
+        run_at = utcnow() + timedelta(seconds=delay)
+        self.queue.enqueue(
+            session, TASK_SYNC_RETRY, {"connection_id": run.connection_id, "attempt": run.attempt + 1}, run_at=run_at
+        )
+        assert run.error is not None
+        run.error = run.error | {"hint": f"tried again by itself at {run_at:%H:%M:%S} UTC (attempt {run.attempt + 1})"}
+
+
+class _Heartbeat:
+    """Marks a run alive every ``every`` seconds from a thread, so a long page is not mistaken for death."""
+
+    def __init__(self, session_factory: sessionmaker[Session], run_id: str, every: float) -> None:
+        self._session_factory = session_factory
+        self._run_id = run_id
+        self._every = every
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._every):
+            try:
+                with transaction(self._session_factory) as session:
+                    session.execute(
+                        update(SyncRun)
+                        .where(SyncRun.id == self._run_id, SyncRun.status == "RUNNING")
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:
+                log.exception("sync %s: heartbeat failed", self._run_id)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
 
 def run_as_dict(run: SyncRun) -> dict[str, Any]:
     """The sync-run record as shown by the CLI and the API."""
@@ -393,6 +524,7 @@ def run_as_dict(run: SyncRun) -> dict[str, Any]:
         "id": run.id,
         "connectionId": run.connection_id,
         "trigger": run.trigger,
+        "attempt": run.attempt,
         "status": run.status,
         "full": run.full,
         "modifiedSince": contract.format_datetime(run.modified_since) if run.modified_since else None,

@@ -31,6 +31,7 @@ from arsync.jobs.queue import (
     TASK_REMOVE_FINISHED_JOBS,
     TASK_SCHEDULED_SYNC,
     TASK_SYNC,
+    TASK_SYNC_RETRY,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ def build_app(container: Container) -> procrastinate.App:
     def sync(run_id: str) -> None:
         container.sync.execute(run_id)
 
+    @app.task(name=TASK_SYNC_RETRY, queue=QUEUE_NAME)
+    def sync_retry(connection_id: str, attempt: int) -> None:
+        container.sync.retry(connection_id, attempt)
+
     @app.task(name=TASK_NOMOD_INVOICE, queue=QUEUE_NAME)
     def nomod_invoice(sync_id: str) -> None:
         container.nomod.run_invoice_sync(sync_id)
@@ -72,7 +77,7 @@ def build_app(container: Container) -> procrastinate.App:
     def scheduled_sync(timestamp: int) -> None:
         slot = datetime.fromtimestamp(timestamp, UTC).isoformat()
         log.info("scheduled sync for the %s slot", slot)
-        container.sync.start_all_active(trigger="schedule")
+        container.sync.start_scheduled(trigger="schedule")
 
     @app.periodic(cron=REMOVE_FINISHED_JOBS_CRON, periodic_id="remove-finished-jobs")
     @app.task(name=TASK_REMOVE_FINISHED_JOBS, queue=QUEUE_NAME, queueing_lock=TASK_REMOVE_FINISHED_JOBS,
@@ -155,6 +160,6 @@ class EmbeddedScheduler:
             if self._stop.wait(max((slot - datetime.now(UTC)).total_seconds(), 0)):
                 return
             try:
-                self.container.sync.start_all_active(trigger="schedule")
+                self.container.sync.start_scheduled(trigger="schedule")
             except Exception:
                 log.exception("the scheduled sync of %s failed to start", slot.isoformat())
