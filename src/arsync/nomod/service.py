@@ -258,6 +258,9 @@ class NomodService:
     def retry_invoice_sync(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
         """Queue a FAILED (or never queued) invoice sync again, with a fresh budget of attempts."""
         invoice = ledger.get_invoice(session, scope, invoice_id)
+        # Concurrent retries wait here, then the later ones find the sync PENDING and get 409.
+        session.scalars(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()).one()
+        session.expire_all()
         if invoice.status not in SENT_STATUSES:
             raise Conflict(
                 f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod", code="INVALID_STATE"
