@@ -27,6 +27,8 @@ from arsync.jobs.queue import TASK_PUSH
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Invoice, Payment
+from arsync.nomod.models import EntityIntegrationMapping
+from arsync.nomod.service import CUSTOMER, NomodService
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import make_settings
@@ -194,3 +196,35 @@ def test_twenty_retries_of_a_failed_push_queue_it_once(
             {"task": TASK_PUSH, "id": push_id},
         )
         assert jobs == 2  # the dispatch's and one retry's
+
+
+def test_twenty_rejections_of_one_cash_application_give_one_success(
+    pg_container: Container, race: Callable[[Action], Counter[str]]
+) -> None:
+    scope = _scope(pg_container)
+    invoice_id = _invoice(pg_container, scope, finalized=True)
+    application_id = _cash_application(pg_container, scope, invoice_id)
+
+    def reject(app: Container, _: int) -> None:
+        with transaction(app.session_factory) as session:
+            ledger.reject_cash_application(session, scope, application_id)
+
+    assert race(reject) == Counter({"ok": 1, "409 INVALID_STATE": 19})
+    assert _count(pg_container, Payment, Payment.invoice_id == invoice_id) == 0
+
+
+def test_twenty_unlinks_of_a_nomod_customer_give_one_success(
+    pg_container: Container, race: Callable[[Action], Counter[str]]
+) -> None:
+    scope = _scope(pg_container)
+    with transaction(pg_container.session_factory) as session:
+        customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Linked", email="l@example.com"))
+        session.flush()
+        session.add(NomodService.new_mapping(scope, CUSTOMER, customer.id, "nomod-cust-1"))
+        customer_id = customer.id
+
+    def unlink(app: Container, _: int) -> None:
+        app.nomod.unlink_customer(scope, customer_id)
+
+    assert race(unlink) == Counter({"ok": 1, "409 INVALID_STATE": 19})
+    assert _count(pg_container, EntityIntegrationMapping, EntityIntegrationMapping.entity_id == customer_id) == 0
