@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,8 +32,9 @@ from arsync.demo import Walkthrough, WalkthroughFailed
 from arsync.erp import contract
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import Entity
+from arsync.erp.service import validate_base_url
 from arsync.erp.sync import EntityStats, run_as_dict
-from arsync.errors import ArsyncError
+from arsync.errors import ArsyncError, InvalidInput
 from arsync.jobs.worker import run_worker
 from arsync.ledger.export import write_ledger
 from arsync.mocks.erp import BREAKAGES, MockErpState, create_mock_erp_app
@@ -563,17 +565,27 @@ def sandbox_check(
     page_size: Annotated[int, typer.Option(min=1, max=10_000, help="limit for list walks (the platform's)")] = 1000,
     max_pages: Annotated[int, typer.Option(min=1, help="Page cap per list walk.")] = 1000,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request.")] = 30.0,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also exit 1 when a SHOULD check warns (works, but costs the user).")
+    ] = False,
 ) -> None:
     """Check a middleware against the contract.
 
-    Exit 0 when all mandatory checks pass, 1 when one fails, 2 when the suite could not run.
+    Exit 0 when every MUST check passes (and, with --strict, no SHOULD check warns), 1 when one
+    fails, 2 when the suite could not run.
     """
+    try:
+        base_url = validate_base_url(base_url)
+    except InvalidInput as exc:
+        err_console.print(f"[red]cannot run:[/red] {exc.message}")
+        raise typer.Exit(2) from None
     token = _secret_from_env(token_env, "the middleware token")
 
     def show(result: CheckResult, index: int, total: int) -> None:
         style = VERDICT_STYLE[result.verdict]
-        console.print(f"[{style}]{result.verdict:4}[/{style}] {result.name:32} {result.reason}", soft_wrap=True)
-        if result.verdict == "FAIL":
+        tier = "" if result.tier == "MUST" else f"({result.tier}) "
+        console.print(f"[{style}]{result.verdict:4}[/{style}] {result.name:32} {tier}{result.reason}", soft_wrap=True)
+        if result.verdict == "FAIL" or (result.verdict == "WARN" and result.curl):
             if result.path:
                 console.print(f"       path:     {result.path}", soft_wrap=True)
             console.print(f"       expected: {result.expected!r}", soft_wrap=True)
@@ -598,7 +610,7 @@ def sandbox_check(
         f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['WARN']} warnings, {counts['SKIP']} skipped "
         f"(run {report.run_id}{'; writes prefixed SBX-' + report.run_id if allow_writes else ''})"
     )
-    raise typer.Exit(1 if report.failed else 0)
+    raise typer.Exit(1 if report.failed or (strict and report.should_warnings) else 0)
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -628,11 +640,16 @@ def mock_erp(
         raise typer.Exit(2)
     state = MockErpState(MockErpData(debtors, invoices, payments, seed), token=token,
                          breakages=frozenset(breakage or []))  # fmt: skip
+    # Bound here, so that the address printed is the real one even with --port 0.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
     err_console.print(
         f"mock ERP: {debtors:,} debtors, {invoices:,} invoices, {payments:,} payments (seed {seed}) "
-        f"on http://{host}:{port}"
+        f"on http://{host}:{sock.getsockname()[1]}"
     )
-    uvicorn.run(create_mock_erp_app(state), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(create_mock_erp_app(state), log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command("mock-xero")

@@ -254,9 +254,45 @@ def test_sandbox_check_from_the_cli(cli_env: dict[str, str], tmp_path: Path):
         refused = run_cli("sandbox", "check", "--base-url", ok_server.url, "--token-env", "MW_TOKEN",
                           env=cli_env | {"MW_TOKEN": "ask_wrong"}, expect=2)  # fmt: skip
         assert "every call got 401: check the token" in refused.stderr
+        slash = run_cli("sandbox", "check", "--base-url", ok_server.url + "/", "--token-env", "MW_TOKEN",
+                        env=env, expect=2)  # fmt: skip
+        assert "must not end with a slash" in slash.stderr  # as the connection form says
+
+    # A SHOULD breach (modifiedSince ignored) warns and exits 0; --strict makes it exit 1.
+    slow = MockErpState(MockErpData(20, 30, 20, seed=2), token=token,
+                        breakages=frozenset({"ignore-modified-since"}))  # fmt: skip
+    with serve_in_thread(create_mock_erp_app(slow)) as server:
+        args = (
+            "sandbox",
+            "check",
+            "--base-url",
+            server.url,
+            "--token-env",
+            "MW_TOKEN",
+            "--only",
+            "debtors.modified_since_future",
+        )
+        warned = run_cli(*args, env=env)
+        assert re.search(r"^WARN debtors\.modified_since_future +\(SHOULD\)", warned.stdout, re.M)
+        run_cli(*args, "--strict", env=env, expect=1)
     run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "MW_TOKEN", env=env, expect=2)
     unset = run_cli("sandbox", "check", "--base-url", "http://127.0.0.1:9", "--token-env", "NOPE", env=env, expect=2)
     assert "NOPE is not set" in unset.stderr
+
+
+def test_mock_erp_on_port_0_prints_the_port_it_got(cli_env: dict[str, str]):
+    process = subprocess.Popen([ARSYNC, "mock-erp", "--port", "0"], env=cli_env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        port = int(re.search(r"on http://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        assert port != 0
+        answer = httpx.post(f"http://127.0.0.1:{port}/health", json={"schemaVersion": "1"},
+                            headers={"Authorization": "Bearer ask_any"}, timeout=10)  # fmt: skip
+        assert answer.status_code == 200 and answer.json()["ok"] is True
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def test_xero_authorize_link_from_the_cli(cli_env: dict[str, str]):

@@ -1,10 +1,15 @@
-"""The Developer Sandbox against the mock ERP over loopback HTTP: it passes, and each broken variant fails one check."""
+"""The Developer Sandbox over loopback HTTP: against the mock ERP (it passes, and each broken variant
+fails one check) and against middlewares written fresh for the tests."""
 
 from __future__ import annotations
 
+import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -13,6 +18,8 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox import report
 from arsync.sandbox.checks import CheckResult, SuiteCannotRun, all_checks, run_checks
+from tests.contract_middleware import ContractMiddleware
+from tests.contract_middleware import create_app as create_contract_app
 
 TOKEN = "ask_sandbox_secret_7f3a9c"
 
@@ -65,9 +72,11 @@ def test_each_broken_variant_fails_exactly_its_check(breakage: str) -> None:
     assert set(AIMED_AT) == set(BREAKAGES)
     with _serve(breakage) as server:
         result = run_checks(server.url, TOKEN, token_env="MW_TOKEN", allow_writes=True)
-    failed = [r for r in result.results if r.verdict == "FAIL"]
-    assert [r.name for r in failed] == [AIMED_AT[breakage]], [(r.name, r.reason) for r in failed]
-    (failure,) = failed
+    flagged = [r for r in result.results if r.verdict == "FAIL" or (r.verdict == "WARN" and r.tier == "SHOULD")]
+    assert [r.name for r in flagged] == [AIMED_AT[breakage]], [(r.name, r.reason) for r in flagged]
+    (failure,) = flagged
+    # A SHOULD breach (working, but costly) warns and does not fail the run; a MUST breach fails it.
+    assert (failure.verdict, bool(result.failed)) == (("FAIL", True) if failure.tier == "MUST" else ("WARN", False))
     assert failure.reason and failure.expected is not None and failure.actual is not None
     assert failure.curl and failure.curl.startswith("curl ") and TOKEN not in failure.curl
     if breakage != "no-auth":  # that one reproduces a request sent without a token
@@ -118,3 +127,54 @@ def test_reports_carry_every_check_and_never_the_token() -> None:
     assert "reproduce: curl" in (failures[0].find("failure").text or "")  # type: ignore[union-attr]
     skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
     assert int(suite.get("skipped", "0")) == len(skipped) > 0
+
+
+# Middlewares written fresh for these tests (tests/contract_middleware.py), not the mock ERP ---------
+
+
+@contextmanager
+def _fresh(**options: Any) -> Iterator[tuple[ContractMiddleware, RunningServer]]:
+    erp = ContractMiddleware.with_records(**options)
+    with serve_in_thread(create_contract_app(erp)) as server:
+        yield erp, server
+
+
+def _must_failures(report: Any) -> list[tuple[str, str]]:
+    return [(r.name, r.reason) for r in report.failed]
+
+
+def test_a_correct_fresh_middleware_passes_with_no_must_failure() -> None:
+    with _fresh() as (erp, server):
+        report = run_checks(server.url, erp.token, token_env="MW_TOKEN", allow_writes=True)
+    assert _must_failures(report) == []
+    assert [r.name for r in report.results if r.verdict == "FAIL"] == []
+
+
+def test_a_server_side_page_cap_is_legal() -> None:
+    """Pages shorter than limit with hasMore: true; the seeds say to page until hasMore is false."""
+    with _fresh(page_cap=25) as (erp, server):
+        report = run_checks(server.url, erp.token, token_env="MW_TOKEN", allow_writes=True)
+    assert _must_failures(report) == []
+
+
+def test_has_more_computed_from_the_requested_limit_is_caught_as_lost_records() -> None:
+    with _fresh(page_cap=25, has_more_from_limit=True) as (erp, server):
+        report = run_checks(server.url, erp.token, token_env="MW_TOKEN")
+    failed = {name: reason for name, reason in _must_failures(report)}
+    assert "invoices.no_gaps" in failed and "hasMore was false while records remained" in failed["invoices.no_gaps"]
+    gap = next(r for r in report.results if r.name == "invoices.no_gaps")
+    assert gap.curl and "/invoices/list" in gap.curl
+
+
+def test_a_list_that_ignores_the_token_fails_naming_its_endpoint_with_a_working_curl() -> None:
+    with _fresh(open_paths=frozenset({"/invoices/list"})) as (erp, server):
+        report = run_checks(server.url, erp.token, token_env="MW_TOKEN", only=["auth.*"])
+        failed = [r for r in report.results if r.verdict == "FAIL"]
+        assert [r.name for r in failed][:1] == ["auth.missing_token"], [(r.name, r.reason) for r in failed]
+        failure = failed[0]
+        assert "/invoices/list" in failure.reason and failure.curl is not None
+        # The curl reproduces the breach: run as a shell would, it gets the 200 the check saw.
+        argv = shlex.split(failure.curl)
+        url, body = argv[4], argv[argv.index("--data") + 1]
+        answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and "invoices" in answer.json()

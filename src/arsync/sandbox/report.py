@@ -22,7 +22,8 @@ def to_json(report: Report) -> bytes:
         "writePrefix": f"SBX-{report.run_id}",
         "startedAt": report.started_at.isoformat(),
         "tokenShownAs": f"${report.token_env}",
-        "summary": report.counts() | {"mandatoryFailed": len(report.failed)},
+        "summary": report.counts()
+        | {"mandatoryFailed": len(report.failed), "shouldWarnings": len(report.should_warnings)},
         "warnings": report.warnings,
         "checks": [r.as_dict() for r in report.results],
     }
@@ -51,6 +52,7 @@ def to_junit(report: Report) -> bytes:
         case = ET.SubElement(
             suite, "testcase", classname=f"sandbox.{group}", name=result.name, time=f"{result.duration_ms / 1000:.3f}"
         )
+        ET.SubElement(ET.SubElement(case, "properties"), "property", name="tier", value=result.tier)
         if result.verdict == "FAIL":
             failure = ET.SubElement(case, "failure", message=result.reason, type="ContractViolation")
             failure.text = "\n".join(
@@ -66,6 +68,6 @@ def to_junit(report: Report) -> bytes:
         elif result.verdict == "SKIP":
             ET.SubElement(case, "skipped", message=result.reason)
         elif result.verdict == "WARN":
-            ET.SubElement(case, "system-out").text = f"WARN: {result.reason}"
+            ET.SubElement(case, "system-out").text = f"WARN ({result.tier}): {result.reason}"
     document: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
     return document
