@@ -10,10 +10,16 @@ correctly or not:
   computed as "this page was full" against the requested limit. With a page cap it stops
   every walk early.
 * ``open_paths``: paths that skip the token check.
+
+And one knob per bug the Sandbox must catch: ``reject_three_decimals``, ``ascii_only`` (500 on
+other text), ``push_without_version``, ``date_only_filter`` (``modifiedSince`` compared by
+date, so later changes of the same day never sync), ``slow_health`` (seconds, once) and
+``overpaid_invoice``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from dataclasses import dataclass, field
@@ -36,6 +42,12 @@ class ContractMiddleware:
     page_cap: int | None = None
     has_more_from_limit: bool = False
     open_paths: frozenset[str] = frozenset()
+    reject_three_decimals: bool = False
+    ascii_only: bool = False
+    push_without_version: bool = False
+    date_only_filter: bool = False
+    slow_health: float = 0.0
+    overpaid_invoice: bool = False
     debtors: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     payments: list[dict[str, Any]] = field(default_factory=list)
@@ -53,6 +65,8 @@ class ContractMiddleware:
             erp._add("debtors", {"erpDebtorId": f"D{n:03d}", "name": f"Débiteur {n}", "email": None}, then)
         for n in range(1, invoices + 1):
             erp._add("invoices", _invoice(f"I{n:04d}", f"INV-{n}", f"D{1 + n % debtors:03d}", "KWD", "12.345"), then)
+        if erp.overpaid_invoice:
+            erp.invoices[0]["amountOutstanding"] = 99.0
         for n in range(1, payments + 1):
             erp._add("payments", {"erpPaymentId": f"P{n:04d}", "erpInvoiceId": f"I{n:04d}", "amount": 1.5,
                                   "paymentDate": "2026-02-01"}, then)  # fmt: skip
@@ -105,6 +119,18 @@ def _money(value: Any) -> Decimal | None:
 def create_app(erp: ContractMiddleware) -> FastAPI:
     app = FastAPI()
 
+    def pushed(body: dict[str, Any]) -> Response:
+        if erp.push_without_version:
+            body = {k: v for k, v in body.items() if k != "schemaVersion"}
+        return _json(body)
+
+    def refused_by_quirks(raw: bytes, amounts: list[Decimal]) -> Response | None:
+        if erp.ascii_only and not raw.isascii():
+            return Response(b"Internal Server Error", status_code=500, media_type="text/plain")
+        if erp.reject_three_decimals and any(a != a.quantize(Decimal("0.01")) for a in amounts):
+            return _invalid("amount", "at most 2 decimals")
+        return None
+
     async def parse(request: Request) -> dict[str, Any] | Response:
         if request.url.path not in erp.open_paths and request.headers.get("authorization") != f"Bearer {erp.token}":
             return _error(401, "UNAUTHORIZED", UNAUTHORIZED)
@@ -123,6 +149,9 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         body = await parse(request)
         if isinstance(body, Response):
             return body
+        if erp.slow_health:
+            delay, erp.slow_health = erp.slow_health, 0.0
+            await asyncio.sleep(delay)
         return _json({"schemaVersion": "1", "ok": True, "service": "fresh-middleware"})
 
     @app.post("/{entity}/list")
@@ -149,7 +178,11 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         served = min(limit, erp.page_cap or limit)
         with erp.lock:
             id_field = {"debtors": "erpDebtorId", "invoices": "erpInvoiceId", "payments": "erpPaymentId"}[entity]
-            records = [r for r in getattr(erp, entity) if since is None or erp.stamps[r[id_field]] > since]
+            if erp.date_only_filter and since is not None:
+                day = since.date()
+                records = [r for r in getattr(erp, entity) if erp.stamps[r[id_field]].date() > day]
+            else:
+                records = [r for r in getattr(erp, entity) if since is None or erp.stamps[r[id_field]] > since]
         start = (page - 1) * served
         chunk = records[start : start + served]
         more = len(chunk) == limit if erp.has_more_from_limit else start + served < len(records)
@@ -172,13 +205,18 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         amounts = [_money(line.get("amount")) if isinstance(line, dict) else None for line in lines]
         if any(a is None for a in amounts):
             return _invalid("lines", "every line needs a numeric amount")
+        quirk = refused_by_quirks(await request.body(), [a for a in amounts if a is not None])
+        if quirk is not None:
+            return quirk
         with erp.lock:
             if not any(d["erpDebtorId"] == body["erpDebtorId"] for d in erp.debtors):
                 return _invalid("erpDebtorId", "no such debtor")
             key = request.headers.get("idempotency-key")
             same = [i for i in erp.invoices if i["invoiceNumber"] == body["invoiceNumber"]]
             if key in erp.keys or same:
-                return _json({"schemaVersion": "1", "erpInvoiceId": erp.keys.get(key or "") or same[0]["erpInvoiceId"]})
+                return pushed(
+                    {"schemaVersion": "1", "erpInvoiceId": erp.keys.get(key or "") or same[0]["erpInvoiceId"]}
+                )
             total = f"{sum(a for a in amounts if a is not None)}"
             erp_id = f"PUSHED-{len(erp.invoices) + 1}"
             record = _invoice(erp_id, body["invoiceNumber"], body["erpDebtorId"], body["currency"], total)
@@ -186,7 +224,7 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
             erp._add("invoices", record, datetime.now(UTC))
             if key:
                 erp.keys[key] = erp_id
-        return _json({"schemaVersion": "1", "erpInvoiceId": erp_id})
+        return pushed({"schemaVersion": "1", "erpInvoiceId": erp_id})
 
     @app.post("/payments/push")
     async def push_payment(request: Request) -> Response:
@@ -196,6 +234,9 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         amount = _money(body.get("amount"))
         if amount is None or amount <= 0:
             return _invalid("amount", "must be a positive number")
+        quirk = refused_by_quirks(await request.body(), [amount])
+        if quirk is not None:
+            return quirk
         if not isinstance(body.get("paymentDate"), str) or not DAY.match(body["paymentDate"]):
             return _invalid("paymentDate", "must be YYYY-MM-DD")
         with erp.lock:
@@ -203,13 +244,13 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
                 return _invalid("erpInvoiceId", "no such invoice")
             key = request.headers.get("idempotency-key")
             if key and key in erp.keys:
-                return _json({"schemaVersion": "1", "erpPaymentId": erp.keys[key]})
+                return pushed({"schemaVersion": "1", "erpPaymentId": erp.keys[key]})
             erp_id = f"PAID-{len(erp.payments) + 1}"
             erp._add("payments", {"erpPaymentId": erp_id, "erpInvoiceId": body["erpInvoiceId"],
                                   "amount": body["amount"], "paymentDate": body["paymentDate"]},
                      datetime.now(UTC))  # fmt: skip
             if key:
                 erp.keys[key] = erp_id
-        return _json({"schemaVersion": "1", "erpPaymentId": erp_id})
+        return pushed({"schemaVersion": "1", "erpPaymentId": erp_id})
 
     return app

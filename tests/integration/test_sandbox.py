@@ -178,3 +178,27 @@ def test_a_list_that_ignores_the_token_fails_naming_its_endpoint_with_a_working_
         url, body = argv[4], argv[argv.index("--data") + 1]
         answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         assert answer.status_code == 200 and "invoices" in answer.json()
+
+
+# Each bug a fresh middleware has, and the one check that must flag it (MUST fails, SHOULD warns).
+FRESH_BUGS = {
+    "reject_three_decimals": ("invoices.push_real_data", "FAIL"),
+    "ascii_only": ("server.no_5xx", "FAIL"),
+    "push_without_version": ("invoices.push", "FAIL"),
+    "date_only_filter": ("invoices.modified_since_precise", "FAIL"),
+    "slow_health": ("latency", "WARN"),
+    "overpaid_invoice": ("invoices.sanity", "WARN"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(FRESH_BUGS))
+def test_each_bug_of_a_fresh_middleware_is_flagged_by_its_check(bug: str) -> None:
+    value: Any = 2.2 if bug == "slow_health" else True
+    with _fresh(**{bug: value}) as (erp, server):
+        report = run_checks(server.url, erp.token, token_env="MW_TOKEN", allow_writes=True)
+    flagged = [(r.name, r.verdict) for r in report.results
+               if r.verdict == "FAIL" or (r.verdict == "WARN" and r.tier == "SHOULD")]  # fmt: skip
+    assert flagged == [FRESH_BUGS[bug]], [(r.name, r.verdict, r.reason) for r in report.results if r.verdict != "PASS"]
+    ((name, _),) = flagged
+    result = next(r for r in report.results if r.name == name)
+    assert result.curl and result.curl.startswith("curl "), "the evidence must be a request to run"

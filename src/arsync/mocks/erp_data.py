@@ -135,7 +135,7 @@ class MockErpData:
         total = sum(amounts, Decimal(0))
         paid_share = (_mix(index, self.seed, 3) + version) % 3  # 0: open, 1: part-paid, 2: paid
         outstanding = total if paid_share == 0 else (Decimal(0) if paid_share == 2 else (total / 2).quantize(unit))
-        issue = date(2025, 1, 1) + timedelta(days=_mix(index, self.seed, 4) % 365)
+        issue = self._issue_date(index)
         debtor, debtor_name = self._debtor_of_invoice(index)
         return {
             "erpInvoiceId": invoice_id(index),
@@ -151,6 +151,9 @@ class MockErpData:
             "lines": lines,
         }
 
+    def _issue_date(self, invoice_index: int) -> date:
+        return date(2025, 1, 1) + timedelta(days=_mix(invoice_index, self.seed, 4) % 365)
+
     def payment(self, index: int) -> Record:
         if index >= self.payments:
             return self._pushed_payments[index - self.payments]
@@ -159,12 +162,14 @@ class MockErpData:
         if index % UNMATCHED_PAYMENT_EVERY == UNMATCHED_PAYMENT_EVERY - 1 or self.invoices == 0:
             target = f"INV-MISSING-{index + 1:07d}"
             places = 2
+            paid_on = BASE_TIME.date() - timedelta(days=1 + _mix(index, self.seed, 7) % 300)
         else:
             invoice_index = _mix(index, self.seed, 5) % self.invoices
             target = invoice_id(invoice_index)
             places = 3 if invoice_index % THREE_DECIMAL_EVERY == THREE_DECIMAL_EVERY - 1 else 2
+            # Paid on or after the invoice was issued, within 60 days.
+            paid_on = self._issue_date(invoice_index) + timedelta(days=_mix(index, self.seed, 7) % 60)
         amount = Decimal(1_000 + _mix(index, self.seed, 6) % 500_000 + version) * Decimal(10) ** -places
-        paid_on = BASE_TIME.date() - timedelta(days=1 + _mix(index, self.seed, 7) % 300)
         return {
             "erpPaymentId": payment_id(index),
             "erpInvoiceId": target,

@@ -16,11 +16,12 @@ callback.
 from __future__ import annotations
 
 import secrets
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -180,11 +181,17 @@ def ok_json(exchange: Exchange) -> dict[str, Any]:
 
 
 def validate(exchange: Exchange, model: type[contract.ContractModel]) -> dict[str, Any]:
-    """The answer, checked against the contract model (schemaVersion is judged elsewhere)."""
+    """The answer, checked against the contract model.
+
+    A list or health answer's schemaVersion is judged by ``schema_version.echo`` alone (one
+    breach, one failure), so it is not judged again here. A push answer is validated exactly
+    as the platform reads it, schemaVersion included: no other check looks at it.
+    """
     body = ok_json(exchange)
+    checked = body if exchange.path.endswith("/push") else body | {"schemaVersion": contract.SCHEMA_VERSION}
     try:
         # JSON mode, as the platform reads it: dates arrive as strings, amounts as numbers.
-        model.model_validate_json(orjson.dumps(body | {"schemaVersion": contract.SCHEMA_VERSION}))
+        model.model_validate_json(orjson.dumps(checked))
     except ValidationError as exc:
         error = exc.errors()[0]
         path = "$." + ".".join(str(p) for p in error["loc"])
@@ -710,6 +717,7 @@ def _listed(ctx: Context, entity: str, match: Callable[[dict[str, Any]], bool]) 
 
 def check_invoice_push(ctx: Context) -> str | None:
     ctx.pushed.setdefault("since", datetime.now(UTC).replace(microsecond=0))
+    ctx.pushed["pushedAt"] = datetime.now(UTC)
     request = _invoice_request(ctx, "1")
     ctx.pushed["invoiceRequest"] = request
     ctx.pushed["invoice"], _ = _push(ctx, "/invoices/push", request)
@@ -814,6 +822,138 @@ def check_payment_invalid(ctx: Context) -> str | None:
     return None
 
 
+def _real_invoice_request(ctx: Context) -> contract.InvoicePushRequest:
+    """An invoice as arsync really sends them: 3-decimal KWD, several lines, 6-decimal quantities
+    and unit prices, non-ASCII text and a long number."""
+    lines = [
+        contract.Line(description="Beratung für Müller & Söhne — Ärzte", quantity=Decimal("1.5"),
+                      unit_price=Decimal("120.125"), amount=Decimal("180.188")),
+        contract.Line(description="会計サービス · خدمات محاسبة", quantity=Decimal("0.333333"),
+                      unit_price=Decimal("3.000000"), amount=Decimal("1.000")),
+        contract.Line(description="Frais de déplacement", quantity=Decimal(2), unit_price=Decimal("0.005"),
+                      amount=Decimal("0.010")),
+    ]  # fmt: skip
+    today = date.today()
+    return contract.InvoicePushRequest(
+        invoice_number=f"SBX-{ctx.run_id}-KWD-{'9' * 30}",
+        erp_debtor_id=_first_debtor(ctx),
+        issue_date=today,
+        due_date=today,
+        currency="KWD",
+        lines=lines,
+    )
+
+
+def check_invoice_real_data(ctx: Context) -> str | None:
+    request = _real_invoice_request(ctx)
+    ctx.pushed["realInvoice"], _ = _push(ctx, "/invoices/push", request)
+    return None
+
+
+def check_payment_real_data(ctx: Context) -> str | None:
+    invoice = ctx.pushed["realInvoice"]
+    for code in ("090", None):
+        request = contract.PaymentPushRequest(
+            erp_invoice_id=invoice, amount=Decimal("0.125"), payment_date=date.today(), bank_account_code=code
+        )
+        _push(ctx, "/payments/push", request)
+    return None
+
+
+def check_invoice_modified_precisely(ctx: Context) -> str | None:
+    """The pushed invoice, asked for with modifiedSince one second before the push, is listed.
+
+    No fallback to the full list: a middleware that compares by date only, or ignores the time
+    of day, would hide every later change of the same day from incremental syncs.
+    """
+    since = ctx.pushed["pushedAt"] - timedelta(seconds=1)
+    result = walk(ctx, "invoices", ctx.page_size, modified_since=since)
+    if result.problem is not None:
+        raise result.problem
+    if ctx.pushed["invoice"] not in ids(result.records, "invoices"):
+        raise fail(
+            f"modifiedSince {contract.format_datetime(since)}, one second before the push, does not return the "
+            f"pushed invoice {ctx.pushed['invoice']}",
+            expected=f"{ctx.pushed['invoice']} listed",
+            actual=f"{len(result.records)} records, without it",
+            path="$.invoices[*].erpInvoiceId",
+            exchange=ctx.exchanges[-1] if ctx.exchanges else None,
+        )
+    return None
+
+
+def _sanity(entity: str) -> CheckFn:
+    def run(ctx: Context) -> str | None:
+        records = full_walk(ctx, entity).records
+        invoices = {r["erpInvoiceId"]: r for r in full_walk(ctx, "invoices").records} if entity == "payments" else {}
+        for record in records:
+            problem = _implausible(entity, record, invoices)
+            if problem:
+                key = record[ID_FIELD[entity]]
+                raise fail(f"{key}: {problem}", expected="plausible figures", actual=problem,
+                           path=f"$.{entity}[?({ID_FIELD[entity]}=={key})]",
+                           exchange=_page_holding(ctx, entity, key))  # fmt: skip
+        return None
+
+    return run
+
+
+def _page_holding(ctx: Context, entity: str, key: str) -> Exchange | None:
+    """The list answer a record came in, as evidence for a check that judged cached pages."""
+    for exchange in ctx.client.exchanges:
+        records = exchange.parsed.get(entity) if isinstance(exchange.parsed, dict) else None
+        listed = exchange.path == f"/{entity}/list" and isinstance(records, list)
+        if listed and any(isinstance(r, dict) and r.get(ID_FIELD[entity]) == key for r in records or []):
+            return exchange
+    return None
+
+
+def _implausible(entity: str, record: dict[str, Any], invoices: dict[str, dict[str, Any]]) -> str | None:
+    """What looks wrong in a record that the contract's types allow."""
+    if entity == "payments":
+        invoice = invoices.get(record["erpInvoiceId"])
+        if invoice and record["paymentDate"] < invoice["issueDate"]:
+            return f"paid on {record['paymentDate']}, before the invoice's issue date {invoice['issueDate']}"
+        return None
+    total, outstanding = Decimal(str(record["amountTotal"])), Decimal(str(record["amountOutstanding"]))
+    if total < 0:
+        return f"amountTotal {total} is negative"
+    if outstanding > total:
+        return f"amountOutstanding {outstanding} is more than amountTotal {total}"
+    lines = sum((Decimal(str(line["amount"])) for line in record["lines"]), Decimal(0))
+    if record["lines"] and lines != total and not record.get("totalTax"):
+        return f"the lines add up to {lines}, not to amountTotal {total}"
+    return None
+
+
+SLOW_PAGE_SECONDS = 2.0
+
+
+def check_latency(ctx: Context) -> str | None:
+    slow = [e for e in ctx.client.exchanges if e.elapsed_ms > SLOW_PAGE_SECONDS * 1000 and not e.server_error]
+    if slow:
+        worst = max(slow, key=lambda e: e.elapsed_ms)
+        raise fail(
+            f"{len(slow)} answer(s) took over {SLOW_PAGE_SECONDS:g} s; slowest {worst.path} in "
+            f"{worst.elapsed_ms / 1000:.1f} s (a million-record sync at this pace takes hours)",
+            expected=f"under {SLOW_PAGE_SECONDS:g} s an answer",
+            actual=f"{worst.elapsed_ms / 1000:.1f} s",
+            exchange=worst,
+        )
+    return None
+
+
+def latency_by_endpoint(exchanges: list[Exchange]) -> dict[str, dict[str, float]]:
+    """p50 and max milliseconds per endpoint, for the report."""
+    by_path: dict[str, list[float]] = {}
+    for exchange in exchanges:
+        by_path.setdefault(exchange.path, []).append(exchange.elapsed_ms)
+    return {
+        path: {"p50Ms": round(statistics.median(times), 1), "maxMs": round(max(times), 1), "requests": len(times)}
+        for path, times in sorted(by_path.items())
+    }
+
+
 def check_no_5xx(ctx: Context) -> str | None:
     failed = [e for e in ctx.client.exchanges if e.server_error]
     if failed:
@@ -910,8 +1050,24 @@ def all_checks() -> list[Check]:
                 _bad_datetime(entity),
             ),
         ]
+        if entity != "debtors":
+            checks.append(Check(
+                f"{entity}.sanity",
+                f"{path}: figures are plausible (outstanding within total, lines add up, paid after issue)",
+                _sanity(entity),
+                requires=(f"{entity}.terminates", "invoices.terminates"),
+                tier="SHOULD",
+            ))  # fmt: skip
     checks += [
-        Check("invoices.push", "POST /invoices/push creates an invoice", check_invoice_push, writes=True),
+        # A push answer is validated with its schemaVersion; a server that never echoes it is
+        # reported once, by schema_version.echo, and the pushes are skipped.
+        Check(
+            "invoices.push",
+            "POST /invoices/push creates an invoice",
+            check_invoice_push,
+            requires=("schema_version.echo",),
+            writes=True,
+        ),
         Check(
             "invoices.push_retry",
             "A byte-identical invoice push returns the same erpInvoiceId",
@@ -934,6 +1090,20 @@ def all_checks() -> list[Check]:
             writes=True,
         ),
         Check(
+            "invoices.push_real_data",
+            "An invoice as arsync sends them (KWD, 6-decimal quantities, non-ASCII, a long number) is accepted",
+            check_invoice_real_data,
+            requires=("invoices.push",),
+            writes=True,
+        ),
+        Check(
+            "invoices.modified_since_precise",
+            "modifiedSince one second before a push returns the pushed invoice (time, not date, precision)",
+            check_invoice_modified_precisely,
+            requires=("invoices.push", "invoices.terminates"),
+            writes=True,
+        ),
+        Check(
             "invoices.push_invalid",
             "An invalid invoice push is refused with 4xx and creates nothing",
             check_invoice_invalid,
@@ -944,7 +1114,7 @@ def all_checks() -> list[Check]:
             "payments.push",
             "POST /payments/push creates a payment",
             check_payment_push,
-            requires=("invoices.push",),
+            requires=("invoices.push", "schema_version.echo"),
             writes=True,
         ),
         Check(
@@ -969,6 +1139,13 @@ def all_checks() -> list[Check]:
             writes=True,
         ),
         Check(
+            "payments.push_real_data",
+            "A 3-decimal payment is accepted with and without bankAccountCode",
+            check_payment_real_data,
+            requires=("payments.push", "invoices.push_real_data"),
+            writes=True,
+        ),
+        Check(
             "payments.push_invalid",
             "An invalid payment push is refused with 4xx and creates nothing",
             check_payment_invalid,
@@ -976,6 +1153,7 @@ def all_checks() -> list[Check]:
             writes=True,
         ),
         Check("server.no_5xx", "No request of the whole run got a 5xx or timed out", check_no_5xx),
+        Check("latency", f"Every answer came within {SLOW_PAGE_SECONDS:g} s", check_latency, tier="SHOULD"),
     ]
     return checks
 
@@ -992,6 +1170,7 @@ class Report:
     warnings: list[str]
     results: list[CheckResult]
     token_env: str
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)  # per endpoint: p50Ms, maxMs
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -1081,7 +1260,9 @@ def run_checks(
             results.append(result)
             if progress is not None:
                 progress(result, index, len(checks))
-        return Report(client.base_url, run_id, started, warnings, results, token_env)
+        return Report(
+            client.base_url, run_id, started, warnings, results, token_env, latency_by_endpoint(client.exchanges)
+        )
     finally:
         client.close()
 

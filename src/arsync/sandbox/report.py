@@ -25,6 +25,7 @@ def to_json(report: Report) -> bytes:
         "summary": report.counts()
         | {"mandatoryFailed": len(report.failed), "shouldWarnings": len(report.should_warnings)},
         "warnings": report.warnings,
+        "latency": report.latency,
         "checks": [r.as_dict() for r in report.results],
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str)
