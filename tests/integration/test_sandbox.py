@@ -7,6 +7,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from arsync.mocks.erp import BREAKAGES, MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox import report
-from arsync.sandbox.checks import CheckResult, SuiteCannotRun, all_checks, run_checks
+from arsync.sandbox.checks import CheckResult, SuiteCannotRun, all_checks, basis, run_checks
 from tests.contract_middleware import ContractMiddleware
 from tests.contract_middleware import create_app as create_contract_app
 
@@ -202,3 +203,9 @@ def test_each_bug_of_a_fresh_middleware_is_flagged_by_its_check(bug: str) -> Non
     ((name, _),) = flagged
     result = next(r for r in report.results if r.name == name)
     assert result.curl and result.curl.startswith("curl "), "the evidence must be a request to run"
+
+
+def test_the_readme_lists_every_check_with_its_tier_and_basis() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for check in all_checks():
+        assert f"| `{check.name}` | {check.tier} | {basis(check.name)} |" in readme, check.name
