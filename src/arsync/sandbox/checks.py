@@ -615,9 +615,9 @@ def _subset(entity: str) -> CheckFn:
         strays = sorted(set(ids(filtered.records, entity)) - everything)
         if strays:
             raise fail(
-                f"modifiedSince {since.isoformat()} returned records a full walk does not have",
+                f"modifiedSince {since.isoformat()} returned {len(strays)} record(s) a full walk does not have",
                 expected="a subset of the full list",
-                actual=strays[:3],
+                actual=f"{len(strays)}: {', '.join(strays[:5])}{', …' if len(strays) > 5 else ''}",
                 path=f"$.{entity}[*].{ID_FIELD[entity]}",
             )
         return None
@@ -1345,8 +1345,8 @@ def _run_one(ctx: Context, check: Check) -> CheckResult:
         verdict: Verdict = "WARN" if outcome.verdict == "FAIL" and check.tier != "MUST" else outcome.verdict
         result.verdict, result.reason = verdict, outcome.reason
         result.expected, result.actual, result.path = outcome.expected, outcome.actual, outcome.path
-        culprit = outcome.exchange or (ctx.exchanges[-1] if ctx.exchanges else None)
-        result.curl = culprit.curl if culprit else None
+        # Only the request that shows the problem: a check's last request may well have behaved.
+        result.curl = outcome.exchange.curl if outcome.exchange else None
     except Exception as exc:  # a bug in a check must not stop the others
         result.verdict, result.reason = "FAIL", f"the check itself crashed: {type(exc).__name__}: {exc}"
         result.tier = "INFO"
