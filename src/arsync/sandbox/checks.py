@@ -722,10 +722,14 @@ def _listed(ctx: Context, entity: str, match: Callable[[dict[str, Any]], bool]) 
 
 def check_invoice_push(ctx: Context) -> str | None:
     ctx.pushed.setdefault("since", datetime.now(UTC).replace(microsecond=0))
-    ctx.pushed["pushedAt"] = datetime.now(UTC)
+    before = datetime.now(UTC)
     request = _invoice_request(ctx, "1")
     ctx.pushed["invoiceRequest"] = request
-    ctx.pushed["invoice"], _ = _push(ctx, "/invoices/push", request)
+    ctx.pushed["invoice"], exchange = _push(ctx, "/invoices/push", request)
+    # When the push happened, by the server's clock if it tells (HTTP Date): a server clock behind
+    # ours is not a bug of the middleware, and must not fail modified_since_precise.
+    told = exchange.server_date.replace(microsecond=0) if exchange.server_date else before
+    ctx.pushed["pushedAt"] = min(before, told)
     return None
 
 

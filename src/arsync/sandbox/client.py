@@ -6,11 +6,13 @@ requests and ``curl`` lines show it as ``$VAR`` (the environment variable it cam
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import shlex
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -39,6 +41,7 @@ class Exchange:
     curl: str = ""
     parsed: Any = field(default=None, repr=False)
     parse_error: str | None = None
+    server_date: datetime | None = None  # the answer's Date header: the server's own clock
 
     @property
     def server_error(self) -> bool:
@@ -57,6 +60,15 @@ class Exchange:
             "error": self.error,
             "curl": self.curl,
         }
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 class SandboxClient:
@@ -115,6 +127,7 @@ class SandboxClient:
         else:
             exchange.status = response.status_code
             exchange.content_type = response.headers.get("content-type")
+            exchange.server_date = _http_date(response.headers.get("date"))
             exchange.response_body = self.mask(response.text)
             try:
                 exchange.parsed = orjson.loads(response.content)
