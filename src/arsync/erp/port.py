@@ -30,14 +30,14 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class PushAttempt:
-    """What a connector needs to know to push without duplicates.
+    """What a connector needs to push without duplicates.
 
-    ``idempotency_key`` is the same on every attempt of one push. ``uncertain`` says an earlier
-    attempt may have reached the ERP (it timed out or the connection dropped).
+    ``idempotency_key`` is the same on every attempt of one push. Connectors send a push once
+    per call; deciding whether an earlier attempt reached the ERP, and looking it up, is the
+    push service's (see ``arsync.erp.push``).
     """
 
     idempotency_key: str
-    uncertain: bool = False
 
 
 class ErpConnector(Protocol):

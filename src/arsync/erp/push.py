@@ -253,7 +253,7 @@ class PushService:
         else:
             request = self._payment_request(session, push, connection)
         _failpoint(self.options, "push.before_send")
-        attempt = PushAttempt(idempotency_key=push.idempotency_key or f"arsync-{push.id}", uncertain=started.uncertain)
+        attempt = PushAttempt(idempotency_key=push.idempotency_key or f"arsync-{push.id}")
         connector = self.connector_factory(connection)
         try:
             if started.uncertain:
