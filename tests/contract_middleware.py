@@ -14,7 +14,7 @@ correctly or not:
 And one knob per bug the Sandbox must catch: ``reject_three_decimals``, ``ascii_only`` (500 on
 other text), ``push_without_version``, ``date_only_filter`` (``modifiedSince`` compared by
 date, so later changes of the same day never sync), ``slow_health`` (seconds, once) and
-``overpaid_invoice``.
+``overpaid_invoice`` and ``hide_pushed`` (pushed invoices never show in the list).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class ContractMiddleware:
     date_only_filter: bool = False
     slow_health: float = 0.0
     overpaid_invoice: bool = False
+    hide_pushed: bool = False
     debtors: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     payments: list[dict[str, Any]] = field(default_factory=list)
@@ -183,6 +184,8 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
                 records = [r for r in getattr(erp, entity) if erp.stamps[r[id_field]].date() > day]
             else:
                 records = [r for r in getattr(erp, entity) if since is None or erp.stamps[r[id_field]] > since]
+        if erp.hide_pushed and entity == "invoices":
+            records = [r for r in records if not r["erpInvoiceId"].startswith("PUSHED-")]
         start = (page - 1) * served
         chunk = records[start : start + served]
         more = len(chunk) == limit if erp.has_more_from_limit else start + served < len(records)

@@ -189,6 +189,7 @@ FRESH_BUGS = {
     "date_only_filter": ("invoices.modified_since_precise", "FAIL"),
     "slow_health": ("latency", "WARN"),
     "overpaid_invoice": ("invoices.sanity", "WARN"),
+    "hide_pushed": ("invoices.push_visible", "FAIL"),
 }
 
 

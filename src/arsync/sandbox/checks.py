@@ -510,6 +510,7 @@ def _no_gaps(entity: str) -> CheckFn:
                     expected=f"{len(expected_ids)} records, each once",
                     actual=f"{len(small_ids)} records; {len(missing)} missing",
                     path=f"$.{entity}[*].{ID_FIELD[entity]}",
+                    exchange=_last_listing(ctx, entity),
                 )
         return None
 
@@ -573,6 +574,7 @@ def _stable(entity: str) -> CheckFn:
                 expected=f"{len(before)} records",
                 actual=f"{len(after)} records",
                 path=f"$.{entity}[*].{ID_FIELD[entity]}",
+                exchange=_last_listing(ctx, entity),
             )
         changed = [key for key in before if before[key] != after[key]]
         if changed:
@@ -581,6 +583,7 @@ def _stable(entity: str) -> CheckFn:
                 expected=before[changed[0]],
                 actual=after[changed[0]],
                 path=f"$.{entity}[?({ID_FIELD[entity]}=={changed[0]})]",
+                exchange=_page_holding(ctx, entity, changed[0]),
             )
         return None
 
@@ -747,6 +750,7 @@ def check_invoice_concurrent(ctx: Context) -> str | None:
             f"4 identical pushes at once left {len(listed)} invoices numbered {request.invoice_number}",
             expected=1,
             actual=len(listed),
+            exchange=_last_listing(ctx, "invoices"),
         )
     return None
 
@@ -756,7 +760,10 @@ def check_invoice_visible(ctx: Context) -> str | None:
     listed = _listed(ctx, "invoices", lambda r: r["erpInvoiceId"] == ctx.pushed["invoice"])
     if not listed:
         raise fail(
-            f"the pushed invoice {ctx.pushed['invoice']} is not in /invoices/list", expected="listed", actual="absent"
+            f"the pushed invoice {ctx.pushed['invoice']} is not in /invoices/list",
+            expected="listed",
+            actual="absent",
+            exchange=_last_listing(ctx, "invoices"),
         )
     if listed[0]["invoiceNumber"] != number:
         raise fail(
@@ -801,7 +808,8 @@ def check_payment_concurrent(ctx: Context) -> str | None:
     erp_id = _one_id_at_once(ctx, "/payments/push", _payment_request(ctx, "0.20"), "payment")
     listed = _listed(ctx, "payments", lambda r: r["erpPaymentId"] == erp_id)
     if len(listed) != 1:
-        raise fail(f"payment {erp_id} is listed {len(listed)} times", expected=1, actual=len(listed))
+        raise fail(f"payment {erp_id} is listed {len(listed)} times", expected=1, actual=len(listed),
+                   exchange=_last_listing(ctx, "payments"))  # fmt: skip
     return None
 
 
@@ -809,7 +817,10 @@ def check_payment_visible(ctx: Context) -> str | None:
     listed = _listed(ctx, "payments", lambda r: r["erpPaymentId"] == ctx.pushed["payment"])
     if not listed:
         raise fail(
-            f"the pushed payment {ctx.pushed['payment']} is not in /payments/list", expected="listed", actual="absent"
+            f"the pushed payment {ctx.pushed['payment']} is not in /payments/list",
+            expected="listed",
+            actual="absent",
+            exchange=_last_listing(ctx, "payments"),
         )
     if Decimal(str(listed[0]["amount"])) != Decimal("0.10") or listed[0]["erpInvoiceId"] != ctx.pushed["invoice"]:
         raise fail(
@@ -905,6 +916,12 @@ def _sanity(entity: str) -> CheckFn:
         return None
 
     return run
+
+
+def _last_listing(ctx: Context, entity: str) -> Exchange | None:
+    """The check's own last request to ``entity``'s list: the evidence of what the list holds or lacks."""
+    mine = [e for e in ctx.exchanges if e.path == f"/{entity}/list"]
+    return mine[-1] if mine else None
 
 
 def _page_holding(ctx: Context, entity: str, key: str) -> Exchange | None:
@@ -1084,17 +1101,17 @@ def all_checks() -> list[Check]:
             writes=True,
         ),
         Check(
-            "invoices.push_concurrent",
-            "Identical invoice pushes at once create one invoice",
-            check_invoice_concurrent,
-            requires=("invoices.push_retry", "invoices.terminates"),
-            writes=True,
-        ),
-        Check(
             "invoices.push_visible",
             "A pushed invoice appears in /invoices/list",
             check_invoice_visible,
             requires=("invoices.push", "invoices.terminates"),
+            writes=True,
+        ),
+        Check(
+            "invoices.push_concurrent",
+            "Identical invoice pushes at once create one invoice",
+            check_invoice_concurrent,
+            requires=("invoices.push_retry", "invoices.push_visible"),
             writes=True,
         ),
         Check(
@@ -1108,7 +1125,7 @@ def all_checks() -> list[Check]:
             "invoices.modified_since_precise",
             "modifiedSince one second before a push returns the pushed invoice (time, not date, precision)",
             check_invoice_modified_precisely,
-            requires=("invoices.push", "invoices.terminates"),
+            requires=("invoices.push_visible",),
             writes=True,
         ),
         Check(
@@ -1133,17 +1150,17 @@ def all_checks() -> list[Check]:
             writes=True,
         ),
         Check(
-            "payments.push_concurrent",
-            "Identical payment pushes at once create one payment",
-            check_payment_concurrent,
-            requires=("payments.push_retry", "payments.terminates"),
-            writes=True,
-        ),
-        Check(
             "payments.push_visible",
             "A pushed payment appears in /payments/list",
             check_payment_visible,
             requires=("payments.push", "payments.terminates"),
+            writes=True,
+        ),
+        Check(
+            "payments.push_concurrent",
+            "Identical payment pushes at once create one payment",
+            check_payment_concurrent,
+            requires=("payments.push_retry", "payments.push_visible"),
             writes=True,
         ),
         Check(
