@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, Update, create_engine, event, func, select
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event, func, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -181,13 +181,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def rows_updated(session: Session, statement: Update) -> int:
-    """Run a (conditional) UPDATE and return how many rows it changed.
+def update_if(session: Session, record: Any, *conditions: Any, **values: Any) -> bool:
+    """Write ``values`` to ``record``'s row only where ``conditions`` still hold; whether it did.
 
-    The ORM's identity map is not synchronised; callers refresh what they hold.
+    One conditional UPDATE: the database re-evaluates the WHERE clause on the row it locks, so
+    of any number of concurrent callers exactly one succeeds, where checking the loaded object
+    and then writing would let them all pass. ``record`` is refreshed either way.
     """
+    model = type(record)
+    statement = update(model).where(model.id == record.id, *conditions).values(**values)
     result = session.execute(statement.execution_options(synchronize_session=False))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    session.refresh(record)
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
 
 _LOCK_STRIPES = [threading.Lock() for _ in range(64)]

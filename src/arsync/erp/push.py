@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import exclusive_transaction, rows_updated, transaction, utcnow
+from arsync.db import exclusive_transaction, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, Page, PushAttempt
@@ -135,14 +135,9 @@ class PushService:
         """Queue a FAILED push again, with a fresh budget of attempts."""
         push = get_push(session, scope, push_id)
         # Conditional on FAILED in the database, so of two concurrent retries one queues the push.
-        claimed = rows_updated(
-            session,
-            update(Push)
-            .where(Push.id == push.id, Push.status == "FAILED")
-            .values(status="PENDING", manual_retries=Push.manual_retries + 1),
-        )
-        session.refresh(push)
-        if claimed != 1:
+        if not update_if(
+            session, push, Push.status == "FAILED", status="PENDING", manual_retries=Push.manual_retries + 1
+        ):
             raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
         if not is_uncertain(push.last_error):
             # The ERP answered (it refused, or a prerequisite was missing): what goes now is a new

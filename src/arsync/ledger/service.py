@@ -9,10 +9,10 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
-from arsync.db import rows_updated, utcnow
+from arsync.db import update_if, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
@@ -213,23 +213,23 @@ def _require_status(invoice: Invoice, allowed: tuple[str, ...], action: str) -> 
         )
 
 
-def _move_invoice(session: Session, invoice: Invoice, allowed: tuple[str, ...], action: str, **values: Any) -> None:
-    """Change an invoice's state only if it is still in one of ``allowed``, in one conditional UPDATE.
-
-    Checking the loaded object and then writing would let two concurrent requests both pass
-    the check; the database re-evaluates the WHERE clause on the row it locks, so exactly one
-    wins and every other gets 409.
-    """
-    moved = rows_updated(
-        session,
-        update(Invoice)
-        .where(Invoice.id == invoice.id, Invoice.status.in_(allowed))
-        .values(updated_at=utcnow(), **values),
-    )
-    session.refresh(invoice)
-    if moved != 1:
+def _move_invoice(
+    session: Session,
+    invoice: Invoice,
+    allowed: tuple[str, ...],
+    action: str,
+    *conditions: Any,
+    refused: str | None = None,
+    **values: Any,
+) -> None:
+    """Change an invoice's state only if it is still in one of ``allowed`` (and ``conditions``
+    hold), in one conditional UPDATE; otherwise 409, with ``refused`` as the reason when the
+    status was right."""
+    if not update_if(session, invoice, Invoice.status.in_(allowed), *conditions, updated_at=utcnow(), **values):
         _require_status(invoice, allowed, action)
-        raise Conflict(f"invoice {invoice.id} changed while it was being {action}ed; try again", code="INVALID_STATE")
+        raise Conflict(
+            refused or f"invoice {invoice.id} changed while it was being {action}ed; try again", code="INVALID_STATE"
+        )
 
 
 def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schemas.InvoiceUpdate) -> Invoice:
@@ -270,24 +270,13 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "void")
     _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
+    paid = "cannot void an invoice that has payments applied"
     if invoice.amount_outstanding != invoice.amount_total:
-        raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
+        raise Conflict(paid, code="INVALID_STATE")
     # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
     # the UPDATE keeps a payment approved meanwhile from being voided away.
-    moved = rows_updated(
-        session,
-        update(Invoice)
-        .where(
-            Invoice.id == invoice.id,
-            Invoice.status.in_(("DRAFT", "FINALIZED")),
-            Invoice.amount_outstanding == Invoice.amount_total,
-        )
-        .values(status="VOIDED", updated_at=utcnow()),
-    )
-    session.refresh(invoice)
-    if moved != 1:
-        _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
-        raise Conflict("cannot void an invoice that has payments applied", code="INVALID_STATE")
+    _move_invoice(session, invoice, ("DRAFT", "FINALIZED"), "void",
+                  Invoice.amount_outstanding == Invoice.amount_total, refused=paid, status="VOIDED")  # fmt: skip
     return invoice
 
 
@@ -301,16 +290,11 @@ def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> tuple[I
     _editable(invoice, "dispatch")
     _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
     now = utcnow()
-    first = rows_updated(
-        session,
-        update(Invoice)
-        .where(Invoice.id == invoice.id, Invoice.dispatched_at.is_(None), Invoice.status.in_(("FINALIZED", "PAID")))
-        .values(dispatched_at=now, updated_at=now),
-    )
-    session.refresh(invoice)
-    if first != 1 and invoice.dispatched_at is None:
+    first = update_if(session, invoice, Invoice.dispatched_at.is_(None), Invoice.status.in_(("FINALIZED", "PAID")),
+                      dispatched_at=now, updated_at=now)  # fmt: skip
+    if not first and invoice.dispatched_at is None:
         _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
-    return invoice, first == 1
+    return invoice, first
 
 
 # Payments and cash applications --------------------------------------------------------
@@ -419,13 +403,6 @@ def _require_pending(application: CashApplication, action: str) -> None:
 
 
 def _claim_pending(session: Session, application: CashApplication, action: str, **values: Any) -> None:
-    """Move the application out of PENDING only if no one else has (see :func:`_move_invoice`)."""
-    moved = rows_updated(
-        session,
-        update(CashApplication)
-        .where(CashApplication.id == application.id, CashApplication.status == "PENDING")
-        .values(**values),
-    )
-    session.refresh(application)
-    if moved != 1:
+    """Move the application out of PENDING only if no one else has (see :func:`arsync.db.update_if`)."""
+    if not update_if(session, application, CashApplication.status == "PENDING", **values):
         _require_pending(application, action)
