@@ -107,18 +107,22 @@ class LedgerLoader:
     def _scope(self, table: Table) -> Any:
         return (table.c.tenant_id == self.tenant_id) & (table.c.environment_id == self.environment_id)
 
+    def _among(self, column: Any, ids: list[str]) -> Any:
+        """``column IN ids`` for a page's worth of ERP ids."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One array parameter instead of ~1000 expanded ones: far less to parse and plan.
+            return column == any_(bindparam("erp_ids", ids, type_=ARRAY(String)))
+        return column.in_(ids)
+
     def _lookup(self, table: Table, erp_column: str, ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
         """``{erp id: (id, erp_hash)}`` for the rows of this scope with these ERP ids."""
         ids = list(ids)
         if not ids:
             return {}
         column = table.c[erp_column]
-        if self.session.get_bind().dialect.name == "postgresql":
-            # One array parameter instead of ~1000 expanded ones: far less to parse and plan.
-            matches = column == any_(bindparam("erp_ids", ids, type_=ARRAY(String)))
-        else:
-            matches = column.in_(ids)
-        rows = self.session.execute(select(column, table.c.id, table.c.erp_hash).where(self._scope(table), matches))
+        rows = self.session.execute(
+            select(column, table.c.id, table.c.erp_hash).where(self._scope(table), self._among(column, ids))
+        )
         return {erp_id: (row_id, erp_hash) for erp_id, row_id, erp_hash in rows}
 
     @staticmethod
@@ -332,9 +336,13 @@ class LedgerLoader:
         if erp_payment_ids:
             self.session.execute(
                 delete(parked_payments).where(
-                    self._scope(parked_payments), parked_payments.c.erp_payment_id.in_(list(erp_payment_ids))
+                    self._scope(parked_payments), self._among(parked_payments.c.erp_payment_id, list(erp_payment_ids))
                 )
             )
+
+    def has_parked_payments(self) -> bool:
+        first = self.session.scalar(select(parked_payments.c.id).where(self._scope(parked_payments)).limit(1))
+        return first is not None
 
     def apply_parked_payments(self, erp_invoice_ids: Sequence[str]) -> PageResult:
         """Load the parked payments of invoices that have just arrived; their counts as a payments page."""
@@ -342,7 +350,7 @@ class LedgerLoader:
             return PageResult()
         records = self.session.scalars(
             select(parked_payments.c.record).where(
-                self._scope(parked_payments), parked_payments.c.erp_invoice_id.in_(list(erp_invoice_ids))
+                self._scope(parked_payments), self._among(parked_payments.c.erp_invoice_id, list(erp_invoice_ids))
             )
         ).all()
         if not records:

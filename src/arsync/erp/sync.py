@@ -108,6 +108,9 @@ class _RunState:
     tenant_id: str
     environment_id: str
     modified_since: datetime | None
+    # Payments parked by earlier runs wait for their invoices; without any, invoice pages need
+    # not look for them (payments are parked only after this run's invoice stage).
+    parked_waiting: bool = False
     stats: dict[Entity, EntityStats] = field(default_factory=lambda: {e: EntityStats() for e in ENTITIES})
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warnings_omitted: int = 0
@@ -306,7 +309,8 @@ class SyncEngine:
             run.heartbeat_at = utcnow()
             connection = session.get(Connection, run.connection_id)
             assert connection is not None
-        state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since)
+            parked_waiting = LedgerLoader(session, run.tenant_id, run.environment_id, utcnow()).has_parked_payments()
+        state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting)
         connector = self.connector_factory(connection)
         heartbeat = _Heartbeat(self.session_factory, run.id, self.options.heartbeat_seconds)
         error: BaseException | None = None
@@ -393,9 +397,10 @@ class SyncEngine:
                 result = loader.load_debtors(page.items)
             elif entity == "invoices":
                 result = loader.load_invoices(page.items)
-                late = loader.apply_parked_payments([invoice.erp_invoice_id for invoice in page.items])
-                state.stats["payments"].created += late.created
-                state.stats["payments"].applied_late += late.applied_late
+                if state.parked_waiting:
+                    late = loader.apply_parked_payments([invoice.erp_invoice_id for invoice in page.items])
+                    state.stats["payments"].created += late.created
+                    state.stats["payments"].applied_late += late.applied_late
             else:
                 result = loader.load_payments(page.items)
                 loader.remove_payments(page.removed, result)
