@@ -306,7 +306,9 @@ class MockErpData:
     def push_payment(self, request: Record, now: datetime | None = None, *, key: str | None = None) -> tuple[str, bool]:
         """Create the payment; a retry under the same Idempotency-Key returns the same id.
 
-        Nothing else identifies a payment: two equal payments on one day are two payments.
+        Nothing else identifies a payment: two equal payments on one day are two payments. (Seed
+        000's idempotency rule names only the invoice number; how a middleware should recognise
+        a repeated payment is otherwise unknown, so the mock uses the key arsync sends.)
         """
         with self._lock:
             existing = self._replayed(key, request)

@@ -331,7 +331,7 @@ def _auth_check(auth: Auth, what: str) -> CheckFn:
     """Every one of the six endpoints refuses ``auth``: 401 UNAUTHORIZED (reads), never 2xx (pushes)."""
 
     def run(ctx: Context) -> str | None:
-        notes: list[str] = []
+        note: str | None = None
         for path, body in AUTH_PROBES:
             exchange = ctx.post(path, body, auth=auth)
             if exchange.status is not None and 200 <= exchange.status < 300:
@@ -343,10 +343,9 @@ def _auth_check(auth: Auth, what: str) -> CheckFn:
                 )
             if path.endswith("/push"):
                 continue
-            note = expect_refusal(exchange, (401,), "UNAUTHORIZED", f"{path}: {what}")
-            if note and not notes:
-                notes.append(note)
-        return notes[0] if notes else None
+            refusal_note = expect_refusal(exchange, (401,), "UNAUTHORIZED", f"{path}: {what}")
+            note = note or refusal_note  # every endpoint is judged; the first note is kept
+        return note
 
     return run
 
