@@ -14,7 +14,11 @@ correctly or not:
 And one knob per bug the Sandbox must catch: ``reject_three_decimals``, ``ascii_only`` (500 on
 other text), ``push_without_version``, ``date_only_filter`` (``modifiedSince`` compared by
 date, so later changes of the same day never sync), ``slow_health`` (seconds, once) and
-``overpaid_invoice`` and ``hide_pushed`` (pushed invoices never show in the list).
+``overpaid_invoice``, ``hide_pushed`` (pushed invoices never show in the list),
+``list_without_version`` (list and health answers lack ``schemaVersion``),
+``text_content_type`` (the payments list says ``text/plain``) and ``overlap_pages`` (each invoice
+page after the first starts one record early, so the boundary record comes twice) and
+``us_dates`` (the last invoice's due date is written ``02/10/2026``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ class ContractMiddleware:
     slow_health: float = 0.0
     overpaid_invoice: bool = False
     hide_pushed: bool = False
+    list_without_version: bool = False
+    text_content_type: bool = False
+    overlap_pages: bool = False
+    us_dates: bool = False
     debtors: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     payments: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +76,8 @@ class ContractMiddleware:
             erp._add("invoices", _invoice(f"I{n:04d}", f"INV-{n}", f"D{1 + n % debtors:03d}", "KWD", "12.345"), then)
         if erp.overpaid_invoice:
             erp.invoices[0]["amountOutstanding"] = 99.0
+        if erp.us_dates:
+            erp.invoices[-1]["dueDate"] = "02/10/2026"
         for n in range(1, payments + 1):
             erp._add("payments", {"erpPaymentId": f"P{n:04d}", "erpInvoiceId": f"I{n:04d}", "amount": 1.5,
                                   "paymentDate": "2026-02-01"}, then)  # fmt: skip
@@ -125,6 +135,9 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
             body = {k: v for k, v in body.items() if k != "schemaVersion"}
         return _json(body)
 
+    def versioned(body: dict[str, Any]) -> dict[str, Any]:
+        return body if erp.list_without_version else {"schemaVersion": "1"} | body
+
     def refused_by_quirks(raw: bytes, amounts: list[Decimal]) -> Response | None:
         if erp.ascii_only and not raw.isascii():
             return Response(b"Internal Server Error", status_code=500, media_type="text/plain")
@@ -153,7 +166,7 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         if erp.slow_health:
             delay, erp.slow_health = erp.slow_health, 0.0
             await asyncio.sleep(delay)
-        return _json({"schemaVersion": "1", "ok": True, "service": "fresh-middleware"})
+        return _json(versioned({"ok": True, "service": "fresh-middleware"}))
 
     @app.post("/{entity}/list")
     async def listing(entity: str, request: Request) -> Response:
@@ -187,9 +200,13 @@ def create_app(erp: ContractMiddleware) -> FastAPI:
         if erp.hide_pushed and entity == "invoices":
             records = [r for r in records if not r["erpInvoiceId"].startswith("PUSHED-")]
         start = (page - 1) * served
-        chunk = records[start : start + served]
+        overlap = erp.overlap_pages and entity == "invoices"
+        chunk = records[max(start - 1, 0) if overlap else start : start + served]
         more = len(chunk) == limit if erp.has_more_from_limit else start + served < len(records)
-        return _json({"schemaVersion": "1", entity: chunk, "hasMore": more})
+        answer = _json(versioned({entity: chunk, "hasMore": more}))
+        if erp.text_content_type and entity == "payments":
+            answer.headers["content-type"] = "text/plain; charset=utf-8"
+        return answer
 
     @app.post("/invoices/push")
     async def push_invoice(request: Request) -> Response:

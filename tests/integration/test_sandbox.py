@@ -190,6 +190,10 @@ FRESH_BUGS = {
     "slow_health": ("latency", "WARN"),
     "overpaid_invoice": ("invoices.sanity", "WARN"),
     "hide_pushed": ("invoices.push_visible", "FAIL"),
+    "list_without_version": ("schema_version.echo", "FAIL"),
+    "text_content_type": ("content_type", "FAIL"),
+    "overlap_pages": ("invoices.no_gaps", "FAIL"),
+    "us_dates": ("invoices.schema", "FAIL"),
 }
 
 

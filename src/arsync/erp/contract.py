@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationError,
     field_serializer,
     model_validator,
 )
@@ -237,6 +238,55 @@ ENDPOINTS: dict[str, tuple[type[ContractModel], type[ContractModel]]] = {
     "/invoices/push": (InvoicePushRequest, InvoicePushResponse),
     "/payments/push": (PaymentPushRequest, PaymentPushResponse),
 }
+
+
+ResponseT = TypeVar("ResponseT", bound=ContractModel)
+BreachKind = Literal["json", "version", "schema"]
+
+
+class ResponseBreach(ValueError):
+    """Why a 200 answer's body is not what the contract promises.
+
+    ``kind``: ``json`` (not JSON at all), ``version`` (schemaVersion missing or not "1") or
+    ``schema`` (a field breaks the contract; ``path`` and ``actual`` name the first one).
+    """
+
+    def __init__(self, kind: BreachKind, message: str, *, path: str = "$", actual: Any = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.path, self.actual = kind, message, path, actual
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """The first few contract breaches as ``path: problem`` pairs."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        path = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{path}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def parse_response(raw: bytes, model: type[ResponseT]) -> ResponseT:
+    """A 200 answer read exactly as the platform reads it: the REST connector and the Developer
+    Sandbox both call this, so the two can never disagree about what passes."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ResponseBreach("json", "response body is not valid JSON") from None
+        version = parsed.get("schemaVersion") if isinstance(parsed, dict) else None
+        if version != SCHEMA_VERSION:
+            raise ResponseBreach(
+                "version", f'unsupported schemaVersion {version!r}; expected "1"', path="$.schemaVersion",
+                actual=version,
+            ) from None  # fmt: skip
+        first = exc.errors()[0]
+        raise ResponseBreach(
+            "schema", f"response breaks the contract: {describe_validation_error(exc)}",
+            path="$." + ".".join(str(p) for p in first["loc"]), actual=first.get("input"),
+        ) from None  # fmt: skip
 
 
 def _default(value: Any) -> Any:

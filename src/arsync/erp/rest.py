@@ -19,7 +19,6 @@ from typing import TypeVar
 import certifi
 import httpx
 import orjson
-from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from arsync import outbound
@@ -41,16 +40,6 @@ TRANSIENT_STATUSES = {429, 502, 503, 504}
 @dataclass(frozen=True)
 class RestOptions(HttpRetryOptions):
     max_response_bytes: int = 64 * 1024 * 1024
-
-
-def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
-    """The first few contract breaches as ``path: problem`` pairs."""
-    parts = []
-    for error in exc.errors()[:limit]:
-        path = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{path}: {error['msg']}")
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
 @functools.cache
@@ -235,21 +224,6 @@ class RestConnector:
     @staticmethod
     def _parse(raw: bytes, model: type[ModelT], endpoint: str, page: int | None) -> ModelT:
         try:
-            return model.model_validate_json(raw)
-        except ValidationError as exc:
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise ContractViolation(
-                    "response body is not valid JSON", endpoint=endpoint, page=page, http_status=200
-                ) from None
-            version = parsed.get("schemaVersion") if isinstance(parsed, dict) else None
-            if version != contract.SCHEMA_VERSION:
-                raise ContractViolation(
-                    f"unsupported schemaVersion {version!r}; expected \"1\"",
-                    endpoint=endpoint, page=page, http_status=200,
-                ) from None  # fmt: skip
-            raise ContractViolation(
-                f"response breaks the contract: {describe_validation_error(exc)}",
-                endpoint=endpoint, page=page, http_status=200,
-            ) from None  # fmt: skip
+            return contract.parse_response(raw, model)
+        except contract.ResponseBreach as breach:
+            raise ContractViolation(breach.message, endpoint=endpoint, page=page, http_status=200) from None
