@@ -32,6 +32,7 @@ from arsync.erp import contract
 from arsync.sandbox.client import Auth, Exchange, SandboxClient
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
+VERDICTS: tuple[Verdict, ...] = ("FAIL", "WARN", "SKIP", "PASS")
 # MUST: a contract breach or data loss (a failure exits 1). SHOULD: it works, but costs the user
 # (a failure is a WARN; exit 0 unless --strict). INFO: reported, never judged.
 Tier = Literal["MUST", "SHOULD", "INFO"]
@@ -106,6 +107,14 @@ class CheckResult:
             "exchanges": [e.as_dict() for e in self.exchanges],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(
+            data["name"], data["title"], data["verdict"], data["reason"], tier=data["tier"],
+            expected=data["expected"], actual=data["actual"], path=data["path"], curl=data["curl"],
+            duration_ms=data["durationMs"], exchanges=[Exchange.from_dict(e) for e in data["exchanges"]],
+        )  # fmt: skip
+
 
 @dataclass
 class Walk:
@@ -115,6 +124,7 @@ class Walk:
     pages: list[tuple[int, bool]] = field(default_factory=list)  # (records on the page, hasMore)
     ended: bool = False
     problem: Outcome | None = None
+    invalid: bool = False  # the problem is a page that breaks the contract's schema
 
 
 @dataclass
@@ -181,26 +191,26 @@ def ok_json(exchange: Exchange) -> dict[str, Any]:
 
 
 def validate(exchange: Exchange, model: type[contract.ContractModel]) -> dict[str, Any]:
-    """The answer, checked against the contract model.
+    """The answer, read by the platform's own parser (``contract.parse_response``), byte for byte.
 
-    A list or health answer's schemaVersion is judged by ``schema_version.echo`` alone (one
-    breach, one failure), so it is not judged again here. A push answer is validated exactly
-    as the platform reads it, schemaVersion included: no other check looks at it.
+    Nothing is added or dropped first. A list or health answer whose schemaVersion is wrong is
+    reported by ``schema_version.echo`` alone (one breach, one failure): the checks that meet it
+    elsewhere are skipped, naming that check. No other check judges a push answer's version, so
+    a push check fails on it.
     """
     body = ok_json(exchange)
-    checked = body if exchange.path.endswith("/push") else body | {"schemaVersion": contract.SCHEMA_VERSION}
     try:
-        # JSON mode, as the platform reads it: dates arrive as strings, amounts as numbers.
-        model.model_validate_json(orjson.dumps(checked))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        path = "$." + ".".join(str(p) for p in error["loc"])
-        actual = error.get("input")
+        contract.parse_response(exchange.raw, model)
+    except contract.ResponseBreach as breach:
+        if breach.kind == "version" and not exchange.path.endswith("/push"):
+            raise skip(
+                f"{exchange.path} answered schemaVersion {breach.actual!r}; reported by schema_version.echo"
+            ) from None
         raise fail(
-            f"{exchange.path}: {path} {error['msg']}",
+            f"{exchange.path}: {breach.message}",
             expected=f"{model.__name__} per the contract",
-            actual=repr(actual)[:200],
-            path=path,
+            actual=repr(breach.actual)[:200],
+            path=breach.path,
             exchange=exchange,
         ) from None
     return body
@@ -264,7 +274,7 @@ def walk(
         try:
             body = validate(exchange, PAGE_MODEL[entity])
         except Outcome as problem:
-            result.problem = problem
+            result.problem, result.invalid = problem, True
             return result
         records = body[entity]
         result.pages.append((len(records), body["hasMore"]))
@@ -425,10 +435,15 @@ def check_error_body(ctx: Context) -> str | None:
 
 
 def _schema(entity: str) -> CheckFn:
+    """Every page of the platform's walk matches the contract (the walk's other problems, such as
+    repeated records, belong to ``terminates``)."""
+
     def run(ctx: Context) -> str | None:
-        body = validate(ctx.post(f"/{entity}/list", list_request(1, ctx.page_size)), PAGE_MODEL[entity])
-        if not body[entity]:
-            return "page 1 is empty, so no record was checked against the contract"
+        result = full_walk(ctx, entity)
+        if result.invalid and result.problem is not None:
+            raise result.problem
+        if not result.records:
+            return "the list is empty, so no record was checked against the contract"
         return None
 
     return run
@@ -1028,10 +1043,15 @@ def all_checks() -> list[Check]:
     for entity in ENTITIES:
         path = f"/{entity}/list"
         checks += [
-            Check(f"{entity}.schema", f"{path} page 1 matches the contract", _schema(entity)),
-            Check(f"{entity}.limit", f"{path} returns no more than limit", _limit(entity)),
+            Check(f"{entity}.schema", f"{path}: every page matches the contract", _schema(entity)),
             Check(
-                f"{entity}.terminates", f"{path} ends (hasMore: false) and never repeats a record", _terminates(entity)
+                f"{entity}.limit", f"{path} returns no more than limit", _limit(entity), requires=(f"{entity}.schema",)
+            ),
+            Check(
+                f"{entity}.terminates",
+                f"{path} ends (hasMore: false) and never repeats a record",
+                _terminates(entity),
+                requires=(f"{entity}.schema",),
             ),
             Check(
                 f"{entity}.no_gaps",

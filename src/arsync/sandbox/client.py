@@ -40,6 +40,7 @@ class Exchange:
     error: str | None = None
     curl: str = ""
     parsed: Any = field(default=None, repr=False)
+    raw: bytes = field(default=b"", repr=False)  # the body as received, for validation
     parse_error: str | None = None
     server_date: datetime | None = None  # the answer's Date header: the server's own clock
 
@@ -60,6 +61,15 @@ class Exchange:
             "error": self.error,
             "curl": self.curl,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Exchange:
+        """An exchange read back from ``as_dict`` (a stored run); the raw body is not kept."""
+        return cls(
+            data["method"], data["path"], data["auth"], data["requestBody"], status=data["status"],
+            content_type=data["contentType"], response_body=data["responseBody"], elapsed_ms=data["elapsedMs"],
+            error=data["error"], curl=data["curl"],
+        )  # fmt: skip
 
 
 def _http_date(value: str | None) -> datetime | None:
@@ -129,6 +139,7 @@ class SandboxClient:
             exchange.content_type = response.headers.get("content-type")
             exchange.server_date = _http_date(response.headers.get("date"))
             exchange.response_body = self.mask(response.text)
+            exchange.raw = response.content
             try:
                 exchange.parsed = orjson.loads(response.content)
             except orjson.JSONDecodeError as exc:
