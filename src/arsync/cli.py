@@ -562,6 +562,9 @@ def sandbox_check(
     only: Annotated[str | None, typer.Option("--only", help="Comma-separated check names or prefixes.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     junit_file: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    badge_file: Annotated[
+        Path | None, typer.Option("--badge", help="Write an SVG conformance badge here (for a README).")
+    ] = None,
     page_size: Annotated[int, typer.Option(min=1, max=10_000, help="limit for list walks (the platform's)")] = 1000,
     max_pages: Annotated[int, typer.Option(min=1, help="Page cap per list walk.")] = 1000,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request.")] = 30.0,
@@ -606,6 +609,8 @@ def sandbox_check(
         json_file.write_bytes(sandbox_report.to_json(report))
     if junit_file:
         junit_file.write_bytes(sandbox_report.to_junit(report))
+    if badge_file:
+        badge_file.write_text(sandbox_report.badge_svg(sandbox_report.conformance_of(report)))
     console.print(
         f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['WARN']} warnings, {counts['SKIP']} skipped "
         f"(run {report.run_id}{'; writes prefixed SBX-' + report.run_id if allow_writes else ''})"

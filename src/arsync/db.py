@@ -11,8 +11,10 @@ paper over SQLite's gaps so that the models behave the same on both:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from arsync.money import canonical
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -193,6 +197,59 @@ def update_if(session: Session, record: Any, *conditions: Any, **values: Any) ->
     result = session.execute(statement.execution_options(synchronize_session=False))
     session.refresh(record)
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def this_runner() -> str:
+    """``host:pid`` of this process, recorded on the runs it executes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_is_dead(runner: str | None) -> bool:
+    """True when ``runner`` is a process on this host that no longer exists."""
+    if not runner:
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's process: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+class Heartbeat:
+    """Stamps a RUNNING record's ``heartbeat_at`` every ``every`` seconds from a thread, so that
+    long work is not mistaken for a dead process (``model`` has ``id``, ``status`` and
+    ``heartbeat_at``)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], model: Any, record_id: str, every: float) -> None:
+        self._session_factory = session_factory
+        self._model = model
+        self._record_id = record_id
+        self._every = every
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{record_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        model = self._model
+        while not self._stopped.wait(self._every):
+            try:
+                with transaction(self._session_factory) as session:
+                    session.execute(
+                        update(model)
+                        .where(model.id == self._record_id, model.status == "RUNNING")
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:
+                log.exception("%s %s: heartbeat failed", model.__tablename__, self._record_id)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
 
 
 _LOCK_STRIPES = [threading.Lock() for _ in range(64)]

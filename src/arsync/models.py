@@ -4,10 +4,12 @@ from arsync.db import Base
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
+from arsync.sandbox.models import SandboxCheckResult, SandboxRun
 from arsync.tenancy.models import ApiKey, Environment, Tenant
 from arsync.ui.models import UiSession, User
 
 __all__ = [
     "ApiKey", "Base", "CashApplication", "Connection", "Customer", "EntityIntegrationMapping", "Environment",
-    "Invoice", "InvoiceLine", "NomodConnection", "Payment", "Push", "SyncRun", "Tenant", "UiSession", "User",
+    "Invoice", "InvoiceLine", "NomodConnection", "Payment", "Push", "SandboxCheckResult", "SandboxRun", "SyncRun",
+    "Tenant", "UiSession", "User",
 ]  # fmt: skip

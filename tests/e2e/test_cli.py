@@ -236,10 +236,12 @@ def test_sandbox_check_from_the_cli(cli_env: dict[str, str], tmp_path: Path):
     good = MockErpState(MockErpData(40, 80, 60, seed=2), token=token)
     broken = MockErpState(MockErpData(40, 80, 60, seed=2), token=token, breakages=frozenset({"page2-500"}))
     with serve_in_thread(create_mock_erp_app(good)) as ok_server, serve_in_thread(create_mock_erp_app(broken)) as bad:
+        badge = tmp_path / "badge.svg"
         passed = run_cli("sandbox", "check", "--base-url", ok_server.url, "--token-env", "MW_TOKEN",
-                         "--allow-writes", env=env)  # fmt: skip
+                         "--allow-writes", "--badge", str(badge), env=env)  # fmt: skip
         assert re.search(r"^PASS health ", passed.stdout, re.M) and " 0 failed" in passed.stdout
         assert "writes prefixed SBX-" in passed.stdout
+        assert "Nudge contract v1" in badge.read_text() and ">conforms<" in badge.read_text()
 
         report_json, report_xml = tmp_path / "sandbox.json", tmp_path / "sandbox.xml"
         failed = run_cli("sandbox", "check", "--base-url", bad.url, "--token-env", "MW_TOKEN", "--json",
@@ -248,7 +250,9 @@ def test_sandbox_check_from_the_cli(cli_env: dict[str, str], tmp_path: Path):
         assert "reproduce: curl" in failed.stdout and '"Authorization: Bearer $MW_TOKEN"' in failed.stdout
         assert token not in failed.stdout + failed.stderr
         assert token not in report_json.read_text() and token not in report_xml.read_text()
-        assert json.loads(report_json.read_text())["summary"]["FAIL"] == 1
+        document = json.loads(report_json.read_text())
+        assert document["summary"]["FAIL"] == 1
+        assert document["conformance"]["conforms"] is False and document["conformance"]["must"]["fail"] == 1
         assert "<testsuite" in report_xml.read_text()
 
         refused = run_cli("sandbox", "check", "--base-url", ok_server.url, "--token-env", "MW_TOKEN",

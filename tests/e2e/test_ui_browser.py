@@ -253,6 +253,12 @@ def test_sandbox_page_runs_against_the_built_in_mock_and_everything_passes(page:
     with page.expect_download() as junit:
         page.get_by_role("link", name="Download JUnit report").click()
     assert "<testsuite" in Path(junit.value.path()).read_text()
+    page.get_by_role("button", name="Share conformance badge").click()
+    badge = page.get_by_role("img", name="Nudge contract badge for this run")
+    expect(badge).to_be_visible()
+    assert badge.evaluate("image => image.naturalWidth") > 0, "the badge SVG did not load"
+    expect(page.locator("#history-title")).to_be_visible()
+    shoot(page, "sandbox-shared")
 
 
 def test_phone_width_and_keyboard_only(browser: Browser, site: Site):

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,7 +29,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import transaction, utcnow
+from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, utcnow
 from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
@@ -79,27 +76,6 @@ class SyncOptions:
     retry_attempts: int = 3
     retry_backoff_seconds: float = 60.0
     max_warnings: int = 100
-
-
-def this_runner() -> str:
-    """``host:pid`` of this process, recorded on the runs it executes."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _runner_is_dead(runner: str | None) -> bool:
-    """True when ``runner`` is a process on this host that no longer exists."""
-    if not runner:
-        return False
-    host, _, pid = runner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another host's process: only its heartbeat can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, someone else's
-    return False
 
 
 @dataclass
@@ -278,7 +254,7 @@ class SyncEngine:
 
     def _abandoned(self, run: SyncRun, now: datetime) -> str | None:
         """Why a RUNNING run is dead and may be taken over, or None while it may be alive."""
-        if _runner_is_dead(run.runner):
+        if runner_is_dead(run.runner):
             return f"the process running this sync ({run.runner}) has ended"
         # A run not yet picked up by a worker has no heartbeat of its own; it waits in the queue.
         silence = self.options.stale_after_seconds * (1 if run.runner else 20)
@@ -312,7 +288,7 @@ class SyncEngine:
             parked_waiting = LedgerLoader(session, run.tenant_id, run.environment_id, utcnow()).has_parked_payments()
         state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting)
         connector = self.connector_factory(connection)
-        heartbeat = _Heartbeat(self.session_factory, run.id, self.options.heartbeat_seconds)
+        heartbeat = Heartbeat(self.session_factory, SyncRun, run.id, self.options.heartbeat_seconds)
         error: BaseException | None = None
         try:
             for entity in ENTITIES:
@@ -492,34 +468,6 @@ class SyncEngine:
         )
         assert run.error is not None
         run.error = run.error | {"hint": f"tried again by itself at {run_at:%H:%M:%S} UTC (attempt {run.attempt + 1})"}
-
-
-class _Heartbeat:
-    """Marks a run alive every ``every`` seconds from a thread, so a long page is not mistaken for death."""
-
-    def __init__(self, session_factory: sessionmaker[Session], run_id: str, every: float) -> None:
-        self._session_factory = session_factory
-        self._run_id = run_id
-        self._every = every
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stopped.wait(self._every):
-            try:
-                with transaction(self._session_factory) as session:
-                    session.execute(
-                        update(SyncRun)
-                        .where(SyncRun.id == self._run_id, SyncRun.status == "RUNNING")
-                        .values(heartbeat_at=utcnow())
-                    )
-            except Exception:
-                log.exception("sync %s: heartbeat failed", self._run_id)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=30)
 
 
 def run_as_dict(run: SyncRun) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Sandbox reports: JSON (every check with its requests, answers and timing) and JUnit XML.
+"""Sandbox reports: JSON (every check with its requests, answers and timing), JUnit XML, and
+the conformance summary and SVG badge a middleware can publish.
 
 The token never reaches a report: requests were recorded with it replaced by ``$VAR``.
 """
@@ -6,12 +7,15 @@ The token never reaches a report: requests were recorded with it replaced by ``$
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from typing import Any
 
 import orjson
+import pybadges
 
 from arsync import __version__
-from arsync.sandbox.checks import Report
+from arsync.erp import contract
+from arsync.sandbox.checks import VERDICTS, Report
 
 
 def to_json(report: Report) -> bytes:
@@ -26,6 +30,7 @@ def to_json(report: Report) -> bytes:
         | {"mandatoryFailed": len(report.failed), "shouldWarnings": len(report.should_warnings)},
         "warnings": report.warnings,
         "latency": report.latency,
+        "conformance": conformance_of(report),
         "checks": [r.as_dict() for r in report.results],
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str)
@@ -72,3 +77,49 @@ def to_junit(report: Report) -> bytes:
             ET.SubElement(case, "system-out").text = f"WARN ({result.tier}): {result.reason}"
     document: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
     return document
+
+
+def conformance_of(report: Report) -> dict[str, Any]:
+    writes = any(r.name.endswith(".push") and r.verdict != "SKIP" for r in report.results)
+    return conformance_summary(
+        report.base_url, report.started_at, writes, [(r.tier, r.verdict) for r in report.results]
+    )
+
+
+def conformance_summary(
+    target: str, checked_at: datetime, writes_checked: bool, tiers: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """What a shared run proves: the contract version, when, and its counts per tier."""
+
+    def counted(tier: str) -> dict[str, int]:
+        return {v.lower(): sum(1 for t, verdict in tiers if t == tier and verdict == v) for v in VERDICTS}
+
+    must, should = counted("MUST"), counted("SHOULD")
+    return {
+        "tool": f"arsync-sandbox/{__version__}",
+        "contract": "Nudge REST contract",
+        "schemaVersion": contract.SCHEMA_VERSION,
+        "target": target,
+        "checkedAt": checked_at.isoformat(),
+        "writesChecked": writes_checked,
+        "conforms": must["fail"] == 0,
+        "must": must,
+        "should": should,
+        "checks": len(tiers),
+    }
+
+
+def badge_svg(summary: dict[str, Any]) -> str:
+    """A shields-style badge: green when no MUST check failed, amber with SHOULD warnings."""
+    warnings = summary["should"]["warn"] + summary["should"]["fail"]
+    if not summary["conforms"]:
+        right, color = f"{summary['must']['fail']} MUST failed", "#c62828"
+    elif warnings:
+        right, color = f"conforms · {warnings} warning{'s' if warnings != 1 else ''}", "#ef8f00"
+    else:
+        right, color = "conforms", "#2e7d32"
+    svg: str = pybadges.badge(
+        left_text=f"Nudge contract v{summary['schemaVersion']}", right_text=right, right_color=color,
+        whole_title=f"arsync Developer Sandbox, {summary['checkedAt'][:10]}",
+    )  # fmt: skip
+    return svg

@@ -1,19 +1,18 @@
 """The Developer Sandbox page: run the conformance checks against a middleware from the browser.
 
-A run executes in a background thread of this process and keeps its results in memory (the
-last ``MAX_KEPT_RUNS``); the page polls it with htmx until it ends. The token is used for the
-run only: it is never stored, shown, or written to a report (requests record ``$TOKEN``).
+Runs are kept per tenant in the database (``arsync.sandbox.history``); the page polls a
+running one with htmx until it ends. The token is used for the run only: it is never stored,
+shown, or written to a report (requests record ``$TOKEN``). A passing run can be shared as a
+public conformance summary and badge.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -23,12 +22,12 @@ from arsync.errors import ArsyncError, NotFound
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.sandbox import report as reports
-from arsync.sandbox.checks import CheckResult, Report, SuiteCannotRun, run_checks, select_checks
+from arsync.sandbox.checks import CheckResult, Report, select_checks
+from arsync.sandbox.history import SandboxHistory
+from arsync.sandbox.report import badge_svg
 from arsync.ui.base import ActionDep, Ui, UiDep, plain_words, redirect, render
 
 router = APIRouter(include_in_schema=False)
-MAX_KEPT_RUNS = 50
-TOKEN_ENV = "TOKEN"
 BUILTIN_MOCK_PATH = "/sandbox/mock-erp"
 
 # Groups in page order: (key, label, request path). A check belongs to the first group whose
@@ -67,86 +66,20 @@ def normal_endpoint(value: str | None) -> str | None:
     return key if any(key == g[0] for g in GROUPS) else None
 
 
-@dataclass
-class SandboxRun:
-    id: str
-    tenant_id: str
-    base_url: str
-    builtin: bool
-    allow_writes: bool
-    total: int
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    results: list[CheckResult] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    report: Report | None = None
-    error: str | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.finished_at is not None
-
-    def counts(self) -> dict[str, int]:
-        return {v: sum(1 for r in self.results if r.verdict == v) for v in VERDICT_ORDER}
-
-    def blockers(self) -> int:
-        return sum(1 for r in self.results if r.verdict == "FAIL" and r.mandatory)
-
-    def groups(self) -> list[dict[str, Any]]:
-        grouped: dict[str, list[CheckResult]] = {key: [] for key, _, _ in GROUPS}
-        for result in list(self.results):
-            grouped[group_of(result.name)].append(result)
-        views = []
-        for index, (key, label, path) in enumerate(GROUPS):
-            results = sorted(grouped[key], key=lambda r: (VERDICT_ORDER[r.verdict], not r.mandatory, r.name))
-            blockers = sum(1 for r in results if r.verdict == "FAIL" and r.mandatory)
-            views.append({
-                "key": key, "label": label, "path": path, "results": results, "blockers": blockers,
-                "counts": {v: sum(1 for r in results if r.verdict == v) for v in VERDICT_ORDER}, "order": index,
-            })  # fmt: skip
-        return sorted((v for v in views if v["results"]), key=lambda v: (v["blockers"] == 0, v["order"]))
-
-
-class SandboxRuns:
-    """The runs this process started, newest last; each visible to its own tenant only."""
-
-    def __init__(self) -> None:
-        self._runs: OrderedDict[str, SandboxRun] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def start(self, tenant_id: str, base_url: str, token: str, *, allow_writes: bool, builtin: bool) -> SandboxRun:
-        run = SandboxRun(
-            id=secrets.token_hex(6), tenant_id=tenant_id, base_url=base_url, builtin=builtin,
-            allow_writes=allow_writes, total=len(select_checks(None)),
-        )  # fmt: skip
-        with self._lock:
-            self._runs[run.id] = run
-            while len(self._runs) > MAX_KEPT_RUNS:
-                self._runs.popitem(last=False)
-        threading.Thread(target=self._execute, args=(run, token), name=f"sandbox-{run.id}", daemon=True).start()
-        return run
-
-    def get(self, tenant_id: str, run_id: str) -> SandboxRun:
-        with self._lock:
-            run = self._runs.get(run_id)
-        if run is None or run.tenant_id != tenant_id:
-            raise NotFound(f"sandbox run {run_id} not found (runs are kept in memory until the server restarts)")
-        return run
-
-    @staticmethod
-    def _execute(run: SandboxRun, token: str) -> None:
-        try:
-            run.report = run_checks(
-                run.base_url, token, token_env=TOKEN_ENV, allow_writes=run.allow_writes,
-                progress=lambda result, _i, _n: run.results.append(result),
-                on_start=run.warnings.extend, guarded=not run.builtin,
-            )  # fmt: skip
-        except SuiteCannotRun as exc:
-            run.error = str(exc)
-        except Exception as exc:  # the page must show the run ended, whatever happened
-            run.error = f"the sandbox stopped unexpectedly: {type(exc).__name__}: {exc}"
-        finally:
-            run.finished_at = datetime.now(UTC)
+def result_groups(results: list[CheckResult]) -> list[dict[str, Any]]:
+    """The results by endpoint group, groups with blocking failures first."""
+    grouped: dict[str, list[CheckResult]] = {key: [] for key, _, _ in GROUPS}
+    for result in results:
+        grouped[group_of(result.name)].append(result)
+    views = []
+    for index, (key, label, path) in enumerate(GROUPS):
+        members = sorted(grouped[key], key=lambda r: (VERDICT_ORDER[r.verdict], not r.mandatory, r.name))
+        blockers = sum(1 for r in members if r.verdict == "FAIL" and r.mandatory)
+        views.append({
+            "key": key, "label": label, "path": path, "results": members, "blockers": blockers,
+            "counts": {v: sum(1 for r in members if r.verdict == v) for v in VERDICT_ORDER}, "order": index,
+        })  # fmt: skip
+    return sorted((v for v in views if v["results"]), key=lambda v: (v["blockers"] == 0, v["order"]))
 
 
 @dataclass
@@ -168,9 +101,9 @@ def mount_builtin_mock(app: Any) -> BuiltinMock:
     return mock
 
 
-def _runs(request: Request) -> SandboxRuns:
-    runs: SandboxRuns = request.app.state.sandbox_runs
-    return runs
+def _history(request: Request) -> SandboxHistory:
+    history: SandboxHistory = request.app.state.sandbox_history
+    return history
 
 
 @router.get("/sandbox", response_class=HTMLResponse)
@@ -188,12 +121,14 @@ def sandbox_page(
     current = None
     if run:
         try:
-            current = _runs(request).get(ui.tenant.id, run)
+            current = _history(request).get(ui.tenant.id, run)
         except ArsyncError as exc:
             return redirect(f"/sandbox?product=nudge{_endpoint_param(endpoint)}", error=plain_words(exc))
     return render(
         ui, request, "sandbox.html", run=current, endpoint=normal_endpoint(endpoint), endpoint_raw=endpoint,
-        groups=GROUPS, builtin_url=_builtin_url(request), total=len(select_checks(None)),
+        groups=GROUPS, result_groups=result_groups(current.results) if current else [],
+        builtin_url=_builtin_url(request), total=len(select_checks(None)),
+        history=_history(request).recent(ui.tenant.id),
     )  # fmt: skip
 
 
@@ -230,8 +165,8 @@ def start_run(
             f"/sandbox?product=nudge{_endpoint_param(endpoint)}",
             error="Enter the token your middleware expects (the Bearer key arsync would send).",
         )
-    run = _runs(request).start(ui.tenant.id, base_url, token.strip(), allow_writes=allow_writes, builtin=builtin)
-    return redirect(f"/sandbox?product=nudge&run={run.id}{_endpoint_param(endpoint)}")
+    run_id = _history(request).start(ui.tenant.id, base_url, token.strip(), allow_writes=allow_writes, builtin=builtin)
+    return redirect(f"/sandbox?product=nudge&run={run_id}{_endpoint_param(endpoint)}")
 
 
 @router.get("/sandbox/runs/{run_id}", response_class=HTMLResponse)
@@ -239,8 +174,11 @@ def run_progress(
     request: Request, ui: UiDep, run_id: str, endpoint: Annotated[str | None, Query(max_length=100)] = None
 ) -> Response:
     """The results panel alone: htmx polls it while the run is going."""
-    run = _runs(request).get(ui.tenant.id, run_id)
-    return render(ui, request, "_sandbox_results.html", run=run, endpoint=normal_endpoint(endpoint))
+    run = _history(request).get(ui.tenant.id, run_id)
+    return render(
+        ui, request, "_sandbox_results.html", run=run, endpoint=normal_endpoint(endpoint),
+        result_groups=result_groups(run.results),
+    )  # fmt: skip
 
 
 @router.get("/sandbox/runs/{run_id}/report.json")
@@ -256,12 +194,38 @@ def report_junit(request: Request, ui: UiDep, run_id: str) -> Response:
 
 
 def _finished_report(request: Request, ui: Ui, run_id: str) -> Report:
-    run = _runs(request).get(ui.tenant.id, run_id)
-    if run.report is None:
+    run = _history(request).get(ui.tenant.id, run_id)
+    report = run.report()
+    if report is None:
         raise NotFound(
             f"sandbox run {run_id} has no report yet" if not run.done else f"sandbox run {run_id} could not run"
         )
-    return run.report
+    return report
+
+
+@router.post("/sandbox/runs/{run_id}/share")
+def share_run(request: Request, ui: ActionDep, run_id: str) -> Response:
+    back = f"/sandbox?product=nudge&run={run_id}"
+    try:
+        _history(request).share(ui.tenant.id, run_id)
+    except ArsyncError as exc:
+        return redirect(back, error=plain_words(exc))
+    return redirect(back, notice="Shared: anyone with the links below can see this run's summary and badge.")
+
+
+@router.get("/sandbox/shared/{share_token}.json")
+def shared_summary(request: Request, share_token: str) -> Response:
+    """Public: the conformance summary of a run its tenant shared."""
+    summary = _history(request).shared(share_token)
+    return Response(orjson.dumps(summary, option=orjson.OPT_INDENT_2), media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=300"})  # fmt: skip
+
+
+@router.get("/sandbox/shared/{share_token}.svg")
+def shared_badge(request: Request, share_token: str) -> Response:
+    """Public: the run's badge, for a middleware's README."""
+    summary = _history(request).shared(share_token)
+    return Response(badge_svg(summary), media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=300"})
 
 
 def _download(run_id: str, extension: str) -> dict[str, str]:
