@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from arsync import migrate
+from arsync import migrate, outbound
 from arsync.bootstrap import Container, bootstrap
 from arsync.config import Settings
 from arsync.db import make_engine, transaction
@@ -32,6 +32,12 @@ from arsync.tenancy import service as tenancy
 PG_ADMIN_URL = os.environ.get("ARSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_SECRET_KEY = Fernet.generate_key().decode()
+# The suite's mocks and middlewares listen on loopback, so it runs as a single-tenant install
+# does, with private addresses allowed (arsync processes it starts inherit this). Tests of the
+# rule itself turn it off for their block.
+PRIVATE_ALLOWED = {"ARSYNC_OUTBOUND_ALLOW_PRIVATE": "true"}
+os.environ.update(PRIVATE_ALLOWED)
+outbound.configure(allow_private=True)
 
 
 def _pg_reachable() -> str | None:

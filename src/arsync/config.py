@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     sync_max_page_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
     outbound_allow_private: bool = Field(
-        default=True,
-        description="Let tenants point arsync at loopback and private addresses (link-local never).",
+        default=False,
+        description="Let tenants point arsync at loopback and private addresses (link-local never); for "
+        "single-tenant installs whose middleware is on a private network.",
     )
     http_max_attempts: int = Field(default=4, ge=1, le=10)
     http_backoff_seconds: float = Field(default=0.5, ge=0)

@@ -3,9 +3,14 @@
 Tenants choose the URLs of their ERP middleware, of the Developer Sandbox's target and of
 Nomod, and the server then calls them: without a rule, a tenant could make arsync read a
 cloud metadata service (169.254.169.254) or reach hosts it was never meant to. Link-local,
-unspecified and multicast addresses are always refused. Loopback and private networks are
-allowed unless ``ARSYNC_OUTBOUND_ALLOW_PRIVATE=false`` (middleware often runs next to the ERP on
-a private network, and the mocks run on loopback).
+unspecified and multicast addresses are always refused. Every other address that is not
+globally reachable (loopback, private, shared, reserved, documentation) is refused too, unless
+``ARSYNC_OUTBOUND_ALLOW_PRIVATE=true``: a single-tenant install whose middleware runs on its own
+private network turns it on. An IPv6 address that carries an IPv4 one (IPv4-mapped,
+IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4) is judged by that IPv4 address.
+
+arsync's own loopback servers (the demo's mocks, the Sandbox's built-in mock ERP) are called
+through :func:`trusted`, which admits exactly their origin while they run.
 
 The address is checked when a URL is saved and again before every request. The HTTP client
 resolves the name once more to connect, so a name that changes its answer in between (DNS
@@ -27,7 +32,10 @@ from arsync.errors import InvalidInput, OutboundRefused
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_allow_private = True
+_allow_private = False
+_trusted: set[tuple[str, int | None]] = set()
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 def configure(*, allow_private: bool) -> None:
@@ -47,14 +55,43 @@ def private_addresses(*, allowed: bool) -> Iterator[None]:
         configure(allow_private=before)
 
 
+@contextmanager
+def trusted(url: str) -> Iterator[None]:
+    """Admit calls to ``url``'s origin (scheme-less host and port) for a block: arsync's own servers."""
+    parts = urlsplit(url)
+    origin = ((parts.hostname or "").lower(), parts.port)
+    _trusted.add(origin)
+    try:
+        yield
+    finally:
+        _trusted.discard(origin)
+
+
+def _is_trusted(host: str, port: int | None) -> bool:
+    return (host.lower().strip("[]"), port) in _trusted
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64 or 6to4), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal(address: Address) -> str | None:
     """Why ``address`` may not be called, or None if it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = embedded_ipv4(address)
+        if carried is not None:
+            return refusal(carried)
     if address.is_link_local or address.is_unspecified or address.is_multicast:
         return "a link-local, unspecified or multicast address (such as a cloud metadata service)"
     if not _allow_private and not address.is_global:  # loopback, private, shared (CGNAT), reserved
-        return "a loopback or private address, and ARSYNC_OUTBOUND_ALLOW_PRIVATE is off"
+        return "a loopback or private address, and ARSYNC_OUTBOUND_ALLOW_PRIVATE is off (the default)"
     return None
 
 
@@ -82,14 +119,17 @@ def problem_with(host: str) -> str | None:
 
 def check_url(url: str, field: str) -> None:
     """Refuse a URL a tenant is saving if its host may not be called; ``field`` names it."""
-    host = urlsplit(url).hostname
-    reason = problem_with(host) if host else None
+    parts = urlsplit(url)
+    host = parts.hostname
+    reason = problem_with(host) if host and not _is_trusted(host, parts.port) else None
     if reason:
         raise InvalidInput(f"arsync does not call {reason}", details={"field": field})
 
 
 def guard_request(request: httpx.Request) -> None:
     """httpx request hook: refuse the call before it is sent."""
+    if _is_trusted(request.url.host, request.url.port):
+        return
     reason = problem_with(request.url.host)
     if reason:
         raise OutboundRefused(f"arsync does not call {reason}", endpoint=request.url.path)

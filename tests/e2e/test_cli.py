@@ -21,7 +21,7 @@ from arsync.db import make_engine
 from arsync.erp.contract import format_datetime
 from arsync.mocks.serving import serve_in_thread
 from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
-from tests.conftest import TEST_SECRET_KEY, MockErp
+from tests.conftest import PRIVATE_ALLOWED, TEST_SECRET_KEY, MockErp
 
 ARSYNC = str(Path(sys.executable).parent / "arsync")
 
@@ -40,7 +40,7 @@ def one_json(result: subprocess.CompletedProcess[str]) -> Any:
 
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")} | PRIVATE_ALLOWED
     env.update(
         ARSYNC_DATA_DIR=str(tmp_path / "data"),
         ARSYNC_SECRET_KEY=TEST_SECRET_KEY,
@@ -154,6 +154,7 @@ def test_nomod_connection_from_the_cli(cli_env: dict[str, str]):
 
 
 def test_demo_twice_full_then_incremental(tmp_path: Path):
+    # The embedded default, as a new user runs it: private addresses refused.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
     env["COLUMNS"] = "120"
     first = subprocess.run(
@@ -181,6 +182,7 @@ def test_demo_twice_full_then_incremental(tmp_path: Path):
 
 
 def test_demo_serves_api_until_interrupted(tmp_path: Path):
+    # The embedded default, as a new user runs it: private addresses refused.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
     env["COLUMNS"] = "250"
     process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)

@@ -22,7 +22,7 @@ from arsync.db import transaction
 from arsync.erp.models import SyncRun
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import PRIVATE_ALLOWED, TEST_SECRET_KEY
 from tests.middleware import SkewedMiddleware, create_app
 
 ARSYNC = Path(sys.executable).with_name("arsync")
@@ -51,7 +51,7 @@ def _connection(app: Container, erp: SkewedMiddleware, server: RunningServer) ->
 
 
 def _cli_env(postgres_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")} | PRIVATE_ALLOWED
     return env | {
         "ARSYNC_DATABASE_URL": postgres_url,
         "ARSYNC_DATA_DIR": str(tmp_path),
