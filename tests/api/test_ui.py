@@ -9,13 +9,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from arsync import outbound
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
-from arsync.mocks.serving import RunningServer
+from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from arsync.ui import accounts
@@ -318,3 +319,32 @@ def test_sandbox_runs_refuse_addresses_arsync_does_not_call(alice_ui: Browser):
             "/sandbox/runs", data={"csrf_token": alice_ui.csrf, "builtin": "true"}, follow_redirects=False
         )
         assert builtin.status_code == 303 and "run=" in builtin.headers["location"]  # arsync's own mock is fine
+
+
+def test_the_built_in_sandbox_target_never_comes_from_the_host_header(alice_ui: Browser, api_server: RunningServer):
+    """A forged Host once pointed the built-in run at any loopback port or the metadata address."""
+    calls: list[str] = []
+    listener = FastAPI()
+
+    @listener.post("/{path:path}")
+    async def record(path: str) -> dict[str, str]:
+        calls.append(path)
+        return {}
+
+    with serve_in_thread(listener) as bait, outbound.private_addresses(allowed=False):
+        for forged in (bait.url.removeprefix("http://"), "169.254.169.254"):
+            started = alice_ui.client.post(
+                "/sandbox/runs", data={"csrf_token": alice_ui.csrf, "builtin": "true"},
+                headers={"Host": forged}, follow_redirects=False,
+            )  # fmt: skip
+            assert started.status_code == 303, started.text
+            run_id = started.headers["location"].split("run=")[1].split("&")[0]
+            deadline = time.monotonic() + 120
+            while "hx-trigger" in (panel := alice_ui.client.get(f"/sandbox/runs/{run_id}").text):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert "No blocking failures." in panel and forged not in panel
+    assert calls == []
+    # The mock's control surface is not on the server at all.
+    for path in ("/sandbox/mock-erp/_mock/state", "/sandbox/mock-erp/health"):
+        assert httpx.get(api_server.url + path).status_code == 404

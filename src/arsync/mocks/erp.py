@@ -9,7 +9,8 @@ benchmark and the demo drive it; so can a middleware author who wants to see a c
 answer.
 
 Besides the six contract endpoints it has a small control surface under ``/_mock`` (no auth,
-loopback only) to change records and inject faults:
+loopback only; left out with ``control=False``, as for the Sandbox's built-in target) to change
+records and inject faults:
 
 * ``POST /_mock/mutate`` ``{"debtors": n, "invoices": n, "payments": n}``
 * ``PUT /_mock/faults`` ``[Fault, …]`` and ``DELETE /_mock/faults``
@@ -57,6 +58,9 @@ BREAKAGES = {
 }
 
 
+MAX_FAULT_DELAY_SECONDS = 120
+
+
 class Fault(BaseModel):
     """One injected misbehaviour. It fires on matching requests, ``times`` times (or forever)."""
 
@@ -65,8 +69,11 @@ class Fault(BaseModel):
     status: int | None = Field(default=None, description="Answer with this HTTP status")
     code: str | None = Field(default=None, description="Contract error code for status answers")
     retry_after: int | None = None
-    delay: float = Field(default=0, ge=0, description="Seconds to wait before handling")
-    delay_after: float = Field(default=0, ge=0, description="Seconds to wait after handling")
+    # Bounded so that one fault cannot hold a request, and a server thread, for ever.
+    delay: float = Field(default=0, ge=0, le=MAX_FAULT_DELAY_SECONDS, description="Seconds to wait before handling")
+    delay_after: float = Field(
+        default=0, ge=0, le=MAX_FAULT_DELAY_SECONDS, description="Seconds to wait after handling"
+    )
     kind: FaultKind | None = None
     times: int | None = Field(default=None, ge=1)
 
@@ -144,8 +151,8 @@ def _faulty_page(kind: str, key: str, records: list[Any], page: int, limit: int)
     return None
 
 
-def create_mock_erp_app(state: MockErpState) -> FastAPI:
-    """The mock middleware as an ASGI app bound to ``state``."""
+def create_mock_erp_app(state: MockErpState, *, control: bool = True) -> FastAPI:
+    """The mock middleware as an ASGI app bound to ``state``; ``control`` adds ``/_mock``."""
     app = FastAPI(title="arsync mock ERP (Nudge REST contract v1)", docs_url=None, redoc_url=None)
     data = state.data
     broken = state.breakages
@@ -296,30 +303,36 @@ def create_mock_erp_app(state: MockErpState) -> FastAPI:
 
         app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=True)
 
+    if control:
+        _add_control(app, state)
+    return app
+
+
+def _add_control(app: FastAPI, state: MockErpState) -> None:
+    data = state.data
+
     @app.post("/_mock/mutate", include_in_schema=False)
     async def mutate(request: Request) -> Response:
         try:
             counts = {str(k): int(v) for k, v in orjson.loads(await request.body()).items()}
             changed = data.mutate(counts)
         except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json({"changed": changed})
+            return _plain_json({"error": str(exc)}, 400)
+        return _plain_json({"changed": changed})
 
     @app.put("/_mock/faults", include_in_schema=False)
     async def put_faults(request: Request) -> Response:
         try:
             state.set_faults(_faults_adapter.validate_json(await request.body()))
         except ValidationError as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json({"faults": len(state.faults)})
+            return _plain_json({"error": str(exc)}, 400)
+        return _plain_json({"faults": len(state.faults)})
 
     @app.delete("/_mock/faults", include_in_schema=False)
     async def clear_faults() -> Response:
         state.set_faults([])
-        return _json({"faults": 0})
+        return _plain_json({"faults": 0})
 
     @app.get("/_mock/state", include_in_schema=False)
     async def get_state() -> Response:
-        return _json({"data": data.stats(), "faults": len(state.faults), "requests": len(state.requests)})
-
-    return app
+        return _plain_json({"data": data.stats(), "faults": len(state.faults), "requests": len(state.requests)})

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +24,12 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from arsync import outbound
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.errors import Conflict, NotFound
+from arsync.mocks.erp import MockErpState, create_mock_erp_app
+from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.serving import serve_in_thread
 from arsync.sandbox.checks import VERDICTS, CheckResult, Report, SuiteCannotRun, run_checks, select_checks
 from arsync.sandbox.models import SandboxCheckResult, SandboxRun
 from arsync.sandbox.report import conformance_summary
@@ -33,6 +39,22 @@ TOKEN_ENV = "TOKEN"
 KEPT_RUNS_PER_TENANT = 50
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER = timedelta(seconds=60)
+BUILTIN_TARGET = "the built-in mock ERP"
+
+
+@contextmanager
+def builtin_mock_erp() -> Iterator[tuple[str, str]]:
+    """A mock ERP of its own for one built-in run: ``(base URL, token)``.
+
+    It listens on a free loopback port for the run only, with a fresh token and fresh records,
+    and without the mock's ``/_mock`` control surface; so no request header chooses what the
+    server calls, no other run's writes or faults reach it, and the outbound rule admits
+    exactly this origin while it runs.
+    """
+    token = f"ask_{secrets.token_urlsafe(24)}"
+    state = MockErpState(MockErpData(40, 120, 80, seed=11), token=token)
+    with serve_in_thread(create_mock_erp_app(state, control=False)) as server, outbound.trusted(server.url):
+        yield server.url, token
 
 
 @dataclass
@@ -87,6 +109,9 @@ class SandboxHistory:
         self.session_factory = session_factory
 
     def start(self, tenant_id: str, base_url: str, token: str, *, allow_writes: bool, builtin: bool) -> str:
+        """Start a run in a thread; with ``builtin`` the target is a mock ERP started for it."""
+        if builtin:
+            base_url, token = BUILTIN_TARGET, ""
         with transaction(self.session_factory) as session:
             run = SandboxRun(
                 tenant_id=tenant_id, base_url=base_url, builtin=builtin, allow_writes=allow_writes,
@@ -120,11 +145,12 @@ class SandboxHistory:
         heartbeat = Heartbeat(self.session_factory, SandboxRun, run_id, HEARTBEAT_SECONDS)
         values: dict[str, Any] = {}
         try:
-            report = run_checks(
-                base_url, token, token_env=TOKEN_ENV, allow_writes=allow_writes,
-                progress=lambda result, index, _n: self._record(run_id, index, result),
-                on_start=lambda warnings: self._set(run_id, warnings=warnings), guarded=not builtin,
-            )  # fmt: skip
+            if builtin:
+                with builtin_mock_erp() as (mock_url, mock_token):
+                    self._set(run_id, base_url=mock_url)
+                    report = self._run(run_id, mock_url, mock_token, allow_writes)
+            else:
+                report = self._run(run_id, base_url, token, allow_writes)
             values = {
                 "status": "FINISHED", "suite_run_id": report.run_id, "latency": report.latency,
                 "must_failed": len(report.failed), "should_warnings": len(report.should_warnings),
@@ -137,6 +163,13 @@ class SandboxHistory:
         finally:
             heartbeat.stop()
             self._set(run_id, finished_at=utcnow(), **values)
+
+    def _run(self, run_id: str, base_url: str, token: str, allow_writes: bool) -> Report:
+        return run_checks(
+            base_url, token, token_env=TOKEN_ENV, allow_writes=allow_writes,
+            progress=lambda result, index, _n: self._record(run_id, index, result),
+            on_start=lambda warnings: self._set(run_id, warnings=warnings), guarded=True,
+        )  # fmt: skip
 
     def _record(self, run_id: str, position: int, result: CheckResult) -> None:
         with transaction(self.session_factory) as session:

@@ -31,7 +31,6 @@ from arsync.ui.base import (
     render,
 )
 from arsync.ui.pages_ledger import router as ledger_router
-from arsync.ui.pages_sandbox import mount_builtin_mock
 from arsync.ui.pages_sandbox import router as sandbox_router
 from arsync.ui.pages_settings import router as settings_router
 from arsync.ui.pages_sync import router as sync_router
@@ -142,7 +141,6 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 def install_ui(app: FastAPI) -> None:
     """Add the pages to ``app`` (whose ``state.container`` is set) and HTML error pages for them."""
     app.state.sandbox_history = SandboxHistory(app.state.container.session_factory)
-    app.state.builtin_mock = mount_builtin_mock(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for part in (router, ledger_router, sync_router, settings_router, sandbox_router):
         app.include_router(part)

@@ -8,8 +8,6 @@ public conformance summary and badge.
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -19,8 +17,6 @@ from fastapi.responses import HTMLResponse, Response
 from arsync import outbound
 from arsync.erp.service import validate_base_url
 from arsync.errors import ArsyncError, NotFound
-from arsync.mocks.erp import MockErpState, create_mock_erp_app
-from arsync.mocks.erp_data import MockErpData
 from arsync.sandbox import report as reports
 from arsync.sandbox.checks import CheckResult, Report, select_checks
 from arsync.sandbox.history import SandboxHistory
@@ -28,7 +24,6 @@ from arsync.sandbox.report import badge_svg
 from arsync.ui.base import ActionDep, Ui, UiDep, plain_words, redirect, render
 
 router = APIRouter(include_in_schema=False)
-BUILTIN_MOCK_PATH = "/sandbox/mock-erp"
 
 # Groups in page order: (key, label, request path). A check belongs to the first group whose
 # test matches its name.
@@ -82,25 +77,6 @@ def result_groups(results: list[CheckResult]) -> list[dict[str, Any]]:
     return sorted((v for v in views if v["results"]), key=lambda v: (v["blockers"] == 0, v["order"]))
 
 
-@dataclass
-class BuiltinMock:
-    """The mock ERP mounted inside the server, so the sandbox can target it with one click."""
-
-    state: MockErpState
-    token: str
-
-
-def builtin_mock() -> BuiltinMock:
-    token = f"ask_{secrets.token_urlsafe(24)}"
-    return BuiltinMock(MockErpState(MockErpData(40, 120, 80, seed=11), token=token), token)
-
-
-def mount_builtin_mock(app: Any) -> BuiltinMock:
-    mock = builtin_mock()
-    app.mount(BUILTIN_MOCK_PATH, create_mock_erp_app(mock.state))
-    return mock
-
-
 def _history(request: Request) -> SandboxHistory:
     history: SandboxHistory = request.app.state.sandbox_history
     return history
@@ -127,7 +103,7 @@ def sandbox_page(
     return render(
         ui, request, "sandbox.html", run=current, endpoint=normal_endpoint(endpoint), endpoint_raw=endpoint,
         groups=GROUPS, result_groups=result_groups(current.results) if current else [],
-        builtin_url=_builtin_url(request), total=len(select_checks(None)),
+        total=len(select_checks(None)),
         history=_history(request).recent(ui.tenant.id),
     )  # fmt: skip
 
@@ -135,10 +111,6 @@ def sandbox_page(
 def _endpoint_param(endpoint: str | None) -> str:
     key = normal_endpoint(endpoint)
     return f"&endpoint={key}" if key else ""
-
-
-def _builtin_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + BUILTIN_MOCK_PATH
 
 
 @router.post("/sandbox/runs")
@@ -152,12 +124,13 @@ def start_run(
     endpoint: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     if builtin:
-        mock: BuiltinMock = request.app.state.builtin_mock
-        base_url, token, allow_writes = _builtin_url(request), mock.token, True
+        # The target is a mock ERP started for the run (see history.builtin_mock_erp), never a
+        # URL built from this request.
+        run_id = _history(request).start(ui.tenant.id, "", "", allow_writes=True, builtin=True)
+        return redirect(f"/sandbox?product=nudge&run={run_id}{_endpoint_param(endpoint)}")
     try:
         base_url = validate_base_url(base_url)
-        if not builtin:
-            outbound.check_url(base_url, "base_url")
+        outbound.check_url(base_url, "base_url")
     except ArsyncError as exc:
         return redirect(f"/sandbox?product=nudge{_endpoint_param(endpoint)}", error=plain_words(exc))
     if not token.strip():
