@@ -15,6 +15,11 @@ _EXPONENTS: dict[str, int] = {
 
 MAX_EXPONENT = 3
 
+# What the ledger's columns hold (NUMERIC(18, 4) and NUMERIC(18, 6); on SQLite a scaled 64-bit
+# integer): amounts below 10^14, quantities and unit prices below 10^12.
+AMOUNT_PLACES, AMOUNT_LIMIT = 4, Decimal(10**14)
+QUANTITY_PLACES, QUANTITY_LIMIT = 6, Decimal(10**12)
+
 
 def exponent(currency: str) -> int:
     """Number of minor-unit digits for an ISO 4217 currency code."""

@@ -8,10 +8,26 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
+from arsync import money
+
 T = TypeVar("T")
 
-# Money in requests: a JSON number or a decimal string, read exactly; at most 4 decimals.
-MoneyIn = Annotated[Decimal, Field(decimal_places=4, gt=-(10**14), lt=10**14, allow_inf_nan=False)]
+# Money in requests: a JSON number or a decimal string, read exactly, within what the columns
+# hold. Every amount a person enters is positive: a credit or refund would be an operation of
+# its own, never a negative amount. The bounds are stated once, so the OpenAPI shows them.
+PositiveMoney = Annotated[
+    Decimal,
+    Field(decimal_places=money.AMOUNT_PLACES, gt=0, lt=money.AMOUNT_LIMIT, allow_inf_nan=False,
+          description="A positive exact decimal, JSON number or string"),
+]  # fmt: skip
+PositiveQuantity = Annotated[
+    Decimal,
+    Field(decimal_places=money.QUANTITY_PLACES, gt=0, lt=money.QUANTITY_LIMIT, allow_inf_nan=False),
+]
+UnitPrice = Annotated[
+    Decimal,
+    Field(decimal_places=money.QUANTITY_PLACES, ge=0, lt=money.QUANTITY_LIMIT, allow_inf_nan=False),
+]
 # Money in responses: an exact decimal string, never a float.
 MoneyOut = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 

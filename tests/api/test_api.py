@@ -169,13 +169,25 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     assert twice.status_code == 409 and error_code(twice) == "INVALID_STATE"
     assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "150.100"
 
-    too_much = alice.client.post(
+    # More than is outstanding is refused when it is recorded, not only at approval.
+    over = alice.client.post(
         "/api/v1/cash-applications",
         json={"invoiceId": inv["id"], "amount": 150.101, "date": "2026-03-16", "reference": "EFT 2"},
-    ).json()
+    )
+    assert over.status_code == 409 and error_code(over) == "OVER_APPLICATION"
+    assert "exceeds the outstanding 150.100 KWD" in over.json()["error"]["message"]
+    # Two that each fit but not together: the second is refused at approval.
+    too_much, other = (
+        alice.client.post(
+            "/api/v1/cash-applications",
+            json={"invoiceId": inv["id"], "amount": "100", "date": "2026-03-16", "reference": f"EFT 2{n}"},
+        ).json()
+        for n in "ab"
+    )
+    alice.client.post(f"/api/v1/cash-applications/{other['id']}/approve")
     refused = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/approve")
     assert refused.status_code == 409 and error_code(refused) == "OVER_APPLICATION"
-    assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "150.100"
+    assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "50.100"
     assert alice.client.get(f"/api/v1/cash-applications/{too_much['id']}").json()["status"] == "PENDING"
     rejected = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/reject").json()
     assert rejected["status"] == "REJECTED" and rejected["paymentId"] is None
@@ -184,7 +196,7 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
 
     rest = alice.client.post(
         "/api/v1/cash-applications",
-        json={"invoiceId": inv["id"], "amount": "150.1", "date": "2026-03-17", "reference": "EFT 3"},
+        json={"invoiceId": inv["id"], "amount": "50.1", "date": "2026-03-17", "reference": "EFT 3"},
     ).json()
     alice.client.post(f"/api/v1/cash-applications/{rest['id']}/approve")
     paid = alice.client.get(f"/api/v1/invoices/{inv['id']}").json()
@@ -192,8 +204,12 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
 
     payments = alice.client.get("/api/v1/payments", params={"invoiceId": inv["id"]}).json()["items"]
     # Amounts carry the invoice currency's decimals, as on the invoice: 150.100, not 150.1.
-    assert inv["currency"] == "KWD" and rest["amount"] == "150.100" and rest["currency"] == "KWD"
-    assert sorted((p["amount"], p["currency"]) for p in payments) == [("1000.005", "KWD"), ("150.100", "KWD")]
+    assert inv["currency"] == "KWD" and rest["amount"] == "50.100" and rest["currency"] == "KWD"
+    assert sorted((p["amount"], p["currency"]) for p in payments) == [
+        ("100.000", "KWD"),
+        ("1000.005", "KWD"),
+        ("50.100", "KWD"),
+    ]
     assert all(p["source"] == "cash_application" for p in payments)
     assert alice.client.get(f"/api/v1/payments/{payments[0]['id']}").json()["id"] == payments[0]["id"]
     rejected = alice.client.get("/api/v1/cash-applications", params={"status": "REJECTED"}).json()["items"]

@@ -15,11 +15,12 @@ from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from arsync import money
 from arsync.db import Base, ExactDecimal, UTCDateTime, new_id, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-Money = ExactDecimal(scale=4, precision=18)
-Quantity = ExactDecimal(scale=6, precision=18)
+Money = ExactDecimal(scale=money.AMOUNT_PLACES, precision=18)
+Quantity = ExactDecimal(scale=money.QUANTITY_PLACES, precision=18)
 
 INVOICE_STATUSES = ("DRAFT", "FINALIZED", "PAID", "VOIDED")
 PAYMENT_SOURCES = ("erp", "cash_application", "nomod")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from arsync import money
 from arsync.erp.schemas import PushRead
 from arsync.nomod.schemas import InvoiceNomodRead
-from arsync.schemas import ApiModel, MoneyIn, MoneyOut
-
-Quantity = MoneyIn
+from arsync.schemas import ApiModel, MoneyOut, PositiveMoney, PositiveQuantity, UnitPrice
 
 
 def check_email(value: str | None) -> str | None:
@@ -65,8 +65,24 @@ class CustomerRead(ApiModel):
 
 class LineIn(ApiModel):
     description: str = Field(min_length=1, max_length=4000)
-    quantity: Quantity = Field(gt=0)
-    unit_price: MoneyIn
+    quantity: PositiveQuantity
+    unit_price: UnitPrice
+
+    @model_validator(mode="after")
+    def _amount_fits(self) -> LineIn:
+        if self.quantity * self.unit_price >= money.AMOUNT_LIMIT:
+            raise ValueError(f"quantity × unitPrice must be below {money.AMOUNT_LIMIT:,}")
+        return self
+
+
+def _total_fits(lines: list[LineIn] | None) -> None:
+    if lines is None:
+        return
+    total = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
+    if total <= 0:
+        raise ValueError("the lines must add up to more than 0 (a credit is not a negative invoice)")
+    if total >= money.AMOUNT_LIMIT:
+        raise ValueError(f"the lines must add up to less than {money.AMOUNT_LIMIT:,}")
 
 
 class LineRead(ApiModel):
@@ -84,6 +100,11 @@ class InvoiceCreate(ApiModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
 
+    @model_validator(mode="after")
+    def _total(self) -> InvoiceCreate:
+        _total_fits(self.lines)
+        return self
+
 
 class InvoiceUpdate(ApiModel):
     invoice_number: str | None = Field(default=None, min_length=1, max_length=200)
@@ -91,6 +112,11 @@ class InvoiceUpdate(ApiModel):
     due_date: date | None = None
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     lines: list[LineIn] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _total(self) -> InvoiceUpdate:
+        _total_fits(self.lines)
+        return self
 
 
 class InvoiceRead(ApiModel):
@@ -132,7 +158,7 @@ CashApplicationStatus = Literal["PENDING", "APPROVED", "REJECTED"]
 
 class CashApplicationCreate(ApiModel):
     invoice_id: str
-    amount: MoneyIn = Field(gt=0)
+    amount: PositiveMoney
     date: date
     reference: str = Field(min_length=1, max_length=200)
 

@@ -16,7 +16,7 @@ from arsync.db import update_if, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
-from arsync.money import decimal_places, exponent
+from arsync.money import decimal_places, exponent, format_amount
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate, paginate_rows
 
@@ -320,6 +320,7 @@ def create_cash_application(session: Session, scope: Scope, body: schemas.CashAp
         raise InvalidInput(
             f"amount {body.amount} has more decimals than {invoice.currency} allows", details={"field": "amount"}
         )
+    _refuse_over_application(body.amount, invoice)
     application = CashApplication(
         tenant_id=scope.tenant_id,
         environment_id=scope.environment_id,
@@ -361,11 +362,7 @@ def approve_cash_application(
     session.refresh(application)
     _require_pending(application, "approve")
     _require_status(invoice, ("FINALIZED",), "apply cash to")
-    if application.amount > invoice.amount_outstanding:
-        raise Conflict(
-            f"amount {application.amount} exceeds the outstanding {invoice.amount_outstanding} {invoice.currency}",
-            code="OVER_APPLICATION",
-        )
+    _refuse_over_application(application.amount, invoice)
     now = utcnow()
     _claim_pending(session, application, "approve", status="APPROVED", approved_at=now)
     payment = Payment(
@@ -384,6 +381,18 @@ def approve_cash_application(
     invoice.updated_at = now
     application.payment_id = payment.id
     return application
+
+
+def _refuse_over_application(amount: Decimal, invoice: Invoice) -> None:
+    """Checked when the application is recorded and again when it is approved (the invoice may
+    have been paid in between)."""
+    if amount > invoice.amount_outstanding:
+        outstanding = format_amount(invoice.amount_outstanding, invoice.currency)
+        raise Conflict(
+            f"amount {format_amount(amount, invoice.currency)} exceeds the outstanding {outstanding} "
+            f"{invoice.currency}",
+            code="OVER_APPLICATION",
+        )
 
 
 def reject_cash_application(session: Session, scope: Scope, application_id: str) -> CashApplication:
