@@ -32,7 +32,6 @@ from arsync.demo import Walkthrough, WalkthroughFailed
 from arsync.erp import contract
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import Entity
-from arsync.erp.service import validate_base_url
 from arsync.erp.sync import EntityStats, run_as_dict
 from arsync.errors import ArsyncError, InvalidInput
 from arsync.jobs.worker import run_worker
@@ -578,7 +577,7 @@ def sandbox_check(
     fails, 2 when the suite could not run.
     """
     try:
-        base_url = validate_base_url(base_url)
+        base_url = outbound.validate_base_url(base_url)
     except InvalidInput as exc:
         err_console.print(f"[red]cannot run:[/red] {exc.message}")
         raise typer.Exit(2) from None

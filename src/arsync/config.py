@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="Let tenants point arsync at loopback and private addresses (link-local never); for "
         "single-tenant installs whose middleware is on a private network.",
     )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body the server reads; larger gets 413."
+    )
+    max_webhook_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest webhook body (checked before its signature)."
+    )
     http_max_attempts: int = Field(default=4, ge=1, le=10)
     http_backoff_seconds: float = Field(default=0.5, ge=0)
     http_max_retry_after_seconds: float = Field(default=60.0, ge=0)

@@ -21,6 +21,7 @@ answer for a shared deployment.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,53 @@ def problem_with(host: str) -> str | None:
             named = host if host.strip("[]") == str(address) else f"{host} ({address})"
             return f"{named}: {reason}"
     return None
+
+
+def validate_base_url(url: str, field: str = "baseUrl") -> str:
+    """A base URL arsync will call (ERP middleware, Nomod, a Sandbox target), or a clear error:
+    http(s), a host, no trailing slash, no query, fragment or credentials, and a numeric host
+    only as a plain address (``0177.0.0.1`` means 127.0.0.1 to some resolvers)."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError as exc:
+        raise InvalidInput(f"base URL {url!r} is not a valid URL: {exc}", details={"field": field}) from None
+    if _NUMERIC_HOST.match(host) and not _is_plain_ipv4(host):
+        raise InvalidInput(
+            f"base URL host {host!r} must be written as four decimal numbers, e.g. 127.0.0.1",
+            details={"field": field},
+        )
+    try:
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidInput(f"base URL {url!r} is not a valid URL: {exc}", details={"field": field}) from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(
+            f"base URL {url!r} must be an absolute http:// or https:// URL, e.g. https://erp.example.com/nudge",
+            details={"field": field},
+        )
+    if url.endswith("/"):
+        raise InvalidInput(f"base URL must not end with a slash: use {url.rstrip('/')!r}", details={"field": field})
+    if parts.query or parts.fragment:
+        raise InvalidInput("base URL must not contain a query string or fragment", details={"field": field})
+    if parts.username or parts.password:
+        raise InvalidInput(
+            "base URL must not contain credentials; arsync sends its own key as a Bearer token",
+            details={"field": field},
+        )
+    return url
+
+
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9.]+)$", re.IGNORECASE)
+
+
+def _is_plain_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def check_url(url: str, field: str) -> None:

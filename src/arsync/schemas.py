@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 from arsync import money
@@ -36,6 +37,56 @@ class ApiModel(BaseModel):
     """camelCase on the wire; unknown request fields are refused so typos do not pass silently."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_JSON_DEPTH = 16
+
+
+def unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Why ``value`` (decoded JSON) cannot be stored as it is on both databases, or None.
+
+    PostgreSQL refuses NUL characters in text and JSON, neither database nor UTF-8 holds a lone
+    surrogate, SQLite's JSON functions stop at 64-bit integers, and JSON has no NaN or infinity.
+    """
+    where = f"{path}: " if path else ""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where}contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where}contains a lone surrogate, which is not valid Unicode"
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return f"{where}integer {value} does not fit in 64 bits"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{where}{value} is not a JSON number"
+    elif isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            return f"{where}nested more than {MAX_JSON_DEPTH} levels deep"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            problem = unstorable(key, path, depth + 1) if isinstance(key, str) else None
+            problem = problem or unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+class RequestModel(ApiModel):
+    """A request body: besides each field's own rules, nothing a column cannot hold gets in."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = unstorable(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class Page(ApiModel, Generic[T]):

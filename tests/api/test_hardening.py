@@ -102,3 +102,88 @@ def test_the_ui_form_refuses_a_negative_cash_application(
     assert "greater than 0" in answer.text
     assert alice.client.get("/api/v1/cash-applications").json()["items"] == []
     assert alice.client.get(f"/api/v1/invoices/{invoice['id']}").json()["amountOutstanding"] == "150.00"
+
+
+# 3. Request limits -------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_refused_before_authentication(api_server: RunningServer, alice: Tenant) -> None:
+    huge = b"{" + b" " * (5 * 1024 * 1024) + b"}"
+    anonymous = httpx.post(api_server.url + "/api/v1/customers", content=huge,
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+    assert anonymous.status_code == 413 and _error(anonymous)["code"] == "PAYLOAD_TOO_LARGE"
+    assert _error(anonymous)["details"] == {"limitBytes": 4 * 1024 * 1024}
+
+    # Streamed without a Content-Length, it is cut off at the limit just the same.
+    def chunks() -> Any:
+        for _ in range(6):
+            yield b" " * (1024 * 1024)
+
+    streamed = alice.client.post("/api/v1/customers", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and _error(streamed)["code"] == "PAYLOAD_TOO_LARGE"
+    assert alice.client.get("/api/v1/customers").json()["items"] == []
+
+
+def test_a_webhook_body_has_a_smaller_limit(api_server: RunningServer, alice: Tenant) -> None:
+    body = b'{"x": "' + b"a" * (300 * 1024) + b'"}'
+    path = f"/api/v1/webhooks/nomod/{alice.tenant_id}/{alice.environment_id}"
+    answer = httpx.post(api_server.url + path, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and _error(answer)["details"] == {"limitBytes": 256 * 1024}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"blob": "x" * (17 * 1024)}, "larger than 16384 bytes"),
+        ({"n": 2**64}, "does not fit in 64 bits"),
+        ({"deep": __import__("functools").reduce(lambda inner, _: {"a": inner}, range(40), {})}, "nested more"),
+        ({"name": "bad\x00name"}, "NUL character"),
+    ],
+)
+def test_metadata_a_column_cannot_hold_is_refused_with_a_field_error(
+    alice: Tenant, metadata: dict[str, Any], problem: str
+) -> None:
+    answer = alice.client.post("/api/v1/customers", json={"name": "Meta Ltd", "metadata": metadata})
+    assert answer.status_code == 422, answer.text
+    error = _error(answer)
+    assert error["code"] == "VALIDATION_FAILED" and problem in error["message"] and "metadata" in error["message"]
+    # Nothing was stored, and the list still works for the environment.
+    listed = alice.client.get("/api/v1/customers")
+    assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+def test_a_lone_surrogate_and_a_nul_are_refused_in_any_text_field(alice: Tenant) -> None:
+    surrogate = alice.client.post(
+        "/api/v1/customers", content=b'{"name": "Bad \\ud800 Ltd"}', headers={"Content-Type": "application/json"}
+    )
+    assert surrogate.status_code == 422 and "lone surrogate" in _error(surrogate)["message"]
+    nul = alice.client.post("/api/v1/customers", json={"name": "Nul\x00 Ltd"})
+    assert nul.status_code == 422 and "name: " in _error(nul)["message"] and "NUL" in _error(nul)["message"]
+    query = alice.client.get("/api/v1/invoices", params={"status": "DRAFT\x00"})
+    assert query.status_code == 422 and _error(query)["details"]["fieldErrors"][0]["field"] == "status"
+    assert alice.client.get("/api/v1/customers").json()["items"] == []
+
+
+# 9. Input the API accepted but could not store ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [("whsec_not base64!", "base64"), ("whsec_", "empty key"), ("sk_nope", "whsec_")],
+)
+def test_a_webhook_secret_that_cannot_verify_anything_is_refused(alice: Tenant, secret: str, problem: str) -> None:
+    answer = alice.client.put("/api/v1/connections/nomod", json={
+        "apiKey": "sk_test_abcdefgh", "invoiceSync": {"outbound": False}, "webhookSecret": secret,
+    })  # fmt: skip
+    assert answer.status_code == 422 and problem in _error(answer)["message"], answer.text
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "0x7f000001", "2130706433", "127.1"])
+def test_a_base_url_with_an_ambiguous_numeric_host_is_refused(alice: Tenant, host: str) -> None:
+    answer = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": f"http://{host}:8080"})
+    assert answer.status_code == 422 and "four decimal numbers" in _error(answer)["message"], answer.text
+
+
+def test_a_method_not_allowed_says_which_are(alice: Tenant) -> None:
+    answer = alice.client.delete("/api/v1/customers")
+    assert answer.status_code == 405 and answer.headers["allow"] and "DELETE" not in answer.headers["allow"]

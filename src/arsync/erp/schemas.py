@@ -9,15 +9,15 @@ from pydantic import Field
 
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.sync import run_as_dict
-from arsync.schemas import ApiModel
+from arsync.schemas import ApiModel, RequestModel
 
 
-class RestConnectionSave(ApiModel):
+class RestConnectionSave(RequestModel):
     base_url: str = Field(min_length=1, max_length=2000, examples=["https://erp-middleware.example.com/nudge"])
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
 
 
-class AccountCodesUpdate(ApiModel):
+class AccountCodesUpdate(RequestModel):
     """Omitted fields stay as they are."""
 
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])

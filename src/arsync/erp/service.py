@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,27 +16,6 @@ from arsync.errors import ConnectorError, InvalidInput, NotFound
 from arsync.vault import Vault, mask
 
 MIDDLEWARE_KEY_PREFIX = "ask"
-
-
-def validate_base_url(url: str) -> str:
-    """The middleware base URL, or a clear error: http(s), a host, no trailing slash."""
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidInput(
-            f"base URL {url!r} must be an absolute http:// or https:// URL, e.g. https://erp.example.com/nudge",
-            details={"field": "baseUrl"},
-        )
-    if url.endswith("/"):
-        raise InvalidInput(f"base URL must not end with a slash: use {url.rstrip('/')!r}", details={"field": "baseUrl"})
-    if parts.query or parts.fragment:
-        raise InvalidInput("base URL must not contain a query string or fragment", details={"field": "baseUrl"})
-    if parts.username or parts.password:
-        raise InvalidInput(
-            "base URL must not contain credentials; arsync sends its own key as a Bearer token",
-            details={"field": "baseUrl"},
-        )
-    return url
 
 
 def clean_account_code(code: str | None, field: str = "bankAccountCode") -> str | None:
@@ -69,7 +47,7 @@ class ConnectionService:
         Returns the connection and, when a key was generated (on creation), the key itself:
         the only time it is ever shown.
         """
-        base_url = validate_base_url(base_url)
+        base_url = outbound.validate_base_url(base_url)
         outbound.check_url(base_url, "baseUrl")
         bank_account_code = clean_account_code(bank_account_code)
         with transaction(self.session_factory) as session:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from arsync import money
 from arsync.erp.schemas import PushRead
 from arsync.nomod.schemas import InvoiceNomodRead
-from arsync.schemas import ApiModel, MoneyOut, PositiveMoney, PositiveQuantity, UnitPrice
+from arsync.schemas import ApiModel, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
 
 
 def check_email(value: str | None) -> str | None:
@@ -25,30 +26,45 @@ def check_email(value: str | None) -> str | None:
     return value
 
 
-class CustomerCreate(ApiModel):
+MAX_METADATA_BYTES = 16 * 1024
+Metadata = Annotated[dict[str, Any], Field(description=f"Free-form JSON, at most {MAX_METADATA_BYTES} bytes")]
+
+
+def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata is returned with every customer, so its size is bounded."""
+    if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return value
+
+
+class CustomerCreate(RequestModel):
     name: str = Field(min_length=1, max_length=500)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=50)
     external_id: str | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("email")
     @classmethod
     def _email_shape(cls, value: str | None) -> str | None:
         return check_email(value)
 
+    _metadata_size = field_validator("metadata")(check_metadata)
 
-class CustomerUpdate(ApiModel):
+
+class CustomerUpdate(RequestModel):
     name: str | None = Field(default=None, min_length=1, max_length=500)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=50)
     external_id: str | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("email")
     @classmethod
     def _email_shape(cls, value: str | None) -> str | None:
         return check_email(value)
+
+    _metadata_size = field_validator("metadata")(check_metadata)
 
 
 class CustomerRead(ApiModel):
@@ -63,7 +79,7 @@ class CustomerRead(ApiModel):
     created_at: datetime
 
 
-class LineIn(ApiModel):
+class LineIn(RequestModel):
     description: str = Field(min_length=1, max_length=4000)
     quantity: PositiveQuantity
     unit_price: UnitPrice
@@ -92,7 +108,7 @@ class LineRead(ApiModel):
     amount: str = Field(description="Exact decimal string with the currency's decimals")
 
 
-class InvoiceCreate(ApiModel):
+class InvoiceCreate(RequestModel):
     customer_id: str
     invoice_number: str = Field(min_length=1, max_length=200)
     issue_date: date
@@ -106,7 +122,7 @@ class InvoiceCreate(ApiModel):
         return self
 
 
-class InvoiceUpdate(ApiModel):
+class InvoiceUpdate(RequestModel):
     invoice_number: str | None = Field(default=None, min_length=1, max_length=200)
     issue_date: date | None = None
     due_date: date | None = None
@@ -156,7 +172,7 @@ class PaymentRead(ApiModel):
 CashApplicationStatus = Literal["PENDING", "APPROVED", "REJECTED"]
 
 
-class CashApplicationCreate(ApiModel):
+class CashApplicationCreate(RequestModel):
     invoice_id: str
     amount: PositiveMoney
     date: date

@@ -8,14 +8,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection, NomodWebhookDelivery
-from arsync.schemas import ApiModel
+from arsync.schemas import ApiModel, RequestModel
 
 
-class InvoiceSyncSettings(ApiModel):
+class InvoiceSyncSettings(RequestModel):
     outbound: bool = Field(description="Send invoices to Nomod when they are finalized")
 
 
-class NomodConnectionSave(ApiModel):
+class NomodConnectionSave(RequestModel):
     api_key: str = Field(min_length=8, max_length=500, description="Nomod secret key, sk_test_… or sk_live_…")
     invoice_sync: InvoiceSyncSettings
     base_url: str | None = Field(

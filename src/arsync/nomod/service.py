@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +36,7 @@ from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, run
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, InvoiceLine
 from arsync.money import exponent, format_amount
+from arsync.nomod import signing
 from arsync.nomod.client import (
     API_ERROR,
     CUSTOMER_NOT_FOUND,
@@ -127,14 +127,11 @@ class NomodService:
                 "apiKey must be a Nomod secret key (sk_test_… or sk_live_…)", details={"field": "apiKey"}
             )
         if base_url is not None:
-            parts = urlsplit(base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-                raise InvalidInput(
-                    "baseUrl must be an http(s) URL without query or fragment", details={"field": "baseUrl"}
-                )
+            base_url = outbound.validate_base_url(base_url.rstrip("/"))
             outbound.check_url(base_url, "baseUrl")
-        if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
-            raise InvalidInput("webhookSecret must start with whsec_", details={"field": "webhookSecret"})
+        secret_problem = signing.secret_problem(webhook_secret) if webhook_secret is not None else None
+        if secret_problem:
+            raise InvalidInput(f"webhookSecret {secret_problem}", details={"field": "webhookSecret"})
         now = utcnow()
         with transaction(self.session_factory) as session:
             connection = self.connection(session, scope)

@@ -29,9 +29,21 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _key(secret: str) -> bytes:
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is not a usable ``whsec_`` secret, or None."""
     if not secret.startswith(SECRET_PREFIX):
-        raise ValueError("a webhook secret starts with whsec_")
+        return "must start with whsec_"
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError:
+        return "must be whsec_ followed by base64"
+    return None if key else "has an empty key after whsec_"
+
+
+def _key(secret: str) -> bytes:
+    problem = secret_problem(secret)
+    if problem:
+        raise ValueError(f"the webhook secret {problem}")
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
@@ -65,7 +77,10 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     current = time.time() if now is None else now
     if abs(current - timestamp) > TOLERANCE_SECONDS:
         raise InvalidSignature("svix-timestamp is more than 5 minutes away from now")
-    expected = sign(secret, message_id, timestamp, body).removeprefix("v1,")
+    try:
+        expected = sign(secret, message_id, timestamp, body).removeprefix("v1,")
+    except ValueError as exc:  # a secret saved before secrets were checked
+        raise InvalidSignature(f"{exc}; save a valid one for this connection") from None
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
         if version == "v1" and hmac.compare_digest(value, expected):

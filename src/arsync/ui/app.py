@@ -178,7 +178,9 @@ def install_ui(app: FastAPI) -> None:
             return await api_errors.http_error(request, exc)
         if exc.status_code == 404:
             return _error_page(request, 404, "Page not found", "There is no page at this address.")
-        return _error_page(request, exc.status_code, "That did not work", str(exc.detail))
+        page = _error_page(request, exc.status_code, "That did not work", str(exc.detail))
+        page.headers.update(exc.headers or {})
+        return page
 
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(CsrfRejected, csrf_rejected)

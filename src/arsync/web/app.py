@@ -21,6 +21,7 @@ from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.ui.app import install_ui
 from arsync.web import errors
+from arsync.web.limits import RequestLimits
 from arsync.web.pg_reads import PgReads
 from arsync.xero.endpoints import router as xero_router
 
@@ -102,6 +103,9 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.state.container = container
     app.state.pg_reads = pg_reads
     errors.install(app)
+    app.add_middleware(
+        RequestLimits, default=settings.max_body_bytes, limits=(("/api/v1/webhooks/", settings.max_webhook_body_bytes),)
+    )
 
     @app.get("/api/v1/health", response_model=Health, tags=["health"])
     def health() -> Health:

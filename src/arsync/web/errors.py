@@ -23,7 +23,10 @@ STATUS_FOR_ERROR: dict[type[ArsyncError], int] = {
     InvalidInput: 422,
     ConnectorError: 502,
 }
-HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+HTTP_CODES = {
+    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}  # fmt: skip
 
 
 class ErrorDetail(BaseModel):
@@ -49,8 +52,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_json(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status)
+def error_json(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}}, status_code=status, headers=headers
+    )
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -80,7 +87,8 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
 
 async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-    return error_json(exc.status_code, code, str(exc.detail))
+    # Starlette's own headers, such as Allow on a 405 (RFC 9110, section 15.5.6), are kept.
+    return error_json(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None)
 
 
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

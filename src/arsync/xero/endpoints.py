@@ -16,7 +16,7 @@ from pydantic import Field
 
 from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, sync_run_read
 from arsync.errors import ArsyncError
-from arsync.schemas import ApiModel
+from arsync.schemas import ApiModel, RequestModel
 from arsync.tenancy.scope import Scope
 from arsync.ui.base import plain_words, redirect
 from arsync.ui.pages_settings import xero_connected
@@ -46,7 +46,7 @@ class ConnectRead(ApiModel):
     choose_path: str | None = Field(default=None, description="POST {state, xeroTenantId} here to pick one")
 
 
-class ChooseOrganisation(ApiModel):
+class ChooseOrganisation(RequestModel):
     state: str = Field(min_length=1, max_length=200)
     xero_tenant_id: str = Field(min_length=1, max_length=100)
 
