@@ -345,8 +345,9 @@ def connection_xero_authorize(
 ) -> None:
     """Print the "Connect Xero" link (the same as GET /api/v1/connections/xero/authorize).
 
-    Open it, allow access, and Xero sends the browser back to arsync's callback, which saves the
-    connection and starts the full import. The link works once, for 10 minutes.
+    Open it in a browser signed in to arsync as a user of that tenant and environment, allow
+    access, and Xero sends the browser back to arsync's callback, which saves the connection and
+    starts the full import. The link works once, for 10 minutes.
     """
     with _container() as c:
         with c.session_factory() as session:

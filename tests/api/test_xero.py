@@ -95,17 +95,42 @@ def api_server(container: Container, api_port: int) -> Iterator[RunningServer]:
         yield server
 
 
+_site: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _remember_site(request: pytest.FixtureRequest) -> None:
+    """Lets ``connect`` sign a tenant's user in, on the server the test uses."""
+    if "api_server" in request.fixturenames:
+        _site.clear()
+        _site.update(container=request.getfixturevalue("container"), server=request.getfixturevalue("api_server"))
+
+
+def signed_in_browser(tenant: Tenant) -> httpx.Client:
+    """A browser signed in to arsync as the tenant's user (created on first use)."""
+    email = f"{tenant.tenant_id}@example.com"
+    with transaction(_site["container"].session_factory) as session:
+        if session.query(accounts.User).filter_by(email=email).first() is None:
+            accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
+    return sign_in(_site["server"], email).client
+
+
+def consent(browser: httpx.Client, mock: MockXero, url: str, decision: str = "allow") -> httpx.Response:
+    """ "Allow access" (or deny) on the mock's consent page, then follow Xero's redirect back."""
+    form = dict(parse_qsl(urlsplit(url).query)) | {"decision": decision}
+    return browser.post(f"{mock.url}/identity/connect/authorize", data=form, follow_redirects=True)
+
+
 def connect(tenant: Tenant, mock: MockXero, **authorize: str) -> httpx.Response:
-    """Connect Xero as a user would: the authorize link, "Allow access", the redirect back."""
+    """Connect Xero as a user would: the authorize link, "Allow access", the redirect back, in a
+    browser signed in to arsync as that tenant's user."""
     started = tenant.client.get("/api/v1/connections/xero/authorize", params=authorize)
     assert started.status_code == 200, started.text
     url = started.json()["authorizeUrl"]
     assert url.startswith(f"{mock.url}/identity/connect/authorize?")
     consent_page = httpx.get(url)
     assert consent_page.status_code == 200 and "Allow access" in consent_page.text
-    form = dict(parse_qsl(urlsplit(url).query)) | {"decision": "allow"}
-    with httpx.Client(follow_redirects=True, timeout=30) as browser:
-        return browser.post(f"{mock.url}/identity/connect/authorize", data=form)
+    return consent(signed_in_browser(tenant), mock, url)
 
 
 def connected(tenant: Tenant, mock: MockXero) -> dict[str, Any]:
@@ -176,10 +201,45 @@ def test_callback_refuses_unknown_used_or_declined_states(
     assert replay.status_code == 422, replay.text  # the state works once
 
     url = alice.client.get("/api/v1/connections/xero/authorize").json()["authorizeUrl"]
-    form = dict(parse_qsl(urlsplit(url).query)) | {"decision": "deny"}
-    with httpx.Client(follow_redirects=True) as browser:
-        declined = browser.post(f"{mock_xero.url}/identity/connect/authorize", data=form)
+    declined = consent(signed_in_browser(alice), mock_xero, url, decision="deny")
     assert declined.status_code == 422 and "did not authorize" in declined.json()["error"]["message"]
+
+
+def test_a_link_followed_by_someone_else_connects_nothing(
+    alice: Tenant, bob: Tenant, mock_xero: MockXero, api_server: RunningServer
+):
+    """Login CSRF: Alice's tenant starts, Bob is tricked into consenting with his organisation."""
+    url = alice.client.get("/api/v1/connections/xero/authorize").json()["authorizeUrl"]
+
+    # Not signed in to arsync: nothing happens, and a browser is asked to sign in first.
+    with httpx.Client(timeout=30) as anonymous:
+        refused = consent(anonymous, mock_xero, url)
+        assert refused.status_code == 401 and "sign in to arsync" in refused.json()["error"]["message"]
+        form = dict(parse_qsl(urlsplit(url).query)) | {"decision": "allow"}
+        redirected = anonymous.post(f"{mock_xero.url}/identity/connect/authorize", data=form)
+        to_callback = redirected.headers["location"]
+        page = anonymous.get(to_callback, headers={"Accept": "text/html"})
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/api/v1/connections/xero")
+
+    # Signed in to another tenant: refused, and the link is spent.
+    hijacked = consent(signed_in_browser(bob), mock_xero, url)
+    assert hijacked.status_code == 403 and "another arsync session or organisation" in hijacked.text
+    assert alice.client.get("/api/v1/connections").json() == [] and bob.client.get("/api/v1/connections").json() == []
+    again = consent(signed_in_browser(alice), mock_xero, url)
+    assert again.status_code == 422 and "unknown, used or expired" in again.text
+
+
+def test_a_connection_started_in_the_ui_finishes_only_in_that_session(
+    alice: Tenant, mock_xero: MockXero, api_server: RunningServer
+):
+    starter, other = signed_in_browser(alice), signed_in_browser(alice)
+    home = starter.get("/")
+    csrf = home.text.split('name="csrf-token" content="')[1].split('"')[0]
+    started = starter.post("/settings/erp/xero/connect", data={"csrf_token": csrf})
+    assert started.status_code == 303
+    elsewhere = consent(other, mock_xero, started.headers["location"])
+    assert elsewhere.status_code == 403 and "another arsync session" in elsewhere.text
+    assert alice.client.get("/api/v1/connections").json() == []
 
 
 def test_several_organisations_ask_which_one(alice: Tenant, mock_xero: MockXero):
@@ -365,6 +425,7 @@ def test_two_workers_needing_a_refresh_make_one(postgres_url: str, tmp_path: Pat
             httpx.Client(base_url=server.url, headers=created.headers),
         )
         with server:
+            _site.update(container=container, server=server)
             connection_id = connected(tenant, mock_xero)["connection"]["id"]
         tenant.client.close()
         mock_xero.state.expire_access_tokens()

@@ -149,6 +149,9 @@ class OAuthState(Base):
     code_verifier_encrypted: Mapped[str] = mapped_column(String(4000))
     bank_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
     sales_account_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    # The UI session that started it (SHA-256 of its token), when started from the UI: the
+    # browser that comes back from Xero must be that session (RFC 6749, section 10.12).
+    session_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     tokens_encrypted: Mapped[str | None] = mapped_column(String(8000), default=None)
     organisations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -17,6 +17,7 @@ from arsync.tenancy.scope import get_scoped, in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
+from arsync.xero.service import Caller
 
 router = APIRouter(include_in_schema=False)
 
@@ -149,7 +150,9 @@ def connect_xero(
 ) -> Response:
     """Send the browser to Xero's consent page; Xero brings it back to the callback."""
     try:
-        url = ui.container.xero.begin(ui.scope, bank_account_code or None, sales_account_code or None)
+        url = ui.container.xero.begin(
+            ui.scope, bank_account_code or None, sales_account_code or None, session_hash=ui.ui_session.token_hash
+        )
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     return RedirectResponse(url, status_code=303)
@@ -158,7 +161,7 @@ def connect_xero(
 @router.get("/settings/erp/xero/choose", response_class=HTMLResponse)
 def choose_organisation(request: Request, ui: UiDep, state: Annotated[str, Query(max_length=200)]) -> Response:
     try:
-        organisations = ui.container.xero.offered(state)
+        organisations = ui.container.xero.offered(state, _caller(ui))
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     return render(ui, request, "xero_choose.html", organisations=organisations, state=state)
@@ -172,11 +175,15 @@ def chose_organisation(
     xero_tenant_id: Annotated[str, Form(max_length=100)],
 ) -> Response:
     try:
-        result = ui.container.xero.choose(state, xero_tenant_id)
+        result = ui.container.xero.choose(state, xero_tenant_id, _caller(ui))
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     assert result.connection is not None
     return xero_connected(result.connection)
+
+
+def _caller(ui: Ui) -> Caller:
+    return Caller(ui.tenant.id, ui.environment.id, ui.ui_session.token_hash)
 
 
 def xero_connected(connection: Connection) -> Response:

@@ -1,8 +1,11 @@
 """``/api/v1/connections/xero``: connect Xero over OAuth 2.
 
-The authorize route needs the API key like every other. The callback and the organisation
-choice are reached by the user's browser coming back from Xero, so they carry no key: the
-one-time ``state`` ties them to the tenant and environment that started the authorization.
+The authorize route needs the API key like every other. The callback is reached by the user's
+browser coming back from Xero, so it carries no key: the one-time ``state`` names the tenant and
+environment that started the authorization, and the browser must be signed in to arsync there
+(the same UI session, when the UI started it), so that a link sent to someone else cannot
+connect their organisation into another tenant. The organisation choice takes that session or
+the tenant's API key.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, syn
 from arsync.errors import ArsyncError
 from arsync.schemas import ApiModel, RequestModel
 from arsync.tenancy.scope import Scope
-from arsync.ui.base import plain_words, redirect
+from arsync.ui import accounts
+from arsync.ui.base import SESSION_COOKIE, plain_words, redirect
 from arsync.ui.pages_settings import xero_connected
 from arsync.web.deps import ContainerDep, ScopeDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
-from arsync.xero.service import ConnectResult
+from arsync.xero.service import Caller, ConnectResult
 
 router = APIRouter(prefix="/api/v1/connections/xero", tags=["connections"], responses=ERROR_RESPONSES)
 
@@ -85,6 +89,16 @@ def authorize(
     return AuthorizeRead(authorize_url=url, expires_in_seconds=600)
 
 
+def signed_in_caller(request: Request) -> Caller | None:
+    """The arsync UI session this browser carries, if it is signed in."""
+    container = request.app.state.container
+    with container.session_factory() as session:
+        signed_in = accounts.load_session(session, request.cookies.get(SESSION_COOKIE))
+        if signed_in is None:
+            return None
+        return Caller(signed_in.user.tenant_id, signed_in.session.environment_id, signed_in.session.token_hash)
+
+
 @router.get("/callback", response_model=ConnectRead)
 async def callback(
     request: Request,
@@ -95,12 +109,18 @@ async def callback(
 ) -> ConnectRead | Response:
     """Where Xero sends the user back: saves the connection and starts the full import.
 
-    A browser (``Accept: text/html``) is sent on to the UI's settings page instead of JSON.
+    The browser must be signed in to arsync in the tenant and environment that asked (see the
+    module's note). A browser (``Accept: text/html``) that is not is sent to sign in first,
+    and then back here; after that it goes on to the UI's settings page instead of JSON.
     """
+    caller = signed_in_caller(request)
     if "text/html" not in request.headers.get("accept", ""):
-        return _read(await run_in_threadpool(container.xero.complete, state, code, error))
+        return _read(await run_in_threadpool(container.xero.complete, state, code, error, caller))
+    if caller is None:
+        back = request.url.path + "?" + request.url.query
+        return redirect(f"/login?next={quote(back)}")
     try:
-        result = await run_in_threadpool(container.xero.complete, state, code, error)
+        result = await run_in_threadpool(container.xero.complete, state, code, error, caller)
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     if result.status == "CHOOSE_ORGANISATION":
@@ -110,6 +130,7 @@ async def callback(
 
 
 @router.post("/choose", response_model=ConnectRead)
-async def choose(body: ChooseOrganisation, container: ContainerDep) -> ConnectRead:
-    """Pick the organisation when the user gave access to several."""
-    return _read(await run_in_threadpool(container.xero.choose, body.state, body.xero_tenant_id))
+async def choose(body: ChooseOrganisation, scope: ScopeDep, container: ContainerDep) -> ConnectRead:
+    """Pick the organisation when the user gave access to several (with the tenant's API key)."""
+    caller = Caller(scope.tenant_id, scope.environment_id, session_hash=None)
+    return _read(await run_in_threadpool(container.xero.choose, body.state, body.xero_tenant_id, caller))

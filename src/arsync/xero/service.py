@@ -23,7 +23,7 @@ from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection, OAuthState, SyncRun
 from arsync.erp.service import clean_account_code
 from arsync.erp.sync import SyncEngine
-from arsync.errors import Conflict, ConnectorError, InvalidInput
+from arsync.errors import Conflict, ConnectorError, Forbidden, InvalidInput, Unauthorized
 from arsync.tenancy.scope import Scope
 from arsync.vault import Vault, hash_token
 from arsync.xero import api
@@ -32,6 +32,16 @@ from arsync.xero.tokens import seal, unseal
 
 STATE_LIFETIME = timedelta(minutes=10)
 PROVIDER = "xero"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is finishing an authorization: the tenant and environment, and the UI session's token
+    hash when it is a signed-in browser (None for an API key)."""
+
+    tenant_id: str
+    environment_id: str
+    session_hash: str | None
 
 
 @dataclass
@@ -70,11 +80,19 @@ class XeroConnections:
             )
         return self._oauth
 
-    def begin(self, scope: Scope, bank_account_code: str | None = None, sales_account_code: str | None = None) -> str:
+    def begin(
+        self,
+        scope: Scope,
+        bank_account_code: str | None = None,
+        sales_account_code: str | None = None,
+        *,
+        session_hash: str | None = None,
+    ) -> str:
         """The URL to send the user to; the state in it works once, for 10 minutes.
 
-        The account codes, when given, replace the connection's on completion.
-        """
+        The account codes, when given, replace the connection's on completion. ``session_hash``:
+        the UI session starting it, which alone may then finish it.
+        """  # fmt: skip
         oauth = self.oauth
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
@@ -84,19 +102,19 @@ class XeroConnections:
                 provider=PROVIDER, code_verifier_encrypted=self.vault.encrypt(verifier),
                 bank_account_code=clean_account_code(bank_account_code),
                 sales_account_code=clean_account_code(sales_account_code, "salesAccountCode"),
-                expires_at=utcnow() + STATE_LIFETIME,
+                expires_at=utcnow() + STATE_LIFETIME, session_hash=session_hash,
             ))  # fmt: skip
         return oauth.authorize_url(state, challenge)
 
-    def complete(self, state: str, code: str | None, error: str | None = None) -> ConnectResult:
-        """The OAuth callback."""
+    def complete(self, state: str, code: str | None, error: str | None, browser: Caller | None) -> ConnectResult:
+        """The OAuth callback, in ``browser`` (the signed-in arsync session it carries, if any)."""
         if error:
-            self._use_state(state)
+            self._use_state(state, browser)
             raise InvalidInput(f"Xero did not authorize arsync ({error}); start again from Connect Xero",
                                details={"field": "error"})  # fmt: skip
         if not code:
             raise InvalidInput("the callback has no code; start again from Connect Xero", details={"field": "code"})
-        pending = self._use_state(state)
+        pending = self._use_state(state, browser)
         verifier = self.vault.decrypt(pending.code_verifier_encrypted)
         tokens = self.oauth.exchange(code, verifier)
         organisations = self.oauth.tenants(tokens.access_token)
@@ -113,9 +131,9 @@ class XeroConnections:
             row.used_at = None  # the choice still needs it, within its lifetime
         return ConnectResult("CHOOSE_ORGANISATION", organisations=row.organisations or [])
 
-    def choose(self, state: str, xero_tenant_id: str) -> ConnectResult:
+    def choose(self, state: str, xero_tenant_id: str, caller: Caller) -> ConnectResult:
         """Finish a callback that found several organisations."""
-        pending = self._use_state(state)
+        pending = self._use_state(state, caller)
         offered = {o["tenantId"]: o for o in pending.organisations or []}
         if pending.tokens_encrypted is None or xero_tenant_id not in offered:
             raise InvalidInput(f"organisation {xero_tenant_id!r} was not offered for this authorization",
@@ -123,11 +141,15 @@ class XeroConnections:
         chosen = api.Tenant(tenantId=xero_tenant_id, tenantName=offered[xero_tenant_id].get("tenantName"))
         return self._connect(pending, unseal(self.vault, pending.tokens_encrypted), chosen)
 
-    def offered(self, state: str) -> list[dict[str, Any]]:
+    def offered(self, state: str, caller: Caller) -> list[dict[str, Any]]:
         """The organisations a pending authorization may pick from (does not use the state up)."""
         with self.session_factory() as session:
             row = session.get(OAuthState, hash_token(state))
-            if row is None or row.expires_at < utcnow() or not row.organisations:
+            foreign = row is not None and (row.tenant_id, row.environment_id) != (
+                caller.tenant_id,
+                caller.environment_id,
+            )
+            if row is None or foreign or row.expires_at < utcnow() or not row.organisations:
                 raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
                                    details={"field": "state"})  # fmt: skip
             return list(row.organisations)
@@ -140,16 +162,36 @@ class XeroConnections:
             return False
         return True
 
-    def _use_state(self, state: str) -> OAuthState:
+    def _use_state(self, state: str, caller: Caller | None) -> OAuthState:
+        """The pending authorization, used up, if ``caller`` may finish it.
+
+        Against login CSRF (RFC 6749, section 10.12): the browser that comes back from Xero must
+        be signed in to arsync in the tenant and environment that started the authorization,
+        and be the very session that started it when that was a UI session (the organisation
+        choice may also be made with that tenant's API key, when an API key started it).
+        Otherwise a victim who follows an attacker's link would connect the victim's Xero
+        organisation into the attacker's tenant.
+        """
         with transaction(self.session_factory) as session:
             row = session.scalar(select(OAuthState).where(OAuthState.state_hash == hash_token(state)).with_for_update())
             if row is None or row.used_at is not None or row.expires_at < utcnow():
                 raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
                                    details={"field": "state"})  # fmt: skip
-            row.used_at = utcnow()
+            if caller is None:
+                raise Unauthorized(
+                    "sign in to arsync in this browser, in the organisation that started it, to finish connecting Xero"
+                )
+            elsewhere = (caller.tenant_id, caller.environment_id) != (row.tenant_id, row.environment_id)
+            refused = elsewhere or (row.session_hash is not None and row.session_hash != caller.session_hash)
+            row.used_at = utcnow()  # a link that reached the wrong browser is spent too
             session.flush()
             session.expunge(row)
-            return row
+        if refused:
+            raise Forbidden(
+                "this Xero authorization was started in another arsync session or organisation, so it was not "
+                "used; start again from Connect Xero in this browser"
+            )
+        return row
 
     def _connect(self, pending: OAuthState, tokens: TokenSet, organisation: api.Tenant) -> ConnectResult:
         now = utcnow()
