@@ -64,35 +64,64 @@ def _attempt(client: httpx.Client, email: str, password: str) -> httpx.Response:
     return client.post("/login", data={"email": email, "password": password, "csrf_token": login_token(client)})
 
 
-def test_repeated_wrong_passwords_lock_the_email_until_reset(
+def test_wrong_passwords_lock_the_guesser_out_and_never_the_owner(
     container: Container, api_server: RunningServer, alice: Tenant
 ):
     create_ui_user(container, alice, "alice@example.com")
     create_ui_user(container, alice, "carol@example.com")
-    client = httpx.Client(base_url=api_server.url, timeout=30)
-    limit = accounts.FAILURE_LIMITS["email"]
-    for _ in range(limit - 1):
-        assert _attempt(client, "alice@example.com", "wrong password").status_code == 401
-    # A right password before the limit still signs in, and forgets the failures.
-    assert _attempt(client, "alice@example.com", PASSWORD).status_code == 303
-    for _ in range(limit):
-        assert _attempt(client, "Alice@example.com ", "wrong password").status_code == 401
+    owner = httpx.Client(base_url=api_server.url, timeout=30)
+    assert _attempt(owner, "alice@example.com", PASSWORD).status_code == 303  # the owner's browser, now trusted
+    assert accounts.DEVICE_COOKIE in owner.cookies
 
-    locked = _attempt(client, "alice@example.com", PASSWORD)
+    guesser = httpx.Client(base_url=api_server.url, timeout=30)
+    limit = accounts.FAILURE_LIMITS["pair"]
+    for _ in range(limit - 1):
+        assert _attempt(guesser, "alice@example.com", "wrong password").status_code == 401
+    # A right password before the limit still signs in, and forgets that pair's failures.
+    assert _attempt(guesser, "alice@example.com", PASSWORD).status_code == 303
+    guesser.cookies.clear()
+    for _ in range(limit):
+        assert _attempt(guesser, "Alice@example.com ", "wrong password").status_code == 401
+    locked = _attempt(guesser, "alice@example.com", PASSWORD)
     assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
     assert 0 < int(locked.headers["retry-after"]) <= accounts.LOCK_DURATION.total_seconds()
     assert "arsync_session=" not in locked.headers.get("set-cookie", "")
-    # Another user from the same address is not locked out by alice's failures.
-    assert _attempt(client, "carol@example.com", PASSWORD).status_code == 303
+
+    # The owner's browser, which signed in before, is not locked out by the guesser.
+    assert _attempt(owner, "alice@example.com", PASSWORD).status_code == 303
+    # Nor is another user from the same address.
+    assert _attempt(guesser, "carol@example.com", PASSWORD).status_code == 303
+    guesser.cookies.clear()
     # An unknown email is counted the same way, so a lock does not tell which emails exist.
     for _ in range(limit):
-        assert _attempt(client, "nobody@example.com", "wrong password").status_code == 401
-    assert _attempt(client, "nobody@example.com", "wrong password").status_code == 429
+        assert _attempt(guesser, "nobody@example.com", "wrong password").status_code == 401
+    assert _attempt(guesser, "nobody@example.com", "wrong password").status_code == 429
+    # A device cookie forged or made for another email is no device at all.
+    forged = httpx.Client(base_url=api_server.url, timeout=30, cookies={accounts.DEVICE_COOKIE: "x.y"})
+    assert _attempt(forged, "alice@example.com", PASSWORD).status_code == 429
 
     with transaction(container.session_factory) as session:
         accounts.set_password(session, "alice@example.com", PASSWORD + "!")
-    assert _attempt(client, "alice@example.com", PASSWORD + "!").status_code == 303
-    client.close()
+    assert _attempt(guesser, "alice@example.com", PASSWORD + "!").status_code == 303
+    for client in (owner, guesser, forged):
+        client.close()
+
+
+def test_guesses_from_many_addresses_lock_only_untrusted_browsers(container: Container, alice: Tenant):
+    """A botnet spreading guesses over addresses reaches the email's untrusted limit; the
+    owner's device still counts on its own."""
+    secret = container.settings.resolved_secret_key
+    device = accounts.device_cookie(secret, "a@example.com")
+    assert accounts.trusted_device(secret, "a@example.com", device) == device
+    assert accounts.trusted_device(secret, "b@example.com", device) is None
+    start = utcnow()
+    with transaction(container.session_factory) as session:
+        for n in range(accounts.FAILURE_LIMITS["untrusted"]):
+            accounts.record_failure(session, accounts.throttle_subjects("a@example.com", f"10.1.0.{n}"), now=start)
+        fresh_address = accounts.throttle_subjects("a@example.com", "10.9.9.9")
+        assert accounts.locked_until(session, fresh_address, now=start) == start + accounts.LOCK_DURATION
+        owner = accounts.throttle_subjects("a@example.com", "10.9.9.9", device)
+        assert accounts.locked_until(session, owner, now=start) is None
 
 
 def test_failures_from_one_address_lock_that_address(container: Container, alice: Tenant):
@@ -112,7 +141,7 @@ def test_failures_from_one_address_lock_that_address(container: Container, alice
     with transaction(container.session_factory) as session:
         # Failures spread wider than the window never add up to a lock.
         step = accounts.THROTTLE_WINDOW + timedelta(seconds=1)
-        for n in range(accounts.FAILURE_LIMITS["email"] * 2):
+        for n in range(accounts.FAILURE_LIMITS["pair"] * 2):
             accounts.record_failure(session, subjects, now=later + n * step)
             assert accounts.locked_until(session, subjects, now=later + n * step) is None
 

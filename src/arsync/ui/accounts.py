@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,11 +26,17 @@ SESSION_LIFETIME = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()  # argon2id with the library's recommended cost
 
-# Sign-in throttling: failures are counted in a window per email and per client address; at the
-# limit that email (or address) is refused for LOCK_DURATION, even with the right password.
+# Sign-in throttling, after OWASP's "Slow Down Online Guessing Attacks with Device Cookies":
+# a browser that has signed in as an email before carries a signed device cookie for it, and its
+# failures count against that device alone. Every other attempt counts against the (email,
+# client address) pair, the email's untrusted attempts from anywhere, and the address. A subject
+# at its limit within THROTTLE_WINDOW is refused for LOCK_DURATION, even with the right password;
+# so an attacker can lock out only untrusted browsers, never the owner's own.
 THROTTLE_WINDOW = timedelta(minutes=15)
 LOCK_DURATION = timedelta(minutes=15)
-FAILURE_LIMITS = {"email": 5, "address": 30}
+FAILURE_LIMITS = {"device": 10, "pair": 5, "untrusted": 20, "address": 30}
+DEVICE_COOKIE = "arsync_device"
+DEVICE_LIFETIME = timedelta(days=365)
 
 
 @cache
@@ -78,17 +86,40 @@ def set_password(session: Session, email: str, password: str) -> User:
     _check_password(password)
     user.password_hash = _hasher.hash(password)
     session.execute(delete(UiSession).where(UiSession.user_id == user.id))  # sign out everywhere
-    clear_failures(session, user.email)  # and lift a sign-in lock
+    lift_locks(session, user.email)
     return user
 
 
-def _email_subject(email: str) -> str:
-    return f"email:{email.strip().lower()[:320]}"
+def _typed_email(email: str) -> str:
+    return email.strip().lower()[:320]
 
 
-def throttle_subjects(email: str, address: str | None) -> list[str]:
-    """What failed sign-ins are counted against: the email as typed (known or not) and the client address."""
-    subjects = [_email_subject(email)]
+def _device_signature(secret_key: str, email: str, nonce: str) -> str:
+    message = f"{_typed_email(email)}|{nonce}".encode()
+    return hmac.new(hashlib.sha256(b"arsync device cookie|" + secret_key.encode()).digest(), message,
+                    hashlib.sha256).hexdigest()  # fmt: skip
+
+
+def device_cookie(secret_key: str, email: str) -> str:
+    """A new device cookie value for a browser that just signed in as ``email``."""
+    nonce = secrets.token_urlsafe(16)
+    return f"{nonce}.{_device_signature(secret_key, email, nonce)}"
+
+
+def trusted_device(secret_key: str, email: str, cookie: str | None) -> str | None:
+    """The device cookie, if it is one this server issued for ``email``."""
+    nonce, _, signature = (cookie or "").partition(".")
+    if not nonce or not hmac.compare_digest(signature, _device_signature(secret_key, email, nonce)):
+        return None
+    return cookie
+
+
+def throttle_subjects(email: str, address: str | None, device: str | None = None) -> list[str]:
+    """What a failed sign-in is counted against (see the note on throttling)."""
+    if device is not None:
+        return [f"device:{hashlib.sha256(device.encode()).hexdigest()}"]
+    typed = _typed_email(email)
+    subjects = [f"pair:{typed}|{address or ''}", f"untrusted:{typed}"]
     if address:
         subjects.append(f"address:{address}")
     return sorted(subjects)  # one lock order for every process
@@ -135,9 +166,23 @@ def record_failure(session: Session, subjects: list[str], now: datetime | None =
             row.failures, row.window_started_at = 0, now
 
 
-def clear_failures(session: Session, email: str) -> None:
-    """A successful sign-in forgets the email's failures (not the address's)."""
-    session.execute(delete(SignInThrottle).where(SignInThrottle.subject == _email_subject(email)))
+def clear_failures(session: Session, subjects: list[str]) -> None:
+    """A successful sign-in forgets its device's or its (email, address) pair's failures; the
+    email's untrusted count and the address's stay, as an attack may be going on."""
+    kept = ("untrusted:", "address:")
+    session.execute(
+        delete(SignInThrottle).where(SignInThrottle.subject.in_([s for s in subjects if not s.startswith(kept)]))
+    )
+
+
+def lift_locks(session: Session, email: str) -> None:
+    """Forget every count against ``email`` (an operator reset its password)."""
+    typed = _typed_email(email)
+    session.execute(
+        delete(SignInThrottle).where(
+            or_(SignInThrottle.subject == f"untrusted:{typed}", SignInThrottle.subject.startswith(f"pair:{typed}|"))
+        )
+    )
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

@@ -56,7 +56,10 @@ def _too_many_failures(request: Request, until: datetime, email: str, next_url: 
     wait = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
     response = _login_page(
         request,
-        error=f"Too many failed sign-ins for this email or from this address. Try again in {wait} minutes.",
+        error=(
+            f"Too many failed sign-ins for this email or from this address. Try again in {wait} minutes, "
+            "or from a browser you have signed in with before."
+        ),
         email=email,
         next_url=next_url,
     )
@@ -82,7 +85,9 @@ def login(
     if not expected or not secrets.compare_digest(expected, csrf_token):
         return _login_page(request, error="Your sign-in form expired. Please try again.", email=email, next_url=next)
     container = get_container(request)
-    subjects = accounts.throttle_subjects(email, request.client.host if request.client else None)
+    secret_key = container.settings.resolved_secret_key
+    device = accounts.trusted_device(secret_key, email, request.cookies.get(accounts.DEVICE_COOKIE))
+    subjects = accounts.throttle_subjects(email, request.client.host if request.client else None, device)
     with transaction(container.session_factory) as session:
         locked_until = accounts.locked_until(session, subjects)
         token = None
@@ -91,7 +96,7 @@ def login(
             if user is None:
                 accounts.record_failure(session, subjects)
             else:
-                accounts.clear_failures(session, user.email)
+                accounts.clear_failures(session, subjects)
                 token, _ = accounts.open_session(session, user)
     if locked_until is not None:
         return _too_many_failures(request, locked_until, email, next)
@@ -103,6 +108,12 @@ def login(
         samesite="lax", secure=request.url.scheme == "https", path="/",
     )  # fmt: skip
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    if device is None:
+        response.set_cookie(
+            accounts.DEVICE_COOKIE, accounts.device_cookie(secret_key, email),
+            max_age=int(accounts.DEVICE_LIFETIME.total_seconds()), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path="/login",
+        )  # fmt: skip
     return response
 
 
