@@ -4,6 +4,7 @@ server's own defences (headers, OAuth state, sign-in throttling)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -187,3 +188,26 @@ def test_a_base_url_with_an_ambiguous_numeric_host_is_refused(alice: Tenant, hos
 def test_a_method_not_allowed_says_which_are(alice: Tenant) -> None:
     answer = alice.client.delete("/api/v1/customers")
     assert answer.status_code == 405 and answer.headers["allow"] and "DELETE" not in answer.headers["allow"]
+
+
+# 10. Security headers and documentation served locally ------------------------------------
+
+
+def test_every_response_carries_the_security_headers(api_server: RunningServer, alice: Tenant) -> None:
+    for answer in (httpx.get(api_server.url + "/login"), alice.client.get("/api/v1/customers"),
+                   httpx.get(api_server.url + "/no-such-page")):  # fmt: skip
+        assert answer.headers["x-frame-options"] == "DENY", answer.url
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "same-origin"
+        policy = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
+
+
+def test_the_api_docs_load_nothing_from_elsewhere(api_server: RunningServer) -> None:
+    for path in ("/docs", "/redoc"):
+        page = httpx.get(api_server.url + path)
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        assert assets and all(a.startswith("/") for a in assets), (path, assets)
+        for asset in assets:
+            assert httpx.get(api_server.url + asset).status_code == 200, asset

@@ -90,10 +90,33 @@ def _sign_in(page: Page, site: Site) -> None:
 def page(browser: Browser, site: Site) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=site.url)
     context.set_default_timeout(30_000)
+    # Nothing may come from another origin: the UI and the API docs are served whole by arsync.
+    elsewhere: list[str] = []
+    context.route(lambda url: not url.startswith(site.url), lambda route: (elsewhere.append(route.request.url),
+                                                                             route.abort()))  # fmt: skip
     signed_in = context.new_page()
+    refused: list[str] = []
+
+    def blocked_here(text: str) -> bool:
+        """A CSP block of something of our own (a script, style or inline handler we need)."""
+        if "Content Security Policy" not in text:
+            return False
+        urls = re.findall(r"'(https?://[^']+)'", text)
+        return not urls or any(u.startswith(site.url) for u in urls)  # blocks of other origins are wanted
+
+    signed_in.on("console", lambda message: refused.append(message.text) if blocked_here(message.text) else None)
     _sign_in(signed_in, site)
     yield signed_in
     context.close()
+    assert refused == [], "the Content-Security-Policy blocked something the page needs"
+    assert elsewhere == [], "a page loaded something from another origin"
+
+
+def test_the_api_docs_render_offline(page: Page) -> None:
+    page.goto("/docs")
+    expect(page.get_by_text("Accounts-receivable ledger synced with ERPs").first).to_be_visible()
+    page.goto("/redoc")
+    expect(page.get_by_text("Accounts-receivable ledger synced with ERPs").first).to_be_visible()
 
 
 def nav(page: Page, name: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from arsync import __version__
 from arsync.bootstrap import Container
@@ -23,6 +24,7 @@ from arsync.ui.app import install_ui
 from arsync.web import errors
 from arsync.web.limits import RequestLimits
 from arsync.web.pg_reads import PgReads
+from arsync.web.security_headers import SecurityHeaders
 from arsync.xero.endpoints import router as xero_router
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
             if pg_reads is not None:
                 await pg_reads.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from this server's own copies of their assets, not a CDN.
+    app = FastAPIOffline(
         lifespan=lifespan,
         title="arsync",
         version=__version__,
@@ -103,6 +106,7 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.state.container = container
     app.state.pg_reads = pg_reads
     errors.install(app)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(
         RequestLimits, default=settings.max_body_bytes, limits=(("/api/v1/webhooks/", settings.max_webhook_body_bytes),)
     )

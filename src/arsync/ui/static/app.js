@@ -27,3 +27,16 @@ document.addEventListener("htmx:configRequest", (event) => {
   const meta = document.querySelector('meta[name="csrf-token"]');
   if (meta) event.detail.headers["X-CSRF-Token"] = meta.content;
 });
+
+// Forms that ask first: <form data-confirm="Question?">. Inline handlers would be blocked by the
+// Content-Security-Policy (script-src 'self').
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
+
+// Controls that submit their form when changed: <select data-submit-on-change>.
+document.addEventListener("change", (event) => {
+  const control = event.target.closest("[data-submit-on-change]");
+  if (control && control.form) control.form.submit();
+});
