@@ -63,6 +63,8 @@ connection_app = typer.Typer(help="ERP and Nomod connections.", no_args_is_help=
 contract_app = typer.Typer(help="The Nudge REST contract.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+environment_app = typer.Typer(help="A tenant's environments (prod, test, …).", no_args_is_help=True)
+app.add_typer(environment_app, name="environment")
 app.add_typer(connection_app, name="connection")
 app.add_typer(contract_app, name="contract")
 sandbox_app = typer.Typer(help="The Developer Sandbox: check a middleware against the contract.", no_args_is_help=True)
@@ -168,6 +170,27 @@ def tenant_create(
     with _container() as c, transaction(c.session_factory) as session:
         created = tenancy.create_tenant(session, name, environment)
     payload = {"tenantId": created.tenant_id, "environmentId": created.environment_id, "apiKey": created.api_key}
+    if as_json:
+        _print_json(payload)
+        return
+    for key, value in payload.items():
+        console.print(f"{key}: [bold]{value}[/bold]")
+    console.print("[dim]The API key is shown only this once.[/dim]")
+
+
+@environment_app.command("create")
+def environment_create(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    name: Annotated[str, typer.Argument(help="The new environment's name, e.g. test.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an environment to a tenant and print its id and a new API key for it (shown once)."""
+    with _container() as c, transaction(c.session_factory) as session:
+        tenant_row = tenancy.resolve_tenant(session, tenant)
+        environment = tenancy.create_environment(session, tenant_row.id, name)
+        _, api_key = tenancy.issue_api_key(session, tenant_row.id, environment.id)
+        payload = {"tenantId": tenant_row.id, "environmentId": environment.id, "name": environment.name,
+                   "apiKey": api_key}  # fmt: skip
     if as_json:
         _print_json(payload)
         return

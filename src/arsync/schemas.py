@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 from arsync import money
@@ -38,6 +40,17 @@ class ApiModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+
+def _iso_date(value: Any) -> Any:
+    """Only ``YYYY-MM-DD``: Pydantic alone would also read 0 (or "0") as 1970-01-01."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("must be a date written YYYY-MM-DD, not a number")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 16

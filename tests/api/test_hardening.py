@@ -211,3 +211,29 @@ def test_the_api_docs_load_nothing_from_elsewhere(api_server: RunningServer) -> 
         assert assets and all(a.startswith("/") for a in assets), (path, assets)
         for asset in assets:
             assert httpx.get(api_server.url + asset).status_code == 200, asset
+
+
+@pytest.mark.parametrize("value", ["0", "1700000000", "2026-3-1", "yesterday"])
+def test_a_due_date_filter_must_be_a_written_date(alice: Tenant, value: str) -> None:
+    answer = alice.client.get("/api/v1/invoices", params={"dueBefore": value})
+    assert answer.status_code == 422 and "YYYY-MM-DD" in _error(answer)["message"], answer.text
+    assert alice.client.get("/api/v1/invoices", params={"dueBefore": "2026-03-01"}).status_code == 200
+
+
+def test_the_new_invoice_form_shows_no_customer_of_another_environment(
+    container: Any, api_server: RunningServer, alice: Tenant
+) -> None:
+    from arsync.db import transaction
+    from arsync.tenancy import service as tenancy
+
+    with transaction(container.session_factory) as session:
+        other = tenancy.create_environment(session, alice.tenant_id, "staging")
+        _, key = tenancy.issue_api_key(session, alice.tenant_id, other.id)
+    staging = httpx.Client(base_url=api_server.url, headers=tenancy.api_headers(key, alice.tenant_id, other.id))
+    secret_name = "Staging-only Customer GmbH"
+    customer_id = staging.post("/api/v1/customers", json={"name": secret_name}).json()["id"]
+    create_ui_user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")  # signed in to prod
+    page = browser.client.get("/invoices/new", params={"customer_id": customer_id})
+    assert page.status_code == 200 and secret_name not in page.text
+    staging.close()

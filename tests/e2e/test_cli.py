@@ -58,6 +58,11 @@ def test_tenant_connection_sync_export(cli_env: dict[str, str], mock_erp: MockEr
     tenant = one_json(run_cli("tenant", "create", name, "--environment", "prod", "--json", env=cli_env))
     assert set(tenant) == {"tenantId", "environmentId", "apiKey"}
     assert tenant["apiKey"].startswith("ark_")
+    staging = one_json(run_cli("environment", "create", name, "staging", "--json", env=cli_env))
+    assert staging["tenantId"] == tenant["tenantId"] and staging["apiKey"].startswith("ark_")
+    assert staging["environmentId"] != tenant["environmentId"] and staging["name"] == "staging"
+    twice = run_cli("environment", "create", name, "staging", env=cli_env, expect=1)
+    assert "already has an environment named 'staging'" in twice.stderr
 
     refused = run_cli(
         "connection", "add-rest", "--tenant", name, "--environment", "prod", "--base-url", mock_erp.url + "/",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,7 +20,7 @@ from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.money import format_amount
 from arsync.nomod import service as nomod_service
 from arsync.nomod.schemas import invoice_nomod_read
-from arsync.schemas import Page
+from arsync.schemas import IsoDate, Page
 from arsync.tenancy.scope import not_found
 from arsync.web.deps import ContainerDep, CredentialsDep, PagingDep, ScopeDep, SessionDep, authenticate
 from arsync.web.errors import ERROR_RESPONSES
@@ -231,8 +230,8 @@ def list_invoices(
     paging: PagingDep,
     status: InvoiceStatus | None = None,
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
-    due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
-    due_after: Annotated[date | None, Query(alias="dueAfter")] = None,
+    due_before: Annotated[IsoDate | None, Query(alias="dueBefore")] = None,
+    due_after: Annotated[IsoDate | None, Query(alias="dueAfter")] = None,
 ) -> Response:
     """List invoices, filtered by status, customer and due date."""
     rows, more = ledger.list_invoices(

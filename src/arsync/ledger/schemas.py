@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from arsync import money
 from arsync.erp.schemas import PushRead
 from arsync.nomod.schemas import InvoiceNomodRead
-from arsync.schemas import ApiModel, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
+from arsync.schemas import ApiModel, IsoDate, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
 
 
 def check_email(value: str | None) -> str | None:
@@ -111,8 +111,8 @@ class LineRead(ApiModel):
 class InvoiceCreate(RequestModel):
     customer_id: str
     invoice_number: str = Field(min_length=1, max_length=200)
-    issue_date: date
-    due_date: date
+    issue_date: IsoDate
+    due_date: IsoDate
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
 
@@ -124,8 +124,8 @@ class InvoiceCreate(RequestModel):
 
 class InvoiceUpdate(RequestModel):
     invoice_number: str | None = Field(default=None, min_length=1, max_length=200)
-    issue_date: date | None = None
-    due_date: date | None = None
+    issue_date: IsoDate | None = None
+    due_date: IsoDate | None = None
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     lines: list[LineIn] | None = Field(default=None, min_length=1, max_length=1000)
 
@@ -175,7 +175,7 @@ CashApplicationStatus = Literal["PENDING", "APPROVED", "REJECTED"]
 class CashApplicationCreate(RequestModel):
     invoice_id: str
     amount: PositiveMoney
-    date: date
+    date: IsoDate
     reference: str = Field(min_length=1, max_length=200)
 
 

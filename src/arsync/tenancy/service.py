@@ -64,6 +64,14 @@ def ensure_environment(session: Session, tenant_id: str, name: str) -> Environme
     return env
 
 
+def create_environment(session: Session, tenant_id: str, name: str) -> Environment:
+    """A new environment of a tenant (a name it does not have yet)."""
+    name = _clean_name(name, "environment")
+    if session.scalar(select(Environment.id).where(Environment.tenant_id == tenant_id, Environment.name == name)):
+        raise Conflict(f"the tenant already has an environment named {name!r}", code="ENVIRONMENT_EXISTS")
+    return ensure_environment(session, tenant_id, name)
+
+
 def issue_api_key(session: Session, tenant_id: str, environment_id: str) -> tuple[ApiKey, str]:
     """A new platform key for one (tenant, environment); the plaintext is returned once."""
     plaintext = new_token(API_KEY_PREFIX)

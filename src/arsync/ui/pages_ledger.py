@@ -220,8 +220,11 @@ def _new_invoice_form(request: Request, ui: Ui, values: dict[str, Any], error: s
     with ui.db() as session:
         customer_id = values.get("customer_id") or ""
         customer = session.get(Customer, customer_id) if customer_id else None
-        if customer is not None and customer.tenant_id != ui.tenant.id:
-            customer = None
+        if customer is not None and (customer.tenant_id, customer.environment_id) != (
+            ui.scope.tenant_id,
+            ui.scope.environment_id,
+        ):
+            customer = None  # another tenant's, or another environment's of this tenant
     return render(
         ui, request, "invoice_new.html", values=values, customer=customer, error=error,
         line_count=NEW_INVOICE_LINES, status_code=400 if error else 200,
