@@ -13,11 +13,15 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.contract import format_datetime
 from arsync.erp.models import Connection, SyncRun
+from arsync.erp.sync import internal_error_message
 from arsync.ledger.models import Customer, Invoice
 from arsync.mocks.erp import Fault
 from arsync.mocks.erp_data import ORPHAN_INVOICE_EVERY, UNMATCHED_PAYMENT_EVERY
+from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
 from tests.conftest import MockErp, Scope
+from tests.contract_middleware import ContractMiddleware
+from tests.contract_middleware import create_app as create_contract_app
 from tests.ledger_check import assert_ledger_matches_erp
 
 
@@ -293,3 +297,37 @@ def test_with_private_addresses_off_a_sync_to_loopback_fails_without_calling_it(
         saved = session.get(Connection, connection.id)
         assert saved is not None and saved.status == "FAILED"
     assert container.sync.run(connection.id).status == "SUCCEEDED"  # the default allows loopback again
+
+
+def test_a_record_the_database_cannot_hold_is_skipped_with_a_warning_not_a_failed_sync(
+    container: Container, scope: Scope
+) -> None:
+    """One NUL character in one debtor's name used to fail every sync of the connection on
+    PostgreSQL, with the SQL and its parameters in the stored error."""
+    erp = ContractMiddleware.with_records(debtors=6, invoices=10, payments=4)
+    erp.debtors[2]["name"] = "Bad\x00Debtor"
+    with serve_in_thread(create_contract_app(erp)) as server:
+        saved, key = container.connections.save_rest(scope.tenant_id, scope.environment_id, server.url, "090")
+        assert key is not None
+        erp.token = key  # the middleware accepts the key arsync issued
+        run = container.sync.run(saved.id)
+    assert run.status == "SUCCEEDED", run.error
+    warnings = [w for w in run.warnings if w["code"] == "RECORD_UNSTORABLE"]
+    assert [w["erpDebtorId"] for w in warnings] == ["D003"] and "NUL character" in warnings[0]["message"]
+    with container.session_factory() as session:
+        names = dict(session.execute(
+            select(Customer.erp_debtor_id, Customer.name).where(Customer.tenant_id == scope.tenant_id)
+        ).all())  # fmt: skip
+    # The other debtors are in; D003 only as its invoices name it, never with the NUL.
+    assert {"D001", "D002", "D004", "D005", "D006"} <= set(names) and "\x00" not in names.get("D003", "")
+
+
+def test_an_internal_database_error_is_stored_without_its_sql() -> None:
+    from sqlalchemy.exc import DataError
+
+    error = DataError(
+        "INSERT INTO customers (name) VALUES (%(name)s)", {"name": "Secret Client Ltd"},
+        Exception("A string literal cannot contain NUL (0x00) characters.\nLINE 1: INSERT INTO customers"),
+    )  # fmt: skip
+    message = internal_error_message(error)
+    assert "cannot contain NUL" in message and "INSERT" not in message and "Secret Client" not in message

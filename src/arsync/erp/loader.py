@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from arsync.db import new_id
 from arsync.erp import contract
 from arsync.ledger.models import Customer, Invoice, InvoiceLine, ParkedPayment, Payment
+from arsync.schemas import unstorable
 
 customers: Table = Customer.__table__  # type: ignore[assignment]
 invoices: Table = Invoice.__table__  # type: ignore[assignment]
@@ -129,10 +130,20 @@ class LedgerLoader:
     def _dedupe(
         items: Sequence[RecordT], key: Callable[[RecordT], str], label: str, result: PageResult
     ) -> list[RecordT]:
-        """Keep the last record per ERP id; count and report the repeats."""
+        """Keep the last record per ERP id; count and report the repeats, and skip (with a
+        warning naming it) a record the database cannot hold, so that one bad record does not
+        fail the whole sync."""
         latest: dict[str, RecordT] = {}
         for item in items:
             item_key = key(item)
+            problem = unstorable(item.model_dump(mode="json"))
+            if problem:
+                result.skipped += 1
+                result.warnings.append({
+                    "code": "RECORD_UNSTORABLE", label: item_key,
+                    "message": f"{label} {item_key}: {problem}; the record was skipped until the ERP fixes it",
+                })  # fmt: skip
+                continue
             if item_key in latest:
                 result.skipped += 1
                 result.warnings.append(

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, utcnow
@@ -447,7 +447,7 @@ class SyncEngine:
                 run.status = "FAILED"
                 run.error = {
                     "kind": "InternalError",
-                    "message": f"{type(error).__name__}: {str(error)[:500]}",
+                    "message": internal_error_message(error),
                     "hint": "this is an arsync error, not the middleware's; see the server log",
                     "at": now.isoformat(),
                 }
@@ -468,6 +468,16 @@ class SyncEngine:
         )
         assert run.error is not None
         run.error = run.error | {"hint": f"tried again by itself at {run_at:%H:%M:%S} UTC (attempt {run.attempt + 1})"}
+
+
+def internal_error_message(error: BaseException) -> str:
+    """What the run record says about an error of arsync's own: never the SQL or its parameters,
+    which a database error's text carries (the server log has the whole error)."""
+    if isinstance(error, SQLAlchemyError):
+        cause = getattr(error, "orig", None) or error
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        return f"{type(error).__name__}: the database refused the write ({type(cause).__name__}: {first_line})"
+    return f"{type(error).__name__}: {str(error)[:500]}"
 
 
 def run_as_dict(run: SyncRun) -> dict[str, Any]:
