@@ -8,29 +8,99 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from arsync import money
+from arsync import money, outbound
+from arsync.errors import InvalidInput
 
 T = TypeVar("T")
 
 # Money in requests: a JSON number or a decimal string, read exactly, within what the columns
 # hold. Every amount a person enters is positive: a credit or refund would be an operation of
-# its own, never a negative amount. The bounds are stated once, so the OpenAPI shows them.
-PositiveMoney = Annotated[
-    Decimal,
-    Field(decimal_places=money.AMOUNT_PLACES, gt=0, lt=money.AMOUNT_LIMIT, allow_inf_nan=False,
-          description="A positive exact decimal, JSON number or string"),
-]  # fmt: skip
-PositiveQuantity = Annotated[
-    Decimal,
-    Field(decimal_places=money.QUANTITY_PLACES, gt=0, lt=money.QUANTITY_LIMIT, allow_inf_nan=False),
+# its own, never a negative amount. Each type is written once, with its JSON Schema, so the
+# OpenAPI states exactly what the server accepts: a string must match the pattern (no sign,
+# exponent, spaces or leading zeros), a number the bounds and the number of decimals.
+
+
+def _decimal_pattern(integer_digits: int, places: int, *, zero: bool) -> str:
+    whole = rf"[1-9][0-9]{{0,{integer_digits - 1}}}(?:\.[0-9]{{1,{places}}})?"
+    if zero:
+        return rf"^(?:0|{whole[: whole.index('(?:')]})(?:\.[0-9]{{1,{places}}})?$"
+    fractions = "|".join(rf"0{{{k}}}[1-9][0-9]{{0,{places - 1 - k}}}" for k in range(places))
+    return rf"^(?:{whole}|0\.(?:{fractions}))$"
+
+
+class _ExactDecimal:
+    """The validator, field rules and JSON Schema of one decimal type (see above)."""
+
+    def __init__(self, integer_digits: int, places: int, *, zero: bool, description: str) -> None:
+        limit = 10**integer_digits
+        pattern = _decimal_pattern(integer_digits, places, zero=zero)
+        number: dict[str, Any] = {"type": "number", "exclusiveMaximum": limit, "multipleOf": 10**-places}
+        number |= {"minimum": 0} if zero else {"exclusiveMinimum": 0}
+        refusal = f"must be a plain decimal below {limit:,} with at most {places} decimals" + (
+            "" if zero else ", above 0"
+        )
+
+        def check(value: Any) -> Any:
+            if isinstance(value, str) and not re.fullmatch(pattern, value):
+                raise ValueError(refusal)
+            return value
+
+        self.validator = BeforeValidator(check)
+        self.field = Field(
+            decimal_places=places, ge=0 if zero else None, gt=None if zero else 0, lt=limit, allow_inf_nan=False
+        )
+        self.schema = WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}],
+                                      "description": description})  # fmt: skip
+
+
+_amount = _ExactDecimal(14, money.AMOUNT_PLACES, zero=False, description="A positive exact decimal, number or string")
+_quantity = _ExactDecimal(12, money.QUANTITY_PLACES, zero=False, description="A positive quantity")
+_price = _ExactDecimal(12, money.QUANTITY_PLACES, zero=True, description="A unit price, 0 or more")
+PositiveMoney = Annotated[Decimal, _amount.validator, _amount.field, _amount.schema]
+PositiveQuantity = Annotated[Decimal, _quantity.validator, _quantity.field, _quantity.schema]
+UnitPrice = Annotated[Decimal, _price.validator, _price.field, _price.schema]
+_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# What outbound.validate_base_url accepts, as the OpenAPI states it: http(s), a host name or a
+# dotted-quad address (an IPv6 host needs a name), an optional port and path, and nothing after.
+BASE_URL_PATTERN = (
+    rf"^https?://(?:{_LABEL}(?:\.{_LABEL})*|{_OCTET}(?:\.{_OCTET}){{3}})"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*$"
+)
+
+
+def _base_url(value: str) -> str:
+    try:
+        value = outbound.validate_base_url(value)  # the specific reason first
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    if not re.fullmatch(BASE_URL_PATTERN, value):
+        raise ValueError("must be http(s)://, a host name or a dotted-quad address, then an optional port and path")
+    return value
+
+
+BaseUrl = Annotated[
+    str,
+    Field(min_length=1, max_length=2000),
+    AfterValidator(_base_url),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2000, "pattern": BASE_URL_PATTERN}),
 ]
-UnitPrice = Annotated[
-    Decimal,
-    Field(decimal_places=money.QUANTITY_PLACES, ge=0, lt=money.QUANTITY_LIMIT, allow_inf_nan=False),
-]
+Email = Annotated[str, WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
+                  Field(max_length=320)]  # fmt: skip
+
 # Money in responses: an exact decimal string, never a float.
 MoneyOut = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 

@@ -117,7 +117,7 @@ def test_the_connection_is_saved_masked_and_encrypted(
     assert alice.client.get("/api/v1/connections/nomod").status_code == 404
     link_local = alice.client.put(
         "/api/v1/connections/nomod",
-        json={"apiKey": NOMOD_KEY, "invoiceSync": {"outbound": True}, "baseUrl": "http://[fe80::1]:8080"},
+        json={"apiKey": NOMOD_KEY, "invoiceSync": {"outbound": True}, "baseUrl": "http://169.254.169.254:8080"},
     )
     assert link_local.status_code == 422 and link_local.json()["error"]["details"]["field"] == "baseUrl"
     assert alice.client.get("/api/v1/connections/nomod").status_code == 404

@@ -193,12 +193,12 @@ def test_callback_refuses_unknown_used_or_declined_states(
 ):
     callback = f"{api_server.url}/api/v1/connections/xero/callback"
     unknown = httpx.get(callback, params={"state": "forged", "code": "x"})
-    assert unknown.status_code == 422 and "unknown, used or expired" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404 and "unknown, used or expired" in unknown.json()["error"]["message"]
 
     first = connect(alice, mock_xero)
     assert first.status_code == 200 and first.json()["status"] == "CONNECTED"
     replay = httpx.get(str(first.request.url))
-    assert replay.status_code == 422, replay.text  # the state works once
+    assert replay.status_code == 404, replay.text  # the state works once
 
     url = alice.client.get("/api/v1/connections/xero/authorize").json()["authorizeUrl"]
     declined = consent(signed_in_browser(alice), mock_xero, url, decision="deny")
@@ -226,7 +226,7 @@ def test_a_link_followed_by_someone_else_connects_nothing(
     assert hijacked.status_code == 403 and "another arsync session or organisation" in hijacked.text
     assert alice.client.get("/api/v1/connections").json() == [] and bob.client.get("/api/v1/connections").json() == []
     again = consent(signed_in_browser(alice), mock_xero, url)
-    assert again.status_code == 422 and "unknown, used or expired" in again.text
+    assert again.status_code == 404 and "unknown, used or expired" in again.text
 
 
 def test_a_connection_started_in_the_ui_finishes_only_in_that_session(

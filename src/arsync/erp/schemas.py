@@ -9,11 +9,11 @@ from pydantic import Field
 
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.sync import run_as_dict
-from arsync.schemas import ApiModel, RequestModel
+from arsync.schemas import ApiModel, BaseUrl, RequestModel
 
 
 class RestConnectionSave(RequestModel):
-    base_url: str = Field(min_length=1, max_length=2000, examples=["https://erp-middleware.example.com/nudge"])
+    base_url: BaseUrl = Field(examples=["https://erp-middleware.example.com/nudge"])
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
 
 

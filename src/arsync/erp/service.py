@@ -12,7 +12,7 @@ from arsync.config import new_token
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
-from arsync.errors import ConnectorError, InvalidInput, NotFound
+from arsync.errors import Conflict, ConnectorError, InvalidInput, NotFound
 from arsync.vault import Vault, mask
 
 MIDDLEWARE_KEY_PREFIX = "ask"
@@ -87,8 +87,9 @@ class ConnectionService:
         """Change where payments (``bank_account_code``) and, on native connections, invoice lines
         (``sales_account_code``) are posted. Keys left out stay; a None removes the code."""
         if changes.get("sales_account_code") is not None and connection.transport != "native":
-            raise InvalidInput(
+            raise Conflict(  # a fact about this connection, not a malformed value
                 "salesAccountCode applies to native connections (Xero); REST middleware posts lines itself",
+                code="NOT_APPLICABLE",
                 details={"field": "salesAccountCode"},
             )
         if "bank_account_code" in changes:

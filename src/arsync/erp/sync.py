@@ -417,7 +417,10 @@ class SyncEngine:
         with transaction(self.session_factory) as session:
             run = session.get(SyncRun, state.run_id)
             connection = session.get(Connection, started.connection_id)
-            assert run is not None and connection is not None
+            if run is None or connection is None:
+                # The connection was removed while it synced (its runs go with it).
+                log.info("sync %s ended after its connection was removed", state.run_id)
+                return started
             if run.status != "RUNNING":
                 # Taken over as abandoned while this process was stalled: the other run owns the
                 # watermark now, and this one's pages are already in (they are idempotent).

@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from arsync import money
 from arsync.erp.schemas import PushRead
 from arsync.nomod.schemas import InvoiceNomodRead
-from arsync.schemas import ApiModel, IsoDate, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
+from arsync.schemas import ApiModel, Email, IsoDate, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
 
 
 def check_email(value: str | None) -> str | None:
@@ -39,7 +39,7 @@ def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 class CustomerCreate(RequestModel):
     name: str = Field(min_length=1, max_length=500)
-    email: str | None = Field(default=None, max_length=320)
+    email: Email | None = None
     phone: str | None = Field(default=None, max_length=50)
     external_id: str | None = Field(default=None, max_length=200)
     metadata: Metadata = Field(default_factory=dict)
@@ -53,8 +53,11 @@ class CustomerCreate(RequestModel):
 
 
 class CustomerUpdate(RequestModel):
-    name: str | None = Field(default=None, min_length=1, max_length=500)
-    email: str | None = Field(default=None, max_length=320)
+    # Left out: unchanged. It cannot be null: a customer always has a name.
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 500})] = Field(
+        default=None, min_length=1, max_length=500
+    )
+    email: Email | None = None
     phone: str | None = Field(default=None, max_length=50)
     external_id: str | None = Field(default=None, max_length=200)
     metadata: Metadata | None = None
@@ -95,8 +98,6 @@ def _total_fits(lines: list[LineIn] | None) -> None:
     if lines is None:
         return
     total = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
-    if total <= 0:
-        raise ValueError("the lines must add up to more than 0 (a credit is not a negative invoice)")
     if total >= money.AMOUNT_LIMIT:
         raise ValueError(f"the lines must add up to less than {money.AMOUNT_LIMIT:,}")
 

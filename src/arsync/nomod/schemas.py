@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, WithJsonSchema
 
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection, NomodWebhookDelivery
-from arsync.schemas import ApiModel, RequestModel
+from arsync.schemas import ApiModel, BaseUrl, RequestModel
+
+# sk_ and at least five more printable ASCII characters, as the service checks it.
+API_KEY_PATTERN = r"^sk_[!-~]{5,}$"
+# whsec_ and a non-empty base64 key, as nomod.signing reads it.
+WEBHOOK_SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+OPTIONAL_WEBHOOK_SECRET = {
+    "anyOf": [{"type": "string", "pattern": WEBHOOK_SECRET_PATTERN, "maxLength": 500}, {"type": "null"}]
+}
 
 
 class InvoiceSyncSettings(RequestModel):
-    outbound: bool = Field(description="Send invoices to Nomod when they are finalized")
+    outbound: StrictBool = Field(description="Send invoices to Nomod when they are finalized")
 
 
 class NomodConnectionSave(RequestModel):
-    api_key: str = Field(min_length=8, max_length=500, description="Nomod secret key, sk_test_… or sk_live_…")
+    # The patterns are checked by the service, with its own messages (nomod.service.save_connection).
+    api_key: Annotated[str, WithJsonSchema({"type": "string", "pattern": API_KEY_PATTERN, "maxLength": 500})] = Field(
+        max_length=500, description="Nomod secret key, sk_test_… or sk_live_…"
+    )
     invoice_sync: InvoiceSyncSettings
-    base_url: str | None = Field(
-        default=None, max_length=2000, description="Default: the current one, or ARSYNC_NOMOD_BASE_URL"
+    base_url: BaseUrl | None = Field(default=None, description="Default: the current one, or ARSYNC_NOMOD_BASE_URL")
+    webhook_secret: Annotated[str | None, WithJsonSchema(OPTIONAL_WEBHOOK_SECRET)] = Field(
+        default=None,
+        max_length=500,
+        description="The whsec_… secret Nomod signs webhooks with (base64 after the prefix); kept if omitted",
     )
-    webhook_secret: str | None = Field(
-        default=None, max_length=500, description="The whsec_… secret Nomod signs webhooks with; kept if omitted"
-    )
-    allow_service_fee: bool | None = Field(
+    allow_service_fee: StrictBool | None = Field(
         default=None,
         description="Let Nomod add its service fee on top of the invoice (Nomod's own default is true). "
         "Off unless chosen, so a payer is never charged more than the invoice; kept if omitted",

@@ -46,6 +46,7 @@ from arsync.nomod.client import (
     NomodError,
 )
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
+from arsync.nomod.schemas import API_KEY_PATTERN
 from arsync.tenancy.scope import Scope, in_scope
 from arsync.vault import Vault, mask
 
@@ -121,8 +122,8 @@ class NomodService:
         allow_service_fee: bool | None = None,
     ) -> NomodConnection:
         """Create or update the environment's Nomod connection; a None setting keeps the current one."""
-        api_key = api_key.strip()
-        if not api_key.startswith("sk_") or len(api_key) < 8 or any(c.isspace() for c in api_key):
+
+        if not re.fullmatch(API_KEY_PATTERN, api_key):
             raise InvalidInput(
                 "apiKey must be a Nomod secret key (sk_test_… or sk_live_…)", details={"field": "apiKey"}
             )

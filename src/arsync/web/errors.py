@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -85,10 +86,25 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
     return error_json(422, "VALIDATION_FAILED", f"{first['field']}: {first['message']}", {"fieldErrors": field_errors})
 
 
-async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> str | None:
+    """Every method the API serves at the request's path, as its OpenAPI document lists them
+    (RFC 9110, section 10.2.1): Starlette names only those of the first route that matched."""
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), request.url.path):
+            return ", ".join(sorted(m.upper() for m in item if m in HTTP_METHODS))
+    return None
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-    # Starlette's own headers, such as Allow on a 405 (RFC 9110, section 15.5.6), are kept.
-    return error_json(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    allowed = allowed_methods(request) if exc.status_code == 405 else None
+    if allowed:
+        headers["Allow"] = allowed
+    return error_json(exc.status_code, code, str(exc.detail), headers=headers or None)
 
 
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

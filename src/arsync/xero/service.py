@@ -23,7 +23,7 @@ from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection, OAuthState, SyncRun
 from arsync.erp.service import clean_account_code
 from arsync.erp.sync import SyncEngine
-from arsync.errors import Conflict, ConnectorError, Forbidden, InvalidInput, Unauthorized
+from arsync.errors import Conflict, ConnectorError, Forbidden, InvalidInput, NotFound, Unauthorized
 from arsync.tenancy.scope import Scope
 from arsync.vault import Vault, hash_token
 from arsync.xero import api
@@ -108,13 +108,12 @@ class XeroConnections:
 
     def complete(self, state: str, code: str | None, error: str | None, browser: Caller | None) -> ConnectResult:
         """The OAuth callback, in ``browser`` (the signed-in arsync session it carries, if any)."""
+        pending = self._use_state(state, browser)  # an unknown state is a 404, whatever else came
         if error:
-            self._use_state(state, browser)
             raise InvalidInput(f"Xero did not authorize arsync ({error}); start again from Connect Xero",
                                details={"field": "error"})  # fmt: skip
         if not code:
             raise InvalidInput("the callback has no code; start again from Connect Xero", details={"field": "code"})
-        pending = self._use_state(state, browser)
         verifier = self.vault.decrypt(pending.code_verifier_encrypted)
         tokens = self.oauth.exchange(code, verifier)
         organisations = self.oauth.tenants(tokens.access_token)
@@ -150,8 +149,8 @@ class XeroConnections:
                 caller.environment_id,
             )
             if row is None or foreign or row.expires_at < utcnow() or not row.organisations:
-                raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
-                                   details={"field": "state"})  # fmt: skip
+                raise NotFound("this authorization link is unknown, used or expired; start again from Connect Xero",
+                               details={"field": "state"})  # fmt: skip
             return list(row.organisations)
 
     def disconnect(self, connection: Connection) -> bool:
@@ -175,8 +174,8 @@ class XeroConnections:
         with transaction(self.session_factory) as session:
             row = session.scalar(select(OAuthState).where(OAuthState.state_hash == hash_token(state)).with_for_update())
             if row is None or row.used_at is not None or row.expires_at < utcnow():
-                raise InvalidInput("this authorization link is unknown, used or expired; start again from Connect Xero",
-                                   details={"field": "state"})  # fmt: skip
+                raise NotFound("this authorization link is unknown, used or expired; start again from Connect Xero",
+                               details={"field": "state"})  # fmt: skip
             if caller is None:
                 raise Unauthorized(
                     "sign in to arsync in this browser, in the organisation that started it, to finish connecting Xero"
