@@ -95,10 +95,7 @@ def _line_rows(lines: list[schemas.LineIn], currency: str) -> list[dict[str, Any
     unit = Decimal(10) ** -exponent(currency)
     rows = []
     for position, line in enumerate(lines, start=1):
-        if decimal_places(line.unit_price) > 4 or decimal_places(line.quantity) > 4:
-            raise InvalidInput(
-                f"lines[{position - 1}]: at most 4 decimals", details={"field": f"lines[{position - 1}]"}
-            )
+        # Quantities and unit prices carry up to 6 decimals (schemas.PositiveQuantity, UnitPrice).
         amount = (line.quantity * line.unit_price).quantize(unit, rounding=ROUND_HALF_UP)
         rows.append(
             {
