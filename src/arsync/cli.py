@@ -170,6 +170,11 @@ def tenant_create(
     with _container() as c, transaction(c.session_factory) as session:
         created = tenancy.create_tenant(session, name, environment)
     payload = {"tenantId": created.tenant_id, "environmentId": created.environment_id, "apiKey": created.api_key}
+    _print_new_key(payload, as_json)
+
+
+def _print_new_key(payload: dict[str, str], as_json: bool) -> None:
+    """Ids and an API key that is shown this once."""
     if as_json:
         _print_json(payload)
         return
@@ -191,12 +196,7 @@ def environment_create(
         _, api_key = tenancy.issue_api_key(session, tenant_row.id, environment.id)
         payload = {"tenantId": tenant_row.id, "environmentId": environment.id, "name": environment.name,
                    "apiKey": api_key}  # fmt: skip
-    if as_json:
-        _print_json(payload)
-        return
-    for key, value in payload.items():
-        console.print(f"{key}: [bold]{value}[/bold]")
-    console.print("[dim]The API key is shown only this once.[/dim]")
+    _print_new_key(payload, as_json)
 
 
 # user --------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from arsync.db import transaction
 from arsync.mocks.serving import RunningServer
+from arsync.tenancy import service as tenancy
 from tests.api.conftest import Tenant, create_ui_user, sign_in
 
 
@@ -222,8 +224,6 @@ def test_a_due_date_filter_must_be_a_written_date(alice: Tenant, value: str) -> 
 def test_the_new_invoice_form_shows_no_customer_of_another_environment(
     container: Any, api_server: RunningServer, alice: Tenant
 ) -> None:
-    from arsync.db import transaction
-    from arsync.tenancy import service as tenancy
 
     with transaction(container.session_factory) as session:
         other = tenancy.create_environment(session, alice.tenant_id, "staging")

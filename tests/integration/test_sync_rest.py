@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
 
 from arsync import outbound
 from arsync.bootstrap import Container
@@ -323,8 +324,6 @@ def test_a_record_the_database_cannot_hold_is_skipped_with_a_warning_not_a_faile
 
 
 def test_an_internal_database_error_is_stored_without_its_sql() -> None:
-    from sqlalchemy.exc import DataError
-
     error = DataError(
         "INSERT INTO customers (name) VALUES (%(name)s)", {"name": "Secret Client Ltd"},
         Exception("A string literal cannot contain NUL (0x00) characters.\nLINE 1: INSERT INTO customers"),

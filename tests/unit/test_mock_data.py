@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from arsync.erp import contract
+from arsync.mocks.erp import MAX_FAULT_DELAY_SECONDS, Fault
 from arsync.mocks.erp_data import BASE_TIME, MockErpData
 
 
@@ -44,3 +48,10 @@ def test_paging_and_modified_since():
     changed, _ = data.page("invoices", 1, 10, now - timedelta(seconds=1))
     assert len(changed) == 3
     assert data.page("invoices", 1, 10, now) == ([], False)
+
+
+def test_a_fault_cannot_hold_a_request_for_ever() -> None:
+    assert Fault(endpoint="/invoices/list", delay=MAX_FAULT_DELAY_SECONDS).delay == MAX_FAULT_DELAY_SECONDS
+    for field in ("delay", "delay_after"):
+        with pytest.raises(ValidationError):
+            Fault.model_validate({"endpoint": "/invoices/list", field: 10**9})

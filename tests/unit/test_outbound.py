@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from arsync import outbound
+from arsync.config import Settings
 from arsync.errors import InvalidInput
 
 
@@ -48,7 +49,6 @@ def test_a_saved_url_is_checked_by_what_its_name_resolves_to():
 
 
 def test_private_addresses_are_refused_unless_the_setting_allows_them():
-    from arsync.config import Settings
 
     assert Settings.model_fields["outbound_allow_private"].default is False
 
