@@ -16,6 +16,7 @@ from arsync import outbound
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
+from arsync.ledger.models import Invoice
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
@@ -377,3 +378,49 @@ def test_the_built_in_sandbox_target_never_comes_from_the_host_header(alice_ui: 
     # The mock's control surface is not on the server at all.
     for path in ("/sandbox/mock-erp/_mock/state", "/sandbox/mock-erp/health"):
         assert httpx.get(api_server.url + path).status_code == 404
+
+
+INVOICE_ACTIONS = {"finalize": "Finalize", "dispatch": "Dispatch to the ERP", "void": "Void"}
+
+
+def _invoice_in(alice: Tenant, container: Container, state: str, number: str) -> str:
+    customer_id = alice.client.post("/api/v1/customers", json={"name": f"Customer {number}"}).json()["id"]
+    created = alice.client.post("/api/v1/invoices", json={
+        "customerId": customer_id, "invoiceNumber": number, "issueDate": "2026-03-01", "dueDate": "2026-03-31",
+        "currency": "USD", "lines": [{"description": "Work", "quantity": 1, "unitPrice": "100"}],
+    }).json()  # fmt: skip
+    invoice_id: str = created["id"]
+    if state != "draft":
+        assert alice.client.post(f"/api/v1/invoices/{invoice_id}/finalize").status_code == 200
+    if state == "part-paid":
+        application = alice.client.post("/api/v1/cash-applications", json={
+            "invoiceId": invoice_id, "amount": "40", "date": "2026-03-10", "reference": "EFT",
+        }).json()  # fmt: skip
+        assert alice.client.post(f"/api/v1/cash-applications/{application['id']}/approve").status_code == 200
+    if state == "dispatched":
+        assert alice.client.post(f"/api/v1/invoices/{invoice_id}/dispatch").status_code == 200
+    if state in ("imported draft", "imported"):
+        with transaction(container.session_factory) as session:  # as a sync would have stored it
+            row = session.get(Invoice, invoice_id)
+            assert row is not None
+            row.erp_hash, row.erp_invoice_id = "0" * 32, f"ERP-{number}"
+    return invoice_id
+
+
+@pytest.mark.parametrize("state", ["draft", "finalized", "part-paid", "dispatched", "imported draft", "imported"])
+def test_the_invoice_page_offers_exactly_the_actions_the_ledger_accepts(
+    container: Container, alice_ui: Browser, alice: Tenant, state: str
+):
+    """An imported invoice once offered Dispatch, which always answered 409 ERP_OWNED."""
+    for action, label in INVOICE_ACTIONS.items():
+        invoice_id = _invoice_in(alice, container, state, f"{state}-{action}".replace(" ", "-"))
+        page = alice_ui.client.get(f"/invoices/{invoice_id}")
+        assert page.status_code == 200, page.text[:300]
+        offered = f">{label}</button>" in page.text
+        listed = alice.client.get(f"/api/v1/invoices/{invoice_id}").json()["allowedActions"]
+        accepted = alice.client.post(f"/api/v1/invoices/{invoice_id}/{action}")
+        if (state, action) == ("dispatched", "dispatch"):
+            # Not offered again; the API answers a repeat with the dispatched invoice (safe to retry).
+            assert not offered and action not in listed and accepted.status_code == 200
+            continue
+        assert offered == (action in listed) == (accepted.status_code == 200), (state, action, accepted.text)

@@ -81,6 +81,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.Inv
             amount_total=format_amount(i.amount_total, i.currency),
             amount_outstanding=format_amount(i.amount_outstanding, i.currency),
             status=i.status,
+            allowed_actions=i.allowed_actions,
             erp_status=i.erp_status,
             erp_invoice_id=i.erp_invoice_id,
             dispatched_at=i.dispatched_at,

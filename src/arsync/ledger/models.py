@@ -49,6 +49,14 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# Which statuses allow which action: the service enforces these, and the pages offer an action
+# only where the invoice's predicate below says the service would accept it.
+FINALIZABLE = ("DRAFT",)
+DISPATCHABLE = ("FINALIZED", "PAID")
+VOIDABLE = ("DRAFT", "FINALIZED")
+CASH_APPLICABLE = ("FINALIZED",)
+
+
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
@@ -74,6 +82,39 @@ class Invoice(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def erp_owned(self) -> bool:
+        """Imported from the ERP, which owns it: it changes there, and reaches arsync by sync."""
+        return self.erp_hash is not None
+
+    @property
+    def sent_to_erp(self) -> bool:
+        return self.dispatched_at is not None or self.erp_invoice_id is not None
+
+    @property
+    def can_finalize(self) -> bool:
+        return not self.erp_owned and self.status in FINALIZABLE
+
+    @property
+    def can_dispatch(self) -> bool:
+        return not self.erp_owned and self.status in DISPATCHABLE and self.dispatched_at is None
+
+    @property
+    def can_void(self) -> bool:
+        untouched = self.amount_outstanding == self.amount_total
+        return not self.erp_owned and self.status in VOIDABLE and untouched and not self.sent_to_erp
+
+    @property
+    def can_apply_cash(self) -> bool:
+        return self.status in CASH_APPLICABLE
+
+    @property
+    def allowed_actions(self) -> list[str]:
+        """What the ledger would accept now, in the API's words (``allowedActions``)."""
+        offered = {"finalize": self.can_finalize, "dispatch": self.can_dispatch, "void": self.can_void,
+                   "applyCash": self.can_apply_cash}  # fmt: skip
+        return [action for action, allowed in offered.items() if allowed]
 
 
 class InvoiceLine(Base):

@@ -146,6 +146,9 @@ class InvoiceRead(ApiModel):
     amount_total: str = Field(description="Exact decimal string with the currency's decimals, e.g. 1150.005")
     amount_outstanding: str = Field(description="Exact decimal string with the currency's decimals")
     status: Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
+    allowed_actions: list[Literal["finalize", "dispatch", "void", "applyCash"]] = Field(
+        description="What the ledger would accept for this invoice now; the UI offers exactly these"
+    )
     erp_status: str | None
     erp_invoice_id: str | None
     dispatched_at: datetime | None

@@ -15,7 +15,17 @@ from sqlalchemy.orm import Session
 from arsync.db import update_if, utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger import schemas
-from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
+from arsync.ledger.models import (
+    CASH_APPLICABLE,
+    DISPATCHABLE,
+    FINALIZABLE,
+    VOIDABLE,
+    CashApplication,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Payment,
+)
 from arsync.money import decimal_places, exponent, format_amount
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate, paginate_rows
@@ -258,21 +268,26 @@ def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schema
 def finalize_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "finalize")
-    _require_status(invoice, ("DRAFT",), "finalize")
-    _move_invoice(session, invoice, ("DRAFT",), "finalize", status="FINALIZED")
+    _require_status(invoice, FINALIZABLE, "finalize")
+    _move_invoice(session, invoice, FINALIZABLE, "finalize", status="FINALIZED")
     return invoice
 
 
 def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "void")
-    _require_status(invoice, ("DRAFT", "FINALIZED"), "void")
+    _require_status(invoice, VOIDABLE, "void")
+    if invoice.sent_to_erp:
+        raise Conflict(
+            f"invoice {invoice.invoice_number} was dispatched to the ERP; void it there, so both agree",
+            code="INVALID_STATE",
+        )
     paid = "cannot void an invoice that has payments applied"
     if invoice.amount_outstanding != invoice.amount_total:
         raise Conflict(paid, code="INVALID_STATE")
     # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
     # the UPDATE keeps a payment approved meanwhile from being voided away.
-    _move_invoice(session, invoice, ("DRAFT", "FINALIZED"), "void",
+    _move_invoice(session, invoice, VOIDABLE, "void",
                   Invoice.amount_outstanding == Invoice.amount_total, refused=paid, status="VOIDED")  # fmt: skip
     return invoice
 
@@ -285,12 +300,12 @@ def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> tuple[I
     """
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "dispatch")
-    _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
+    _require_status(invoice, DISPATCHABLE, "dispatch")
     now = utcnow()
-    first = update_if(session, invoice, Invoice.dispatched_at.is_(None), Invoice.status.in_(("FINALIZED", "PAID")),
+    first = update_if(session, invoice, Invoice.dispatched_at.is_(None), Invoice.status.in_(DISPATCHABLE),
                       dispatched_at=now, updated_at=now)  # fmt: skip
     if not first and invoice.dispatched_at is None:
-        _require_status(invoice, ("FINALIZED", "PAID"), "dispatch")
+        _require_status(invoice, DISPATCHABLE, "dispatch")
     return invoice, first
 
 
@@ -312,7 +327,7 @@ def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:
 
 def create_cash_application(session: Session, scope: Scope, body: schemas.CashApplicationCreate) -> CashApplication:
     invoice = get_invoice(session, scope, body.invoice_id)
-    _require_status(invoice, ("FINALIZED",), "apply cash to")
+    _require_status(invoice, CASH_APPLICABLE, "apply cash to")
     if decimal_places(body.amount) > exponent(invoice.currency):
         raise InvalidInput(
             f"amount {body.amount} has more decimals than {invoice.currency} allows", details={"field": "amount"}
@@ -358,7 +373,7 @@ def approve_cash_application(
     invoice = session.scalars(select(Invoice).where(Invoice.id == application.invoice_id).with_for_update()).one()
     session.refresh(application)
     _require_pending(application, "approve")
-    _require_status(invoice, ("FINALIZED",), "apply cash to")
+    _require_status(invoice, CASH_APPLICABLE, "apply cash to")
     _refuse_over_application(application.amount, invoice)
     now = utcnow()
     _claim_pending(session, application, "approve", status="APPROVED", approved_at=now)
