@@ -98,6 +98,15 @@ BaseUrl = Annotated[
     AfterValidator(_base_url),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2000, "pattern": BASE_URL_PATTERN}),
 ]
+# One email rule for the API, the UI and the Nomod sync: one "@", no spaces, a dot inside the
+# domain. The provider that sends mail has the final word.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@(?!\.)[^@\s]+\.[^@\s]+(?<!\.)$")
+
+
+def is_email(value: str) -> bool:
+    return EMAIL_PATTERN.match(value) is not None
+
+
 Email = Annotated[str, WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
                   Field(max_length=320)]  # fmt: skip
 

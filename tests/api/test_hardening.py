@@ -236,3 +236,10 @@ def test_the_new_invoice_form_shows_no_customer_of_another_environment(
     page = browser.client.get("/invoices/new", params={"customer_id": customer_id})
     assert page.status_code == 200 and secret_name not in page.text
     staging.close()
+
+
+@pytest.mark.parametrize("email", ["a@b@c.d", "a@.b.c", "a@b.c.", "a b@c.d", "ab.c"])
+def test_an_email_the_nomod_sync_would_refuse_is_refused_when_saved(alice: Tenant, email: str) -> None:
+    """'a@b@c.d' used to pass the API and then fail the customer's Nomod sync: one rule now."""
+    answer = alice.client.post("/api/v1/customers", json={"name": "Mail Ltd", "email": email})
+    assert answer.status_code == 422 and "email" in _error(answer)["message"], answer.text

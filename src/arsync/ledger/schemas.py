@@ -12,16 +12,25 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_va
 from arsync import money
 from arsync.erp.schemas import PushRead
 from arsync.nomod.schemas import InvoiceNomodRead
-from arsync.schemas import ApiModel, Email, IsoDate, MoneyOut, PositiveMoney, PositiveQuantity, RequestModel, UnitPrice
+from arsync.schemas import (
+    ApiModel,
+    Email,
+    IsoDate,
+    MoneyOut,
+    PositiveMoney,
+    PositiveQuantity,
+    RequestModel,
+    UnitPrice,
+    is_email,
+)
 
 
 def check_email(value: str | None) -> str | None:
-    """A light shape check; the provider that sends mail has the final word."""
+    """The email as stored (trimmed), if it has the shape ``schemas.is_email`` accepts."""
     if value is None:
         return None
     value = value.strip()
-    local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or " " in value or domain.startswith(".") or domain.endswith("."):
+    if not is_email(value):
         raise ValueError("Invalid email format")
     return value
 

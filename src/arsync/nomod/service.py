@@ -47,6 +47,7 @@ from arsync.nomod.client import (
 )
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
 from arsync.nomod.schemas import API_KEY_PATTERN
+from arsync.schemas import is_email
 from arsync.tenancy.scope import Scope, in_scope
 from arsync.vault import Vault, mask
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 PROVIDER = "nomod"
 NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
 SENT_STATUSES = ("FINALIZED", "PAID")  # invoice statuses that go to Nomod
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ClientFactory = Callable[[str, str], NomodClient]
 T = TypeVar("T")
 
@@ -197,7 +197,7 @@ class NomodService:
             if not name or not email:
                 missing = " and ".join(f for f, v in (("name", name), ("email", email)) if not v)
                 raise NomodError(MISSING_FIELDS, detail=f"customer {customer.id} has no {missing}; Nomod needs both")
-            if not EMAIL.match(email):
+            if not is_email(email):
                 raise NomodError(INVALID_EMAIL, detail=f"customer {customer.id}: {email!r} is not an email address")
             connection = self._usable_connection(session, scope)
             payload = customer_payload(customer.id, name, email, customer.phone)
