@@ -21,6 +21,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.ledger.models import Customer
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
@@ -57,6 +59,16 @@ def _connect(alice: Tenant, nomod: MockNomodState, *, outbound: bool, api_server
     if api_server is not None:
         nomod.webhook_url = f"{api_server.url}/api/v1/webhooks/nomod/{alice.tenant_id}/{alice.environment_id}"
         nomod.webhook_secret = secret
+
+
+def _customer_from_the_erp(container: Container, alice: Tenant, name: str, email: str) -> str:
+    """A customer whose email the API would refuse, as a sync stores an ERP debtor's as sent."""
+    customer_id = _customer(alice, name, None)
+    with transaction(container.session_factory) as session:
+        row = session.get(Customer, customer_id)
+        assert row is not None
+        row.email = email
+    return customer_id
 
 
 def _customer(alice: Tenant, name: str = "Ada Lovelace", email: str | None = "ada@example.com") -> str:
@@ -273,7 +285,10 @@ def test_each_customer_error_is_returned_and_shown_on_the_customer(
     ]
     customer_ids = []
     for n, (name, email, status, code, message) in enumerate(cases):
-        customer_id = _customer(alice, name, email)
+        bad_email = email is not None and "@corp@" in email
+        customer_id = (
+            _customer_from_the_erp(container, alice, name, email) if bad_email else _customer(alice, name, email)
+        )
         customer_ids.append(customer_id)
         got_status, error = _payment_link_error(alice, customer_id, f"ERR-{n}")
         assert (got_status, error["code"], error["message"]) == (status, code, message)
@@ -299,7 +314,7 @@ def test_invoice_sync_errors_are_shown_on_the_invoice_and_only_transient_ones_re
 ) -> None:
     _connect(alice, nomod, outbound=True)
     # Permanent: the customer's email is refused; one attempt, then FAILED with the message.
-    bad_id = _customer(alice, "Bad Email Ltd", "ann@corp@example.com")
+    bad_id = _customer_from_the_erp(container, alice, "Bad Email Ltd", "ann@corp@example.com")
     failed = _nomod_settled(alice, _invoice(alice, bad_id, "SYNC-ERR-1")["id"])["nomod"]
     assert (failed["status"], failed["attempts"]) == ("FAILED", 1)
     assert (failed["error"]["code"], failed["error"]["message"]) == ("NOMOD_INVALID_EMAIL", "Invalid email format")
