@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from arsync.bootstrap import Container
 from arsync.db import transaction
-from arsync.errors import InvalidInput
+from arsync.errors import InvalidInput, NotFound
 from arsync.http_retry import HttpRetryOptions
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
@@ -22,6 +22,7 @@ from arsync.nomod.client import NomodError
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.nomod.service import NomodService, split_name
 from arsync.tenancy.scope import Scope
+from arsync.web.errors import status_for
 from tests.conftest import Scope as TenantScope
 
 
@@ -225,3 +226,10 @@ def test_bad_connection_settings_are_refused(
     with pytest.raises(InvalidInput) as raised:
         service.save_connection(nomod_scope, invoice_sync_outbound=False, **values)
     assert raised.value.details == {"field": field}
+
+
+def test_syncing_an_invoice_that_is_gone_is_a_not_found(service: NomodService, nomod_scope: Scope) -> None:
+    """It was a 409 that carried the code NOT_FOUND."""
+    with pytest.raises(NotFound, match="no longer exists") as gone:
+        service.sync_invoice(nomod_scope, "inv_that_never_was")
+    assert gone.value.code == "NOT_FOUND" and status_for(gone.value) == 404

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync import outbound
 from arsync.db import exclusive_transaction, transaction, utcnow
-from arsync.errors import Conflict, InvalidInput
+from arsync.errors import Conflict, InvalidInput, NotFound
 from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
@@ -307,7 +307,7 @@ class NomodService:
             self.sync_invoice(scope, invoice_id)
         except NomodError as exc:
             return self._invoice_sync_failed(sync_id, exc.as_dict(), transient=exc.transient)
-        except Conflict as exc:
+        except (Conflict, NotFound) as exc:
             return self._invoice_sync_failed(sync_id, {"code": exc.code, "message": exc.message}, transient=False)
         except Exception as exc:
             log.exception("Nomod sync of invoice %s failed unexpectedly", invoice_id)
@@ -325,7 +325,7 @@ class NomodService:
             self._record_state(scope, INVOICE, invoice_id, "SYNCED", None)
             return existing.provider_id, existing.url
         if customer_id is None:
-            raise Conflict(f"invoice {invoice_id} no longer exists", code="NOT_FOUND")
+            raise NotFound(f"invoice {invoice_id} no longer exists")
         nomod_customer_id = self.ensure_customer(scope, customer_id)
         with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
             existing = _mapping_row(session, scope, INVOICE, invoice_id)
