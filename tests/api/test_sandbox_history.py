@@ -104,6 +104,8 @@ def test_a_run_is_stored_shown_by_another_server_and_shared_as_a_badge(
         assert anonymous.get("/sandbox/shared/not-a-token.json").status_code == 404
         # The run itself stays private.
         assert anonymous.get(f"/sandbox/runs/{run_id}", follow_redirects=False).status_code in (303, 307)
+    for browser in (alice_ui, elsewhere, bob_ui):
+        browser.client.close()
 
 
 def test_a_failing_run_cannot_be_shared(container: Container, api_server: RunningServer, alice: Tenant) -> None:
@@ -124,6 +126,7 @@ def test_a_failing_run_cannot_be_shared(container: Container, api_server: Runnin
         # The token was used for the run only.
         documents = [r.document for r in session.query(SandboxCheckResult).filter_by(run_id=run_id)]
     assert documents and TOKEN not in orjson.dumps(documents).decode()
+    alice_ui.client.close()
 
 
 def test_a_run_whose_server_stopped_is_marked_as_such(
@@ -145,3 +148,4 @@ def test_a_run_whose_server_stopped_is_marked_as_such(
     with container.session_factory() as session:
         stored = session.get(SandboxRun, run_id)
         assert stored is not None and stored.status == "ERROR" and stored.finished_at is not None
+    alice_ui.client.close()
