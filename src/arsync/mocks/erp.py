@@ -69,7 +69,8 @@ class Fault(BaseModel):
     status: int | None = Field(default=None, description="Answer with this HTTP status")
     code: str | None = Field(default=None, description="Contract error code for status answers")
     retry_after: int | None = None
-    # Bounded so that one fault cannot hold a request, and a server thread, for ever.
+    # arsync's own bound (no vendor rule: this is our reference middleware), so that one fault
+    # cannot hold a request, and a server thread, for ever.
     delay: float = Field(default=0, ge=0, le=MAX_FAULT_DELAY_SECONDS, description="Seconds to wait before handling")
     delay_after: float = Field(
         default=0, ge=0, le=MAX_FAULT_DELAY_SECONDS, description="Seconds to wait after handling"

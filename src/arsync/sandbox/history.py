@@ -177,9 +177,6 @@ class SandboxHistory:
                 run_id=run_id, position=position, name=result.name, verdict=result.verdict, tier=result.tier,
                 document=_stored(result.as_dict()),
             ))  # fmt: skip
-            run = session.get(SandboxRun, run_id)
-            if run is not None:
-                run.heartbeat_at = utcnow()
 
     def _set(self, run_id: str, **values: Any) -> None:
         with transaction(self.session_factory) as session:

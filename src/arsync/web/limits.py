@@ -14,24 +14,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOO_LARGE = "PAYLOAD_TOO_LARGE"
+from arsync.web.errors import HTTP_CODES, error_json
 
-
-def _error_body(code: str, message: str, details: dict[str, object] | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "details": details}})
-
-
-async def _answer(send: Send, status: int, body: bytes) -> None:
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
+# The standard error shape, answered before the app runs; the connection is closed so a body
+# still streaming in is not read.
+CLOSE = {"Connection": "close"}
 
 
 def too_large_message(limit: int) -> str:
@@ -57,14 +47,16 @@ class RequestLimits:
             (name for name, value in parse_qsl(scope["query_string"].decode("latin-1")) if "\x00" in value), None
         )
         if nul is not None:
-            message = f"{nul}: contains a NUL character"
-            await _answer(send, 422, _error_body("VALIDATION_FAILED", message, {"fieldErrors": [
-                {"field": nul, "message": "contains a NUL character"}]}))  # fmt: skip
+            problem = "contains a NUL character"
+            fields = {"fieldErrors": [{"field": nul, "message": problem}]}
+            refusal = error_json(422, "VALIDATION_FAILED", f"{nul}: {problem}", fields, CLOSE)
+            await refusal(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _answer(send, 413, _error_body(TOO_LARGE, too_large_message(limit), {"limitBytes": limit}))
+            too_large = error_json(413, HTTP_CODES[413], too_large_message(limit), {"limitBytes": limit}, CLOSE)
+            await too_large(scope, receive, send)
             return
         received = 0
 
