@@ -342,7 +342,9 @@ def test_pushes_go_to_xero_once_even_after_a_timeout(
     assert done["erpInvoiceId"] == stored["InvoiceID"] and str(stored["Total"]) == "999.99"
     assert [line["AccountCode"] for line in stored["LineItems"]] == ["200"]  # Xero's standard Sales account
 
-    # Approving a cash application pushes the payment against bank account 090.
+    # Approving a cash application pushes the payment against bank account 090. Xero stores it
+    # and answers late, so the second attempt finds it in Xero's payments instead of sending again.
+    mock_xero.state.faults = [MockXeroFault(method="PUT", path="/Payments", delay=3.0, times=1)]
     application = alice.client.post("/api/v1/cash-applications", json={
         "invoiceId": invoice["id"], "amount": "500.00", "date": "2026-03-05", "reference": "wire",
     }).json()  # fmt: skip
@@ -350,9 +352,11 @@ def test_pushes_go_to_xero_once_even_after_a_timeout(
     paid = until(alice.client, "/api/v1/pushes?kind=payment",
                  lambda page: bool(page["items"]) and page["items"][0]["status"] != "PENDING")  # fmt: skip
     assert paid["items"][0]["status"] == "SUCCEEDED", paid
+    assert paid["items"][0]["attempts"] == 2
     assert stored["AmountDue"] == stored["Total"] - 500
-    payment = next(p for p in org.payments.values() if p["Invoice"]["InvoiceID"] == stored["InvoiceID"])
-    assert payment["Account"]["Code"] == "090"
+    payments = [p for p in org.payments.values() if p["Invoice"]["InvoiceID"] == stored["InvoiceID"]]
+    assert len(payments) == 1 and payments[0]["Account"]["Code"] == "090"
+    assert paid["items"][0]["erpId"] == payments[0]["PaymentID"]
 
 
 def _finalized_usd_invoice(tenant: Tenant, number: str) -> str:
