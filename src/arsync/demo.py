@@ -4,22 +4,47 @@ A synced customer gets a new KWD invoice. Finalizing it sends the customer and t
 the mock Nomod; dispatching it pushes it to the mock ERP; the payment link comes back; paying
 it in the mock Nomod sends the signed webhook, which records the payment in arsync and pushes
 it to the mock ERP.
+
+The set-up pieces are here too: the demo tenant, its UI user, the mock Nomod that keeps its
+objects between runs, and the API on a local port. ``arsync demo`` strings them together.
 """
 
 from __future__ import annotations
 
+import secrets
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
 from rich.console import Console
+from sqlalchemy import select
 
+from arsync.bootstrap import Container
+from arsync.db import transaction
+from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
+from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.tenancy import service as tenancy
+from arsync.tenancy.models import Tenant
 from arsync.tenancy.service import api_headers
+from arsync.ui import accounts
+from arsync.ui.models import User
+from arsync.web.app import create_app
 
 POLL_SECONDS = 30.0
+
+DEMO_TENANT = "demo"
+DEMO_ENVIRONMENT = "prod"
+DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS = 300, 3000, 2500
+DEMO_USER = "demo@example.com"
+DEMO_NOMOD_KEY = "sk_test_arsync_demo"
+DEMO_NOMOD_PORT = 8710
+DEMO_API_PORT = 8000
 
 
 class WalkthroughFailed(Exception):
@@ -108,3 +133,71 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
                                 f"HTTP {response.status_code} {response.text[:500]}")  # fmt: skip
     body: dict[str, Any] = response.json()
     return body
+
+
+def demo_user(c: Container, tenant_id: str) -> str:
+    """The demo's UI user, with a new password each run (returned to be printed)."""
+    password = secrets.token_urlsafe(12)
+    with transaction(c.session_factory) as session:
+        if session.scalar(select(User.id).where(User.email == DEMO_USER)) is None:
+            accounts.create_user(session, tenant_id, DEMO_USER, password)
+        else:
+            accounts.set_password(session, DEMO_USER, password)
+    return password
+
+
+def demo_scope(c: Container) -> tuple[str, str, str]:
+    """The demo tenant and environment (created on first use) and a fresh API key."""
+    with transaction(c.session_factory) as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == DEMO_TENANT))
+        if tenant is None:
+            created = tenancy.create_tenant(session, DEMO_TENANT, DEMO_ENVIRONMENT)
+            return created.tenant_id, created.environment_id, created.api_key
+        env = tenancy.ensure_environment(session, tenant.id, DEMO_ENVIRONMENT)
+        tenancy.revoke_api_keys(session, tenant.id, env.id)
+        _, key = tenancy.issue_api_key(session, tenant.id, env.id)
+        return tenant.id, env.id, key
+
+
+@dataclass
+class DemoNomod:
+    url: str
+    state: MockNomodState
+
+
+@contextmanager
+def demo_nomod(c: Container) -> Iterator[DemoNomod]:
+    """The mock Nomod on 127.0.0.1:8710 (or a free port), keeping its objects in the data directory."""
+    stored = c.settings.data_dir / "mock-nomod.json"
+    state = MockNomodState(api_key=DEMO_NOMOD_KEY)
+    if stored.exists():
+        state.load(stored.read_bytes())
+    app_ = create_mock_nomod_app(state)
+    try:
+        server = serve_in_thread(app_, port=DEMO_NOMOD_PORT)
+    except OSError:
+        server = serve_in_thread(app_)
+    state.base_url = server.url
+    try:
+        with server:
+            yield DemoNomod(server.url, state)
+    finally:
+        stored.write_bytes(state.dump())
+
+
+def serve_api(c: Container) -> RunningServer:
+    """The API on 127.0.0.1:8000, or on a free port when 8000 is taken."""
+    app_ = create_app(c, background_jobs=True)
+    try:
+        return serve_in_thread(app_, port=DEMO_API_PORT, lifespan="on")
+    except OSError:
+        return serve_in_thread(app_, lifespan="on")
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM, whatever signal disposition the process inherited."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass

@@ -1,0 +1,3 @@
+from arsync.cli import app
+
+app()

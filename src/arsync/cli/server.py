@@ -1,0 +1,57 @@
+"""``arsync serve`` and ``arsync worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from arsync.cli.common import container, err_console
+from arsync.jobs.worker import run_worker
+from arsync.web.app import create_app
+
+serve_app = typer.Typer(add_completion=False)
+worker_app = typer.Typer(add_completion=False)
+
+
+@serve_app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run jobs and the schedule in this process.")
+    ] = True,
+) -> None:
+    """Run the HTTP API (with migrations applied), plus a job worker and the schedule.
+
+    On SQLite the worker is always in-process. On PostgreSQL ``--no-worker`` leaves jobs to
+    separate ``arsync worker`` processes.
+    """
+    with container() as c:
+        background = worker or not c.settings.is_postgresql
+        mode = "with a worker" if background else "without a worker (run arsync worker)"
+        err_console.print(f"arsync API on http://{host}:{port} {mode}  (OpenAPI: /openapi.json, docs: /docs)")
+        uvicorn.run(create_app(c, background_jobs=background), host=host, port=port, log_level="info", access_log=False)
+
+
+@worker_app.command("worker")
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Jobs run at once (default ARSYNC_WORKER_CONCURRENCY).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Worker name shown in logs.")] = "arsync-worker",
+) -> None:
+    """Run a job worker: pushes, syncs and the schedule. PostgreSQL only; run as many as you like."""
+    with container() as c:
+        if not c.settings.is_postgresql:
+            err_console.print(
+                "[red]error:[/red] arsync worker needs PostgreSQL (ARSYNC_DATABASE_URL=postgresql+psycopg://…). "
+                "On SQLite, arsync serve runs the jobs itself."
+            )
+            raise typer.Exit(2)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        err_console.print(f"{name}: waiting for jobs (concurrency {concurrency or c.settings.worker_concurrency})")
+        asyncio.run(run_worker(c, concurrency=concurrency or c.settings.worker_concurrency, name=name))

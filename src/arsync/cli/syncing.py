@@ -1,0 +1,147 @@
+"""``arsync sync`` and ``arsync export``: a sync run in the foreground, and the ledger out."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from arsync.bootstrap import Container
+from arsync.cli.common import EnvOpt, JsonFlag, TenantOpt, console, container, err_console, print_json
+from arsync.erp.models import SyncRun
+from arsync.erp.port import Entity
+from arsync.erp.sync import EntityStats, run_as_dict
+from arsync.ledger.export import write_ledger
+from arsync.tenancy import service as tenancy
+
+sync_app = typer.Typer(add_completion=False)
+export_app = typer.Typer(add_completion=False)
+
+
+class _ProgressBars:
+    """Rich progress rows, one per entity, fed by the sync engine after every page."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, entity: Entity, stats: EntityStats) -> None:
+        if entity not in self.tasks:
+            self.tasks[entity] = self.progress.add_task(entity, total=None, stats="")
+        text = (
+            f"{stats.records:>9,} records  {stats.pages:>5,} pages  "
+            f"+{stats.created:,} ~{stats.updated:,} ={stats.unchanged:,} skipped {stats.skipped:,}"
+        )
+        self.progress.update(self.tasks[entity], stats=text)
+
+    def finish(self) -> None:
+        for task in self.tasks.values():
+            self.progress.update(task, total=1, completed=1)
+
+
+def run_sync(c: Container, connection_id: str, full: bool, trigger: str, show_progress: bool) -> SyncRun:
+    if not show_progress:
+        return c.sync.run(connection_id, trigger=trigger, full=full)
+    columns = (
+        SpinnerColumn(finished_text="[green]✓[/green]"),
+        TextColumn("[bold]{task.description:<9}"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bars = _ProgressBars(progress)
+        run = c.sync.run(connection_id, trigger=trigger, full=full, progress=bars)
+        bars.finish()
+    return run
+
+
+def print_run(run: SyncRun) -> None:
+    record = run_as_dict(run)
+    colour = {"SUCCEEDED": "green", "FAILED": "red"}.get(run.status, "yellow")
+    mode = "full" if run.full else f"incremental since {record['modifiedSince']}"
+    console.print(
+        f"sync run [bold]{run.id}[/bold]: [{colour}]{run.status}[/{colour}] ({mode}, {record['durationSeconds']}s)"
+    )
+    table = Table("entity", "records", "pages", "created", "updated", "unchanged", "skipped")
+    for entity, counts in run.stats.items():
+        table.add_row(
+            entity,
+            *(f"{counts.get(k, 0):,}" for k in ("records", "pages", "created", "updated", "unchanged", "skipped")),
+        )
+    console.print(table)
+    if run.stats.get("debtors", {}).get("inferred"):
+        console.print(f"{run.stats['debtors']['inferred']:,} debtors were created from invoice fields.")
+    if run.warnings:
+        console.print(
+            f"[yellow]{len(run.warnings) + run.warnings_omitted:,} warnings[/yellow], e.g. {run.warnings[0]['message']}"
+        )
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error.get('message')}")
+        if run.error.get("endpoint"):
+            console.print(
+                f"  at {run.error['endpoint']} page {run.error.get('page')}, "
+                f"HTTP {run.error.get('httpStatus')}, code {run.error.get('code')}"
+            )
+        console.print(f"  hint: {run.error.get('hint')}")
+
+
+@sync_app.command("sync")
+def sync(
+    connection_id: Annotated[str, typer.Argument(help="Connection id (conn_…).")],
+    full: Annotated[bool, typer.Option("--full", help="Ignore the watermark; fetch everything.")] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Hand the run to the workers and return at once (PostgreSQL).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run one sync in the foreground with progress (or queue it); prints the sync-run record.
+
+    Exits 0 when the run succeeded, 1 when it failed, 3 when another run of the connection was
+    already in progress (nothing was run).
+    """
+    if queue:
+        with container() as c:
+            if not c.settings.is_postgresql:
+                err_console.print("[red]error:[/red] --queue needs PostgreSQL and arsync worker; drop it on SQLite")
+                raise typer.Exit(2)
+            run, started = c.sync.start(connection_id, trigger="cli", full=full, enqueue=True)
+        if as_json:
+            print_json(run_as_dict(run))
+        else:
+            console.print(f"{'queued' if started else 'already running'}: {run.id}")
+        return
+    with container() as c:
+        run = run_sync(c, connection_id, full, "cli", show_progress=not as_json)
+    if as_json:
+        print_json(run_as_dict(run))
+    elif run.status != "RUNNING":
+        print_run(run)
+    if run.status == "RUNNING":
+        # Not this command's run: another process has it. Its outcome is not known here.
+        err_console.print(
+            f"[yellow]not run:[/yellow] sync {run.id} is already running for {connection_id} "
+            f"(started {run.started_at:%Y-%m-%d %H:%M:%S} UTC); GET /api/v1/sync-runs/{run.id} shows it"
+        )
+        raise typer.Exit(3)
+    raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
+
+
+@export_app.command("export")
+def export(tenant: TenantOpt, environment: EnvOpt, as_json: JsonFlag = False) -> None:
+    """Export the ledger: customers, invoices and payments with their ERP ids."""
+    with container() as c, c.session_factory() as session:
+        tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
+        if as_json:
+            write_ledger(session, tenant_row.id, env.id, sys.stdout.buffer)
+            sys.stdout.flush()
+            return
+        with open("/dev/null", "wb") as sink:
+            counts = write_ledger(session, tenant_row.id, env.id, sink)
+    table = Table("section", "records")
+    for section, count in counts.items():
+        table.add_row(section, f"{count:,}")
+    console.print(table)
+    console.print("[dim]Use --json for the full ledger.[/dim]")
