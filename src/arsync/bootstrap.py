@@ -16,19 +16,13 @@ from arsync.erp.push import PushOptions, PushService
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
+from arsync.erp.tasks import erp_tasks
 from arsync.http_retry import HttpRetryOptions
-from arsync.jobs.queue import (
-    TASK_NOMOD_INVOICE,
-    TASK_PUSH,
-    TASK_SCHEDULED_SYNC,
-    TASK_SYNC,
-    TASK_SYNC_RETRY,
-    InProcessQueue,
-    JobQueue,
-    ProcrastinateQueue,
-)
+from arsync.jobs.queue import InProcessQueue, JobQueue, ProcrastinateQueue
+from arsync.jobs.registry import Task
 from arsync.jobs.runner import InProcessRunner
 from arsync.nomod.service import NomodService, RetryPolicy
+from arsync.nomod.tasks import nomod_tasks
 from arsync.nomod.webhooks import PaidWebhooks
 from arsync.vault import Vault
 from arsync.xero.connector import XeroConnector, XeroOptions
@@ -53,6 +47,7 @@ class Container:
     nomod: NomodService = field(init=False)
     nomod_webhooks: PaidWebhooks = field(init=False)
     xero: XeroConnections = field(init=False)
+    tasks: list[Task] = field(init=False)
 
     def __post_init__(self) -> None:
         self.read_session_factory = make_read_session_factory(self.engine)
@@ -94,12 +89,10 @@ class Container:
             default_base_url=self.settings.nomod_base_url,
         )
         self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes)
+        self.tasks = [*erp_tasks(self.sync, self.pushes, self.settings.sync_cron), *nomod_tasks(self.nomod)]
         if isinstance(self.queue, InProcessQueue):
-            self.queue.register(TASK_NOMOD_INVOICE, self.nomod.run_invoice_sync)
-            self.queue.register(TASK_PUSH, self.pushes.execute)
-            self.queue.register(TASK_SYNC, self.sync.execute)
-            self.queue.register(TASK_SCHEDULED_SYNC, self.sync.start_scheduled)
-            self.queue.register(TASK_SYNC_RETRY, self.sync.retry)
+            for task in self.tasks:
+                self.queue.register(task.name, task.run)
         self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
         self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
 

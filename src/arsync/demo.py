@@ -25,6 +25,9 @@ import httpx
 from rich.console import Console
 from sqlalchemy import select
 
+from arsync.accounts import service as accounts
+from arsync.accounts.models import User
+from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
@@ -32,9 +35,6 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.models import Tenant
 from arsync.tenancy.service import api_headers
-from arsync.ui import accounts
-from arsync.ui.models import User
-from arsync.web.app import create_app
 
 POLL_SECONDS = 30.0
 

@@ -1,12 +1,12 @@
 """Imports every model so that ``Base.metadata`` is complete (used by Alembic and tests)."""
 
+from arsync.accounts.models import UiSession, User
 from arsync.db import Base
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceLine, Payment
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.sandbox.models import SandboxCheckResult, SandboxRun
 from arsync.tenancy.models import ApiKey, Environment, Tenant
-from arsync.ui.models import UiSession, User
 
 __all__ = [
     "ApiKey", "Base", "CashApplication", "Connection", "Customer", "EntityIntegrationMapping", "Environment",

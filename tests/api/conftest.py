@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from arsync.accounts import service as accounts
+from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
-from arsync.ui import accounts
-from arsync.web.app import create_app
 
 
 @dataclass

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
-from arsync.web.app import create_app
 from arsync.web.pg_reads import PgReads
 
 

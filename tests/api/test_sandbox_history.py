@@ -12,6 +12,7 @@ import httpx
 import orjson
 
 from arsync import outbound
+from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
@@ -19,7 +20,6 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.sandbox.models import SandboxCheckResult, SandboxRun
-from arsync.web.app import create_app
 from tests.api.conftest import Browser, Tenant, create_ui_user, sign_in
 
 TOKEN = "ask_history_token_4d1e"

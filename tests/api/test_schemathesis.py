@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from arsync.app import create_app
 from arsync.bootstrap import bootstrap
 from arsync.db import transaction
 from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
-from arsync.web.app import create_app
 from tests.conftest import make_settings
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from arsync import outbound
+from arsync.accounts import service as accounts
+from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
@@ -20,8 +22,6 @@ from arsync.ledger.models import Invoice
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
-from arsync.ui import accounts
-from arsync.ui.models import UiSession, User
 from tests.api.conftest import PASSWORD, Browser, Tenant, create_ui_user, login_token, sign_in
 from tests.conftest import MockErp
 

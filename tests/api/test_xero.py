@@ -22,14 +22,14 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from arsync.accounts import service as accounts
+from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.mocks.xero import MockXeroFault, MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.tenancy import service as tenancy
-from arsync.ui import accounts
-from arsync.web.app import create_app
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import PASSWORD, Tenant, sign_in, until
 from tests.conftest import TEST_SECRET_KEY, clean_container, make_settings

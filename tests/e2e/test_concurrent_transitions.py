@@ -22,8 +22,8 @@ from sqlalchemy import func, select, text
 from arsync.bootstrap import Container, bootstrap
 from arsync.db import transaction
 from arsync.erp.models import Push
+from arsync.erp.push import TASK_PUSH
 from arsync.errors import Conflict
-from arsync.jobs.queue import TASK_PUSH
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Invoice, Payment

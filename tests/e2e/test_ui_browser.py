@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from arsync.accounts import service as accounts
+from arsync.app import create_app
 from arsync.bootstrap import Container, bootstrap
 from arsync.db import transaction
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
@@ -24,8 +26,6 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.tenancy import service as tenancy
-from arsync.ui import accounts
-from arsync.web.app import create_app
 from tests.conftest import IN_CI, make_settings
 
 CHROMIUM = "/usr/bin/chromium"

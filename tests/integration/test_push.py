@@ -17,10 +17,10 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.port import ErpConnector
-from arsync.erp.push import PushOptions, PushService
-from arsync.erp.sync import SyncEngine
+from arsync.erp.push import TASK_PUSH, PushOptions, PushService
+from arsync.erp.sync import TASK_SYNC, SyncEngine
 from arsync.errors import Conflict
-from arsync.jobs.queue import TASK_PUSH, TASK_SYNC, InProcessQueue, ProcrastinateQueue
+from arsync.jobs.queue import InProcessQueue, ProcrastinateQueue
 from arsync.jobs.runner import InProcessRunner
 from arsync.jobs.worker import build_app, remove_finished_jobs
 from arsync.ledger import schemas
@@ -411,7 +411,7 @@ def test_jobs_that_ended_badly_are_removed_after_the_retention(pg_container: Con
             session.execute(age, {"days": days, "id": job_id})
 
     async def clean() -> None:
-        app = build_app(pg_container)
+        app = build_app(pg_container.settings, pg_container.tasks)
         async with app.open_async():
             await remove_finished_jobs(app, retention_days=30)
 

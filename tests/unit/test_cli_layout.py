@@ -13,8 +13,8 @@ from arsync import migrate
 from arsync.cli.main import COMMANDS
 
 HEAVY = ("arsync.web", "arsync.ui", "arsync.mocks", "arsync.sandbox")
-# Every command that opens the database registers all tables, the UI's and the Sandbox's too.
-TABLES_ONLY = {"arsync.ui", "arsync.ui.models", "arsync.sandbox", "arsync.sandbox.models"}
+# Every command that opens the database registers all tables, the Sandbox's too.
+TABLES_ONLY = {"arsync.sandbox", "arsync.sandbox.models"}
 
 PROBE = """
 import json, sys

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from arsync.app import create_app
 from arsync.cli.common import container, err_console
 from arsync.jobs.worker import run_worker
-from arsync.web.app import create_app
 
 serve_app = typer.Typer(add_completion=False)
 worker_app = typer.Typer(add_completion=False)
@@ -54,4 +54,6 @@ def worker(
             raise typer.Exit(2)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         err_console.print(f"{name}: waiting for jobs (concurrency {concurrency or c.settings.worker_concurrency})")
-        asyncio.run(run_worker(c, concurrency=concurrency or c.settings.worker_concurrency, name=name))
+        asyncio.run(
+            run_worker(c.settings, c.tasks, concurrency=concurrency or c.settings.worker_concurrency, name=name)
+        )

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
+from arsync.accounts import service as accounts
 from arsync.cli.common import JsonFlag, console, container, print_json, secret_from_env
 from arsync.db import transaction
 from arsync.tenancy import service as tenancy
-from arsync.ui import accounts
 
 user_app = typer.Typer(add_completion=False, help="People who sign in to the web UI.", no_args_is_help=True)
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from arsync.db import new_id
 from arsync.erp import contract
-from arsync.ledger.models import Customer, Invoice, InvoiceLine, ParkedPayment, Payment
+from arsync.ledger.models import Customer, Invoice, InvoiceLine, InvoiceStatus, ParkedPayment, Payment
 from arsync.schemas import unstorable
 
 customers: Table = Customer.__table__  # type: ignore[assignment]
@@ -51,16 +51,16 @@ def record_hash(record: BaseModel) -> str:
     return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
 
 
-def lifecycle_status(erp_status: str, amount_total: Decimal, amount_outstanding: Decimal) -> str:
+def lifecycle_status(erp_status: str, amount_total: Decimal, amount_outstanding: Decimal) -> InvoiceStatus:
     """Map the ERP's own status onto DRAFT / FINALIZED / PAID / VOIDED."""
     status = erp_status.upper()
     if status in {"VOIDED", "VOID", "DELETED"}:
-        return "VOIDED"
+        return InvoiceStatus.VOIDED
     if status in {"DRAFT", "SUBMITTED"}:
-        return "DRAFT"
+        return InvoiceStatus.DRAFT
     if status == "PAID" or (amount_total > 0 and amount_outstanding == 0):
-        return "PAID"
-    return "FINALIZED"
+        return InvoiceStatus.PAID
+    return InvoiceStatus.FINALIZED
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -40,13 +40,15 @@ from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, Page, PushAttempt
 from arsync.errors import Conflict, ConnectorError, RateLimitExhausted, TransientError
-from arsync.jobs.queue import TASK_PUSH, JobQueue, next_attempt_at, runs_early
+from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 
 log = logging.getLogger(__name__)
+
+TASK_PUSH = "arsync.push"  # job names are stored with queued jobs: never rename one
 ConnectorFactory = Callable[[Connection], ErpConnector]
 
 

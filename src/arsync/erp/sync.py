@@ -35,9 +35,14 @@ from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
-from arsync.jobs.queue import TASK_SYNC, TASK_SYNC_RETRY, JobQueue
+from arsync.jobs.queue import JobQueue
 
 log = logging.getLogger(__name__)
+
+# Job names are stored with queued jobs: never rename one.
+TASK_SYNC = "arsync.sync"
+TASK_SYNC_RETRY = "arsync.sync_retry"
+TASK_SCHEDULED_SYNC = "arsync.scheduled_sync"
 ConnectorFactory = Callable[[Connection], ErpConnector]
 
 

@@ -30,12 +30,6 @@ from arsync.jobs.runner import InProcessRunner
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "arsync"
-TASK_PUSH = "arsync.push"
-TASK_SYNC = "arsync.sync"
-TASK_SCHEDULED_SYNC = "arsync.scheduled_sync"
-TASK_SYNC_RETRY = "arsync.sync_retry"
-TASK_NOMOD_INVOICE = "arsync.nomod_invoice"
-TASK_REMOVE_FINISHED_JOBS = "arsync.remove_finished_jobs"
 
 Handler = Callable[..., Any]
 MAX_RETRY_DELAY = timedelta(hours=1)

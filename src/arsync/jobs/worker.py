@@ -16,31 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import procrastinate
 from croniter import croniter
 from procrastinate import exceptions as procrastinate_errors
 from sqlalchemy.engine import make_url
 
-from arsync.jobs.queue import (
-    QUEUE_NAME,
-    TASK_NOMOD_INVOICE,
-    TASK_PUSH,
-    TASK_REMOVE_FINISHED_JOBS,
-    TASK_SCHEDULED_SYNC,
-    TASK_SYNC,
-    TASK_SYNC_RETRY,
-)
-
-if TYPE_CHECKING:
-    from arsync.bootstrap import Container
+from arsync.config import Settings
+from arsync.jobs.queue import QUEUE_NAME
+from arsync.jobs.registry import Task
 
 log = logging.getLogger(__name__)
 
 STALLED_AFTER_BEATS = 3
 REMOVE_FINISHED_JOBS_CRON = "37 3 * * *"  # daily, away from the nightly sync
+TASK_REMOVE_FINISHED_JOBS = "arsync.remove_finished_jobs"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -48,36 +41,18 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def build_app(container: Container) -> procrastinate.App:
-    """The Procrastinate app with arsync's tasks, bound to ``container``'s services."""
-    settings = container.settings
+def build_app(settings: Settings, tasks: Sequence[Task]) -> procrastinate.App:
+    """The Procrastinate app running ``tasks`` (the container's), plus its own job clean-up."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(settings.resolved_database_url)),
         worker_defaults={"delete_jobs": "successful"},
     )
-
-    @app.task(name=TASK_PUSH, queue=QUEUE_NAME)
-    def push(push_id: str) -> None:
-        container.pushes.execute(push_id)
-
-    @app.task(name=TASK_SYNC, queue=QUEUE_NAME)
-    def sync(run_id: str) -> None:
-        container.sync.execute(run_id)
-
-    @app.task(name=TASK_SYNC_RETRY, queue=QUEUE_NAME)
-    def sync_retry(connection_id: str, attempt: int) -> None:
-        container.sync.retry(connection_id, attempt)
-
-    @app.task(name=TASK_NOMOD_INVOICE, queue=QUEUE_NAME)
-    def nomod_invoice(sync_id: str) -> None:
-        container.nomod.run_invoice_sync(sync_id)
-
-    @app.periodic(cron=settings.sync_cron, periodic_id="active-connections")
-    @app.task(name=TASK_SCHEDULED_SYNC, queue=QUEUE_NAME, queueing_lock=TASK_SCHEDULED_SYNC)
-    def scheduled_sync(timestamp: int) -> None:
-        slot = datetime.fromtimestamp(timestamp, UTC).isoformat()
-        log.info("scheduled sync for the %s slot", slot)
-        container.sync.start_scheduled(trigger="schedule")
+    for task in tasks:
+        if task.schedule is None:
+            app.task(name=task.name, queue=QUEUE_NAME)(task.run)
+            continue
+        periodic = app.task(name=task.name, queue=QUEUE_NAME, queueing_lock=task.name)(_at_slot(task))
+        app.periodic(cron=task.schedule.cron, periodic_id=task.schedule.periodic_id)(periodic)
 
     @app.periodic(cron=REMOVE_FINISHED_JOBS_CRON, periodic_id="remove-finished-jobs")
     @app.task(name=TASK_REMOVE_FINISHED_JOBS, queue=QUEUE_NAME, queueing_lock=TASK_REMOVE_FINISHED_JOBS,
@@ -86,6 +61,16 @@ def build_app(container: Container) -> procrastinate.App:
         await remove_finished_jobs(context.app, settings.job_retention_days)
 
     return app
+
+
+def _at_slot(task: Task) -> Any:
+    """A periodic task as Procrastinate calls it: with its slot's timestamp."""
+
+    def run(timestamp: int) -> None:
+        log.info("%s for the %s slot", task.name, datetime.fromtimestamp(timestamp, UTC).isoformat())
+        task.run()
+
+    return run
 
 
 async def remove_finished_jobs(app: procrastinate.App, retention_days: int) -> None:
@@ -102,12 +87,17 @@ async def remove_finished_jobs(app: procrastinate.App, retention_days: int) -> N
 
 
 async def run_worker(
-    container: Container, *, concurrency: int, name: str = "arsync-worker", install_signal_handlers: bool = True
+    settings: Settings,
+    tasks: Sequence[Task],
+    *,
+    concurrency: int,
+    name: str = "arsync-worker",
+    install_signal_handlers: bool = True,
 ) -> None:
     """Run one Procrastinate worker until it is stopped (SIGINT/SIGTERM, or cancelled)."""
-    heartbeat = container.settings.worker_heartbeat_seconds
+    heartbeat = settings.worker_heartbeat_seconds
     stalled_after = heartbeat * STALLED_AFTER_BEATS
-    app = build_app(container)
+    app = build_app(settings, tasks)
     async with app.open_async():
         recovery = asyncio.create_task(_recover_stalled_jobs(app, heartbeat, stalled_after))
         try:
@@ -139,27 +129,33 @@ async def _recover_stalled_jobs(app: procrastinate.App, every: float, stalled_af
 
 
 class EmbeddedScheduler:
-    """The nightly schedule in embedded mode: one thread that fires at each cron slot."""
+    """The periodic tasks in embedded mode: a thread per task that runs it at each cron slot."""
 
-    def __init__(self, container: Container) -> None:
-        self.container = container
+    def __init__(self, tasks: Sequence[Task]) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="arsync-scheduler", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, args=(task,), name=f"arsync-scheduler-{task.name}", daemon=True)
+            for task in tasks
+            if task.schedule is not None
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
-    def _loop(self) -> None:
-        slots: Any = croniter(self.container.settings.sync_cron, datetime.now(UTC))
+    def _loop(self, task: Task) -> None:
+        assert task.schedule is not None
+        slots: Any = croniter(task.schedule.cron, datetime.now(UTC))
         while not self._stop.is_set():
             slot: datetime = slots.get_next(datetime)
             if self._stop.wait(max((slot - datetime.now(UTC)).total_seconds(), 0)):
                 return
             try:
-                self.container.sync.start_scheduled(trigger="schedule")
+                task.run()
             except Exception:
-                log.exception("the scheduled sync of %s failed to start", slot.isoformat())
+                log.exception("%s at the %s slot failed to start", task.name, slot.isoformat())

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
-from arsync.erp.models import Push
-from arsync.erp.push import pushes_by_invoice, pushes_by_payment
-from arsync.erp.schemas import push_read
-from arsync.ledger import schemas
+from arsync.ledger import schemas, views
 from arsync.ledger import service as ledger
-from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
-from arsync.money import format_amount
+from arsync.ledger.models import InvoiceStatus
 from arsync.nomod import service as nomod_service
-from arsync.nomod.schemas import invoice_nomod_read
 from arsync.schemas import IsoDate, Page
 from arsync.tenancy.scope import not_found
 from arsync.web.deps import ContainerDep, CredentialsDep, PagingDep, ScopeDep, SessionDep, authenticate
@@ -28,31 +22,6 @@ from arsync.web.pg_reads import PgReads
 from arsync.web.responses import json_response, page_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-InvoiceStatus = Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
-
-
-def customer_read(customer: Customer) -> schemas.CustomerRead:
-    return schemas.CustomerRead(
-        id=customer.id,
-        name=customer.name,
-        email=customer.email,
-        phone=customer.phone,
-        external_id=customer.external_id,
-        metadata=customer.metadata_ or {},
-        status=customer.status,
-        erp_debtor_id=customer.erp_debtor_id,
-        created_at=customer.created_at,
-    )
-
-
-CUSTOMER_WIRE_KEYS = tuple(field.alias or name for name, field in schemas.CustomerRead.model_fields.items())
-
-
-def customer_wire(row: Row[Any]) -> dict[str, Any]:
-    """A row of ``ledger.CUSTOMER_READ_COLUMNS`` as CustomerRead's JSON object."""
-    item = dict(zip(CUSTOMER_WIRE_KEYS, row, strict=True))
-    item["metadata"] = item["metadata"] or {}
-    return item
 
 
 async def _in_read_session(request: Request, read: Callable[[Session], Response]) -> Response:
@@ -66,98 +35,13 @@ async def _in_read_session(request: Request, read: Callable[[Session], Response]
     return await run_in_threadpool(run)
 
 
-def invoice_reads(session: Session, invoices: list[Invoice]) -> list[schemas.InvoiceRead]:
-    lines = ledger.invoice_lines(session, [i.id for i in invoices])
-    pushes = pushes_by_invoice(session, [i.id for i in invoices if i.dispatched_at is not None])
-    nomod = nomod_service.invoice_states(session, [i.id for i in invoices if i.status != "DRAFT"])
-    return [
-        schemas.InvoiceRead(
-            id=i.id,
-            customer_id=i.customer_id,
-            invoice_number=i.invoice_number,
-            issue_date=i.issue_date,
-            due_date=i.due_date,
-            currency=i.currency,
-            amount_total=format_amount(i.amount_total, i.currency),
-            amount_outstanding=format_amount(i.amount_outstanding, i.currency),
-            status=i.status,
-            allowed_actions=i.allowed_actions,
-            erp_status=i.erp_status,
-            erp_invoice_id=i.erp_invoice_id,
-            dispatched_at=i.dispatched_at,
-            push=push_read(pushes[i.id]) if i.id in pushes else None,
-            nomod=invoice_nomod_read(*nomod[i.id]) if i.id in nomod else None,
-            lines=[
-                schemas.LineRead(
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    amount=format_amount(line.amount, i.currency),
-                )
-                for line in lines[i.id]
-            ],
-            created_at=i.created_at,
-            updated_at=i.updated_at,
-        )
-        for i in invoices
-    ]
-
-
-def _currencies(session: Session, invoice_ids: set[str]) -> dict[str, str]:
-    """Each invoice's currency: payments and cash applications are in their invoice's."""
-    if not invoice_ids:
-        return {}
-    rows = session.execute(select(Invoice.id, Invoice.currency).where(Invoice.id.in_(invoice_ids)))
-    return {invoice_id: currency for invoice_id, currency in rows}
-
-
-def payment_reads(session: Session, payments: list[Payment]) -> list[schemas.PaymentRead]:
-    pushes = pushes_by_payment(session, [p.id for p in payments if p.source != "erp"])
-    currencies = _currencies(session, {p.invoice_id for p in payments})
-    return [payment_read(p, currencies[p.invoice_id], pushes.get(p.id)) for p in payments]
-
-
-def payment_read(payment: Payment, currency: str, push: Push | None) -> schemas.PaymentRead:
-    return schemas.PaymentRead(
-        id=payment.id,
-        invoice_id=payment.invoice_id,
-        currency=currency,
-        amount=format_amount(payment.amount, currency),
-        payment_date=payment.payment_date,
-        source=payment.source,
-        erp_payment_id=payment.erp_payment_id,
-        push=push_read(push) if push else None,
-        created_at=payment.created_at,
-    )
-
-
-def cash_application_reads(session: Session, applications: list[CashApplication]) -> list[schemas.CashApplicationRead]:
-    currencies = _currencies(session, {a.invoice_id for a in applications})
-    return [cash_application_read(a, currencies[a.invoice_id]) for a in applications]
-
-
-def cash_application_read(application: CashApplication, currency: str) -> schemas.CashApplicationRead:
-    return schemas.CashApplicationRead(
-        id=application.id,
-        invoice_id=application.invoice_id,
-        currency=currency,
-        amount=format_amount(application.amount, currency),
-        date=application.application_date,
-        reference=application.reference,
-        status=application.status,
-        payment_id=application.payment_id,
-        created_at=application.created_at,
-        approved_at=application.approved_at,
-    )
-
-
 # Customers ------------------------------------------------------------------------------
 
 
 @router.post("/customers", status_code=201, response_model=schemas.CustomerRead, tags=["customers"])
 def create_customer(body: schemas.CustomerCreate, scope: ScopeDep, session: SessionDep) -> schemas.CustomerRead:
     """Create a customer (debtor)."""
-    return customer_read(ledger.create_customer(session, scope, body))
+    return views.customer_read(ledger.create_customer(session, scope, body))
 
 
 @router.get("/customers", response_model=Page[schemas.CustomerRead], tags=["customers"])
@@ -178,7 +62,7 @@ async def list_customers(
     def read(session: Session) -> Response:
         scope = authenticate(session, credentials)
         rows, more = ledger.list_customers(session, scope, paging, name=name, email=email, erp_debtor_id=erp_debtor_id)
-        return page_response([customer_wire(row) for row in rows], paging, more)
+        return page_response([views.customer_wire(row) for row in rows], paging, more)
 
     return await _in_read_session(request, read)
 
@@ -195,7 +79,7 @@ async def get_customer(customer_id: str, request: Request, credentials: Credenti
 
     def read(session: Session) -> Response:
         scope = authenticate(session, credentials)
-        return json_response(customer_read(ledger.get_customer(session, scope, customer_id)))
+        return json_response(views.customer_read(ledger.get_customer(session, scope, customer_id)))
 
     return await _in_read_session(request, read)
 
@@ -205,7 +89,7 @@ def update_customer(
     customer_id: str, body: schemas.CustomerUpdate, scope: ScopeDep, session: SessionDep
 ) -> schemas.CustomerRead:
     """Change a customer's fields; omitted fields stay as they are."""
-    return customer_read(ledger.update_customer(session, scope, customer_id, body))
+    return views.customer_read(ledger.update_customer(session, scope, customer_id, body))
 
 
 @router.get("/customers/{customer_id}/integrations", response_model=schemas.IntegrationsRead, tags=["customers"])
@@ -218,13 +102,13 @@ def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep
 # Invoices -------------------------------------------------------------------------------
 
 
-@router.post("/invoices", status_code=201, response_model=schemas.InvoiceRead, tags=["invoices"])
-def create_invoice(body: schemas.InvoiceCreate, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+@router.post("/invoices", status_code=201, response_model=views.InvoiceRead, tags=["invoices"])
+def create_invoice(body: schemas.InvoiceCreate, scope: ScopeDep, session: SessionDep) -> views.InvoiceRead:
     """Create a DRAFT invoice; its total is computed exactly from the lines."""
-    return invoice_reads(session, [ledger.create_invoice(session, scope, body)])[0]
+    return views.invoice_reads(session, [ledger.create_invoice(session, scope, body)])[0]
 
 
-@router.get("/invoices", response_model=Page[schemas.InvoiceRead], tags=["invoices"])
+@router.get("/invoices", response_model=Page[views.InvoiceRead], tags=["invoices"])
 def list_invoices(
     scope: ScopeDep,
     session: SessionDep,
@@ -238,51 +122,53 @@ def list_invoices(
     rows, more = ledger.list_invoices(
         session, scope, paging, status=status, customer_id=customer_id, due_before=due_before, due_after=due_after
     )
-    return json_response(Page(items=invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more))
+    return json_response(
+        Page(items=views.invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
+    )
 
 
-@router.get("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
+@router.get("/invoices/{invoice_id}", response_model=views.InvoiceRead, tags=["invoices"])
 def get_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one invoice with its lines."""
-    return json_response(invoice_reads(session, [ledger.get_invoice(session, scope, invoice_id)])[0])
+    return json_response(views.invoice_reads(session, [ledger.get_invoice(session, scope, invoice_id)])[0])
 
 
-@router.patch("/invoices/{invoice_id}", response_model=schemas.InvoiceRead, tags=["invoices"])
+@router.patch("/invoices/{invoice_id}", response_model=views.InvoiceRead, tags=["invoices"])
 def update_invoice(
     invoice_id: str, body: schemas.InvoiceUpdate, scope: ScopeDep, session: SessionDep
-) -> schemas.InvoiceRead:
+) -> views.InvoiceRead:
     """Change a DRAFT invoice; new lines recompute the total."""
-    return invoice_reads(session, [ledger.update_invoice(session, scope, invoice_id, body)])[0]
+    return views.invoice_reads(session, [ledger.update_invoice(session, scope, invoice_id, body)])[0]
 
 
-@router.post("/invoices/{invoice_id}/finalize", response_model=schemas.InvoiceRead, tags=["invoices"])
+@router.post("/invoices/{invoice_id}/finalize", response_model=views.InvoiceRead, tags=["invoices"])
 def finalize_invoice(
     invoice_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
-) -> schemas.InvoiceRead:
+) -> views.InvoiceRead:
     """DRAFT → FINALIZED. With Nomod's outbound invoice sync on, the invoice then goes to Nomod (see ``nomod``)."""
     invoice = ledger.finalize_invoice(session, scope, invoice_id)
     container.nomod.queue_invoice_sync(session, scope, invoice)
-    return invoice_reads(session, [invoice])[0]
+    return views.invoice_reads(session, [invoice])[0]
 
 
-@router.post("/invoices/{invoice_id}/void", response_model=schemas.InvoiceRead, tags=["invoices"])
-def void_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> schemas.InvoiceRead:
+@router.post("/invoices/{invoice_id}/void", response_model=views.InvoiceRead, tags=["invoices"])
+def void_invoice(invoice_id: str, scope: ScopeDep, session: SessionDep) -> views.InvoiceRead:
     """DRAFT or FINALIZED (with nothing paid) → VOIDED."""
-    return invoice_reads(session, [ledger.void_invoice(session, scope, invoice_id)])[0]
+    return views.invoice_reads(session, [ledger.void_invoice(session, scope, invoice_id)])[0]
 
 
-@router.post("/invoices/{invoice_id}/dispatch", response_model=schemas.InvoiceRead, tags=["invoices"])
+@router.post("/invoices/{invoice_id}/dispatch", response_model=views.InvoiceRead, tags=["invoices"])
 def dispatch_invoice(
     invoice_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
-) -> schemas.InvoiceRead:
+) -> views.InvoiceRead:
     """Dispatch a finalized invoice; it is pushed to the ERP right after (see ``push``)."""
-    return invoice_reads(session, [container.pushes.dispatch_invoice(session, scope, invoice_id)])[0]
+    return views.invoice_reads(session, [container.pushes.dispatch_invoice(session, scope, invoice_id)])[0]
 
 
 # Payments and cash applications --------------------------------------------------------
 
 
-@router.get("/payments", response_model=Page[schemas.PaymentRead], tags=["payments"])
+@router.get("/payments", response_model=Page[views.PaymentRead], tags=["payments"])
 def list_payments(
     scope: ScopeDep,
     session: SessionDep,
@@ -291,13 +177,15 @@ def list_payments(
 ) -> Response:
     """List payments, optionally of one invoice."""
     rows, more = ledger.list_payments(session, scope, paging, invoice_id=invoice_id)
-    return json_response(Page(items=payment_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more))
+    return json_response(
+        Page(items=views.payment_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
+    )
 
 
-@router.get("/payments/{payment_id}", response_model=schemas.PaymentRead, tags=["payments"])
+@router.get("/payments/{payment_id}", response_model=views.PaymentRead, tags=["payments"])
 def get_payment(payment_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one payment."""
-    return json_response(payment_reads(session, [ledger.get_payment(session, scope, payment_id)])[0])
+    return json_response(views.payment_reads(session, [ledger.get_payment(session, scope, payment_id)])[0])
 
 
 @router.post(
@@ -307,7 +195,7 @@ def create_cash_application(
     body: schemas.CashApplicationCreate, scope: ScopeDep, session: SessionDep
 ) -> schemas.CashApplicationRead:
     """Record money received against a finalized invoice, PENDING until approved."""
-    return cash_application_reads(session, [ledger.create_cash_application(session, scope, body)])[0]
+    return views.cash_application_reads(session, [ledger.create_cash_application(session, scope, body)])[0]
 
 
 @router.get("/cash-applications", response_model=Page[schemas.CashApplicationRead], tags=["cash applications"])
@@ -317,7 +205,7 @@ def list_cash_applications(
     """List cash applications, optionally by status."""
     rows, more = ledger.list_cash_applications(session, scope, paging, status=status)
     return json_response(
-        Page(items=cash_application_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
+        Page(items=views.cash_application_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
     )
 
 
@@ -327,7 +215,7 @@ def list_cash_applications(
 def get_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """Get one cash application."""
     application = ledger.get_cash_application(session, scope, application_id)
-    return json_response(cash_application_reads(session, [application])[0])
+    return json_response(views.cash_application_reads(session, [application])[0])
 
 
 @router.post(
@@ -344,7 +232,7 @@ def approve_cash_application(
     over-application is refused.
     """
     approved = container.pushes.approve_cash_application(session, scope, application_id)
-    return cash_application_reads(session, [approved])[0]
+    return views.cash_application_reads(session, [approved])[0]
 
 
 @router.post(
@@ -354,4 +242,4 @@ def approve_cash_application(
 )
 def reject_cash_application(application_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CashApplicationRead:
     """PENDING → REJECTED: the money is not applied and no payment is recorded."""
-    return cash_application_reads(session, [ledger.reject_cash_application(session, scope, application_id)])[0]
+    return views.cash_application_reads(session, [ledger.reject_cash_application(session, scope, application_id)])[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
@@ -22,7 +23,16 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 Money = ExactDecimal(scale=money.AMOUNT_PLACES, precision=18)
 Quantity = ExactDecimal(scale=money.QUANTITY_PLACES, precision=18)
 
-INVOICE_STATUSES = ("DRAFT", "FINALIZED", "PAID", "VOIDED")
+
+class InvoiceStatus(StrEnum):
+    """An invoice's status in the ledger (the ERP's own status is kept apart, as ``erp_status``)."""
+
+    DRAFT = "DRAFT"
+    FINALIZED = "FINALIZED"
+    PAID = "PAID"
+    VOIDED = "VOIDED"
+
+
 PAYMENT_SOURCES = ("erp", "cash_application", "nomod")
 
 
@@ -51,10 +61,12 @@ class Customer(Base):
 
 # Which statuses allow which action: the service enforces these, and the pages offer an action
 # only where the invoice's predicate below says the service would accept it.
-FINALIZABLE = ("DRAFT",)
-DISPATCHABLE = ("FINALIZED", "PAID")
-VOIDABLE = ("DRAFT", "FINALIZED")
-CASH_APPLICABLE = ("FINALIZED",)
+FINALIZABLE = (InvoiceStatus.DRAFT,)
+EDITABLE = (InvoiceStatus.DRAFT,)
+DISPATCHABLE = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
+VOIDABLE = (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED)
+CASH_APPLICABLE = (InvoiceStatus.FINALIZED,)
+SENT_TO_NOMOD = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 
 
 class Invoice(Base):
@@ -75,7 +87,7 @@ class Invoice(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount_total: Mapped[Decimal] = mapped_column(Money)
     amount_outstanding: Mapped[Decimal] = mapped_column(Money)
-    status: Mapped[str] = mapped_column(String(20), default="DRAFT")
+    status: Mapped[str] = mapped_column(String(20), default=InvoiceStatus.DRAFT)
     erp_status: Mapped[str | None] = mapped_column(String(40), default=None)
     erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -10,8 +10,6 @@ import orjson
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from arsync import money
-from arsync.erp.schemas import PushRead
-from arsync.nomod.schemas import InvoiceNomodRead
 from arsync.schemas import (
     ApiModel,
     Email,
@@ -143,43 +141,6 @@ class InvoiceUpdate(RequestModel):
     def _total(self) -> InvoiceUpdate:
         _total_fits(self.lines)
         return self
-
-
-class InvoiceRead(ApiModel):
-    id: str
-    customer_id: str
-    invoice_number: str
-    issue_date: date
-    due_date: date
-    currency: str
-    amount_total: str = Field(description="Exact decimal string with the currency's decimals, e.g. 1150.005")
-    amount_outstanding: str = Field(description="Exact decimal string with the currency's decimals")
-    status: Literal["DRAFT", "FINALIZED", "PAID", "VOIDED"]
-    allowed_actions: list[Literal["finalize", "dispatch", "void", "applyCash"]] = Field(
-        description="What the ledger would accept for this invoice now; the UI offers exactly these"
-    )
-    erp_status: str | None
-    erp_invoice_id: str | None
-    dispatched_at: datetime | None
-    push: PushRead | None = Field(description="The push to the ERP, once the invoice is dispatched")
-    nomod: InvoiceNomodRead | None = Field(
-        default=None, description="Its Nomod invoice sync and payment URL, once it has been near Nomod"
-    )
-    lines: list[LineRead]
-    created_at: datetime
-    updated_at: datetime
-
-
-class PaymentRead(ApiModel):
-    id: str
-    invoice_id: str
-    currency: str = Field(description="The invoice's currency")
-    amount: str = Field(description="Exact decimal string with the currency's decimals")
-    payment_date: date
-    source: str
-    erp_payment_id: str | None
-    push: PushRead | None = Field(description="The push to the ERP, for payments from approved cash applications")
-    created_at: datetime
 
 
 CashApplicationStatus = Literal["PENDING", "APPROVED", "REJECTED"]

@@ -18,12 +18,14 @@ from arsync.ledger import schemas
 from arsync.ledger.models import (
     CASH_APPLICABLE,
     DISPATCHABLE,
+    EDITABLE,
     FINALIZABLE,
     VOIDABLE,
     CashApplication,
     Customer,
     Invoice,
     InvoiceLine,
+    InvoiceStatus,
     Payment,
 )
 from arsync.money import decimal_places, exponent, format_amount
@@ -154,7 +156,7 @@ def create_invoice(session: Session, scope: Scope, body: schemas.InvoiceCreate) 
         currency=body.currency,
         amount_total=Decimal(0),
         amount_outstanding=Decimal(0),
-        status="DRAFT",
+        status=InvoiceStatus.DRAFT,
     )
     session.add(invoice)
     session.flush()
@@ -242,7 +244,7 @@ def _move_invoice(
 def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schemas.InvoiceUpdate) -> Invoice:
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "change")
-    _require_status(invoice, ("DRAFT",), "change")
+    _require_status(invoice, EDITABLE, "change")
     changes = body.model_dump(exclude_unset=True, exclude={"lines"})
     for field, value in changes.items():
         if value is None:
@@ -269,7 +271,7 @@ def finalize_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "finalize")
     _require_status(invoice, FINALIZABLE, "finalize")
-    _move_invoice(session, invoice, FINALIZABLE, "finalize", status="FINALIZED")
+    _move_invoice(session, invoice, FINALIZABLE, "finalize", status=InvoiceStatus.FINALIZED)
     return invoice
 
 
@@ -287,8 +289,8 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
         raise Conflict(paid, code="INVALID_STATE")
     # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
     # the UPDATE keeps a payment approved meanwhile from being voided away.
-    _move_invoice(session, invoice, VOIDABLE, "void",
-                  Invoice.amount_outstanding == Invoice.amount_total, refused=paid, status="VOIDED")  # fmt: skip
+    untouched = Invoice.amount_outstanding == Invoice.amount_total
+    _move_invoice(session, invoice, VOIDABLE, "void", untouched, refused=paid, status=InvoiceStatus.VOIDED)
     return invoice
 
 
@@ -389,7 +391,7 @@ def approve_cash_application(
     session.flush()
     invoice.amount_outstanding -= application.amount
     if invoice.amount_outstanding == 0:
-        invoice.status = "PAID"
+        invoice.status = InvoiceStatus.PAID
     invoice.updated_at = now
     application.payment_id = payment.id
     return application

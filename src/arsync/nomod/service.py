@@ -32,9 +32,9 @@ from arsync import outbound
 from arsync.db import exclusive_transaction, transaction, utcnow
 from arsync.errors import Conflict, InvalidInput, NotFound
 from arsync.http_retry import HttpRetryOptions
-from arsync.jobs.queue import TASK_NOMOD_INVOICE, JobQueue, next_attempt_at, runs_early
+from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
-from arsync.ledger.models import Customer, Invoice, InvoiceLine
+from arsync.ledger.models import SENT_TO_NOMOD, Customer, Invoice, InvoiceLine, InvoiceStatus
 from arsync.money import exponent, format_amount
 from arsync.nomod import signing
 from arsync.nomod.client import (
@@ -53,9 +53,10 @@ from arsync.vault import Vault, mask
 
 log = logging.getLogger(__name__)
 
+TASK_NOMOD_INVOICE = "arsync.nomod_invoice"  # job names are stored with queued jobs: never rename one
+
 PROVIDER = "nomod"
 NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
-SENT_STATUSES = ("FINALIZED", "PAID")  # invoice statuses that go to Nomod
 ClientFactory = Callable[[str, str], NomodClient]
 T = TypeVar("T")
 
@@ -259,7 +260,7 @@ class NomodService:
         # Concurrent retries wait here, then the later ones find the sync PENDING and get 409.
         session.scalars(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()).one()
         session.expire_all()
-        if invoice.status not in SENT_STATUSES:
+        if invoice.status not in SENT_TO_NOMOD:
             raise Conflict(
                 f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod", code="INVALID_STATE"
             )
@@ -332,7 +333,7 @@ class NomodService:
             if existing is None:
                 invoice = session.get(Invoice, invoice_id)
                 assert invoice is not None
-                if invoice.status not in SENT_STATUSES:
+                if invoice.status not in SENT_TO_NOMOD:
                     raise Conflict(
                         f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod", code="INVALID_STATE"
                     )
@@ -394,7 +395,7 @@ class NomodService:
         """The URL the customer pays at: the Nomod invoice's, or else a new Nomod payment link's."""
         with self.session_factory() as session:
             invoice = ledger.get_invoice(session, scope, invoice_id)
-            if invoice.status != "FINALIZED":
+            if invoice.status != InvoiceStatus.FINALIZED:
                 hint = {"DRAFT": "finalize it first", "PAID": "it is already paid", "VOIDED": "it is voided"}
                 raise Conflict(
                     f"invoice {invoice.id} is {invoice.status}; {hint.get(invoice.status, '')}".rstrip("; "),

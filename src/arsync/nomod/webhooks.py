@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from arsync.db import transaction, utcnow
 from arsync.errors import InvalidInput, NotFound, Unauthorized
-from arsync.ledger.models import CashApplication, Invoice
+from arsync.ledger.models import CashApplication, Invoice, InvoiceStatus
 from arsync.money import decimal_places, exponent
 from arsync.nomod import signing
 from arsync.nomod.client import API_ERROR, NomodClient, NomodError
@@ -389,7 +389,7 @@ def _open_nomod_invoices_of(session: Session, scope: Scope, nomod_customer_id: s
             EntityIntegrationMapping.provider == PROVIDER,
             EntityIntegrationMapping.entity_type == INVOICE,
             Invoice.customer_id == customer_id,
-            Invoice.status == "FINALIZED",
+            Invoice.status == InvoiceStatus.FINALIZED,
         )
         .order_by(EntityIntegrationMapping.created_at.desc())
         .limit(MAX_CUSTOMER_CANDIDATES)
@@ -400,7 +400,7 @@ def _open_nomod_invoices_of(session: Session, scope: Scope, nomod_customer_id: s
 def _why_not_applicable(invoice: Invoice, amount: Decimal, currency: str) -> str | None:
     if currency != invoice.currency:
         return f"the charge is in {currency}, the invoice in {invoice.currency}"
-    if invoice.status != "FINALIZED":
+    if invoice.status != InvoiceStatus.FINALIZED:
         return f"invoice {invoice.id} is {invoice.status}"
     if amount > invoice.amount_outstanding:
         return f"the charge of {amount} exceeds the outstanding {invoice.amount_outstanding} {invoice.currency}"

@@ -14,10 +14,10 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from arsync.accounts import service as accounts
 from arsync.db import transaction, utcnow
 from arsync.errors import ArsyncError, NotFound
 from arsync.sandbox.history import SandboxHistory
-from arsync.ui import accounts
 from arsync.ui.base import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

@@ -17,12 +17,12 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from arsync.accounts import service as accounts
+from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
 from arsync.errors import ArsyncError, ConnectorError, InvalidInput, NotFound
 from arsync.tenancy.models import Environment, Tenant
 from arsync.tenancy.scope import Scope
-from arsync.ui import accounts
-from arsync.ui.models import UiSession, User
 
 SESSION_COOKIE = "arsync_session"
 LOGIN_CSRF_COOKIE = "arsync_login_csrf"

@@ -17,8 +17,8 @@ from arsync.erp.push import pushes_by_invoice
 from arsync.errors import ArsyncError, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.endpoints import cash_application_reads, customer_wire, invoice_reads, payment_reads
-from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
+from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
+from arsync.ledger.views import cash_application_reads, customer_wire, invoice_reads, payment_reads
 from arsync.money import format_amount
 from arsync.nomod import service as nomod_service
 from arsync.schemas import PageParams
@@ -55,7 +55,7 @@ def overview(request: Request, ui: UiDep) -> Response:
             (currency, format_amount(amount or Decimal(0), currency), count)
             for currency, amount, count in session.execute(
                 select(Invoice.currency, func.sum(Invoice.amount_outstanding), func.count())
-                .where(in_scope(Invoice, scope), Invoice.status == "FINALIZED")
+                .where(in_scope(Invoice, scope), Invoice.status == InvoiceStatus.FINALIZED)
                 .group_by(Invoice.currency)
                 .order_by(Invoice.currency)
             ).all()
@@ -64,7 +64,9 @@ def overview(request: Request, ui: UiDep) -> Response:
             session.scalar(
                 select(func.count())
                 .select_from(Invoice)
-                .where(in_scope(Invoice, scope), Invoice.status == "FINALIZED", Invoice.due_date < date.today())
+                .where(
+                    in_scope(Invoice, scope), Invoice.status == InvoiceStatus.FINALIZED, Invoice.due_date < date.today()
+                )
             )
             or 0
         )
@@ -185,7 +187,7 @@ def unlink_nomod_customer(request: Request, ui: ActionDep, customer_id: str) -> 
 
 # Invoices -------------------------------------------------------------------------------
 
-INVOICE_STATUSES = ("DRAFT", "FINALIZED", "PAID", "VOIDED")
+INVOICE_STATUSES = tuple(InvoiceStatus)
 
 
 @router.get("/invoices", response_class=HTMLResponse)

@@ -17,11 +17,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
+from arsync.accounts import service as accounts
 from arsync.erp.schemas import ConnectionRead, SyncRunRead, connection_read, sync_run_read
 from arsync.errors import ArsyncError
 from arsync.schemas import ApiModel, RequestModel
 from arsync.tenancy.scope import Scope
-from arsync.ui import accounts
 from arsync.ui.base import SESSION_COOKIE, plain_words, redirect
 from arsync.ui.pages_settings import xero_connected
 from arsync.web.deps import ContainerDep, ScopeDep

@@ -44,7 +44,7 @@ async def _background_jobs(container: Container) -> AsyncIterator[None]:
     this event loop, the same as ``arsync worker``.
     """
     if isinstance(container.queue, InProcessQueue):
-        scheduler = EmbeddedScheduler(container)
+        scheduler = EmbeddedScheduler(container.tasks)
         scheduler.start()
         requeued = container.pushes.requeue_pending()
         if requeued:
@@ -59,7 +59,8 @@ async def _background_jobs(container: Container) -> AsyncIterator[None]:
         return
     worker = asyncio.create_task(
         run_worker(
-            container,
+            container.settings,
+            container.tasks,
             concurrency=container.settings.worker_concurrency,
             name="arsync-serve",
             install_signal_handlers=False,

@@ -15,11 +15,11 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arsync.accounts.models import SignInThrottle, UiSession, User
 from arsync.db import utcnow
 from arsync.errors import Conflict, InvalidInput
 from arsync.ledger.schemas import check_email
 from arsync.tenancy.models import Environment
-from arsync.ui.models import SignInThrottle, UiSession, User
 from arsync.vault import hash_token
 
 SESSION_LIFETIME = timedelta(hours=12)

@@ -1,0 +1,20 @@
+"""The ERP jobs: pushes, syncs, a failed scheduled sync's retry, and the nightly schedule."""
+
+from __future__ import annotations
+
+from arsync.erp.push import TASK_PUSH, PushService
+from arsync.erp.sync import TASK_SCHEDULED_SYNC, TASK_SYNC, TASK_SYNC_RETRY, SyncEngine
+from arsync.jobs.registry import Schedule, Task
+
+
+def erp_tasks(sync: SyncEngine, pushes: PushService, sync_cron: str) -> list[Task]:
+    return [
+        Task(TASK_PUSH, pushes.execute),
+        Task(TASK_SYNC, sync.execute),
+        Task(TASK_SYNC_RETRY, sync.retry),
+        Task(
+            TASK_SCHEDULED_SYNC,
+            lambda: sync.start_scheduled(trigger="schedule"),
+            Schedule(sync_cron, periodic_id="active-connections"),
+        ),
+    ]
