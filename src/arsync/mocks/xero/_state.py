@@ -1,40 +1,9 @@
-"""``arsync mock-xero``: a stateful stand-in for Xero's identity service and Accounting API.
-
-It follows the rules arsync must live with:
-
-* OAuth 2 authorization code with optional PKCE (S256). Access tokens expire (30 minutes by
-  default); refresh tokens rotate on every use, the previous one keeps working for a grace
-  period (it hands out the same successor again), an unused one expires, and a reused stale one
-  gets ``invalid_grant``.
-* ``GET /connections`` lists the organisations a token may use; every Accounting call needs the
-  ``xero-tenant-id`` header.
-* ``GET /api.xro/2.0/Contacts|Invoices|Payments`` page with ``page`` and ``pageSize`` (100 by
-  default) and filter with ``If-Modified-Since``, ``where`` (``Field=="value"`` clauses joined
-  by ``AND``) and ``InvoiceNumbers``.
-* ``PUT /api.xro/2.0/Invoices|Payments`` create records; an ``Idempotency-Key`` (up to 128
-  characters) replays the first answer. Lines of an AUTHORISED invoice need the code of a
-  revenue account (200, 260); payments need a bank account (090, 091).
-* Per organisation: at most 5 calls in flight, 60 per minute and 1,000 per day (Xero's Starter
-  tier; 5,000 on higher tiers). Over a limit the answer is 429 with ``Retry-After`` and
-  ``X-Rate-Limit-Problem``; every answer carries ``X-DayLimit-Remaining`` and
-  ``X-MinLimit-Remaining`` (Xero's API rate limits page).
-* Apps created on or after 2 March 2026 (the default) may ask only for granular scopes
-  (``accounting.invoices``, ``accounting.payments``, …); each endpoint needs its scope.
-* ``unitdp=4`` keeps four decimals of ``UnitAmount``; without it two, and a ``LineAmount`` that no
-  longer matches is refused. Contacts include suppliers, ``/Invoices`` bills, and ``/Payments``
-  reversed payments (``Status`` DELETED).
-
-Every limit and lifetime is configurable, so tests can run the rules in seconds. The control
-surface under ``/_mock`` (no auth, loopback only): ``GET /_mock/state``, ``PUT /_mock/config``,
-``POST /_mock/expire-access-tokens``, ``POST /_mock/refuse-refresh``, ``PUT /_mock/faults``.
-"""
+"""The mock's state: organisations and their records, grants and tokens, limits and faults."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import html
 import random
 import secrets
 import threading
@@ -44,16 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
 
-import orjson
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
-
-from arsync.erp import contract
 
 ACCOUNTING = "/api.xro/2.0"
 # Account codes of Xero's demo organisation chart (090, 091 bank; 200, 260 revenue); a real
@@ -213,7 +175,7 @@ class MockXeroState:
                 {"Description": "Licence", "Quantity": Decimal(1), "UnitAmount": Decimal("49.99")},
             ]
             bill = n % 10 == 9
-            self._store_invoice(org, {
+            self.store_invoice(org, {
                 "Type": "ACCPAY" if bill else "ACCREC",
                 "InvoiceNumber": f"INV-{n + 1:05d}",
                 "Contact": {"ContactID": (supplier_ids or contact_ids)[n % len(supplier_ids or contact_ids)] if bill
@@ -230,18 +192,18 @@ class MockXeroState:
         for n in range(min(payments, len(receivable))):
             invoice = receivable[n]
             amount = (invoice["AmountDue"] / 2).quantize(Decimal("0.01")) if n % 2 else invoice["AmountDue"]
-            self._store_payment(org, invoice, amount, date(2026, 2, 1) + timedelta(days=n % 20), "090",
+            self.store_payment(org, invoice, amount, date(2026, 2, 1) + timedelta(days=n % 20), "090",
                                 updated + timedelta(hours=2, minutes=n))  # fmt: skip
         unpaid = [i for i in receivable if i["AmountPaid"] == 0 and i["AmountDue"] > 1]
         if payments and unpaid:
             # A reversal: Xero keeps the payment with Status DELETED and the invoice owes it again.
-            reversed_payment = self._store_payment(org, unpaid[-1], Decimal("1.00"), date(2026, 2, 3), "090",
+            reversed_payment = self.store_payment(org, unpaid[-1], Decimal("1.00"), date(2026, 2, 3), "090",
                                                    updated + timedelta(hours=3))  # fmt: skip
             self.delete_payment(org, reversed_payment["PaymentID"], updated + timedelta(hours=3, minutes=1))
         self.organisations[org.tenant_id] = org
         return org
 
-    def _store_invoice(
+    def store_invoice(
         self,
         org: Organisation,
         body: dict[str, Any],
@@ -298,7 +260,7 @@ class MockXeroState:
         org.invoices[invoice_id] = invoice
         return invoice
 
-    def _store_payment(self, org: Organisation, invoice: dict[str, Any], amount: Decimal, paid_on: date,
+    def store_payment(self, org: Organisation, invoice: dict[str, Any], amount: Decimal, paid_on: date,
                        account_code: str, now: datetime) -> dict[str, Any]:  # fmt: skip
         payment_id = str(uuid.uuid4())
         payment = {
@@ -483,340 +445,3 @@ class OAuthError(Exception):
 
 
 # Reading helpers ----------------------------------------------------------------------------
-
-
-def _modified_since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        parsed = parsedate_to_datetime(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _where(value: str | None) -> list[tuple[str, str]]:
-    # The where parameter (xero_accounting.yaml, e.g. paths./Payments.get: Status=="AUTHORISED").
-    """``Type=="ACCREC" AND Status=="AUTHORISED"`` as [(field, value), …]; only equality."""
-    if not value:
-        return []
-    clauses = []
-    for clause in value.split(" AND "):
-        name, _, wanted = clause.partition("==")
-        clauses.append((name.strip(), wanted.strip().strip('"')))
-    return clauses
-
-
-def _matches(record: dict[str, Any], clauses: list[tuple[str, str]]) -> bool:
-    return all(str(record.get(name)) == wanted for name, wanted in clauses)
-
-
-def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if not k.startswith("_")}
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """JSON with Decimals written as exact numbers, as Xero writes amounts."""
-    return Response(contract.dumps(payload), status_code=status, media_type="application/json", headers=headers)
-
-
-def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"Type": None, "Title": title, "Status": status, "Detail": detail}, status, headers)
-
-
-def _validation(message: str) -> Response:
-    return _json({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
-                  "Elements": [{"ValidationErrors": [{"Message": message}]}]}, 400)  # fmt: skip
-
-
-def _client_id(request: Request, form: dict[str, str], config: MockXeroConfig) -> str | None:
-    """The client, from HTTP Basic auth or the form, if its secret is right."""
-    client_id, secret = form.get("client_id"), form.get("client_secret")
-    header = request.headers.get("authorization", "")
-    if header.startswith("Basic "):
-        try:
-            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return None
-    if client_id == config.client_id and secret == config.client_secret:
-        return client_id
-    return None
-
-
-def create_mock_xero_app(state: MockXeroState) -> FastAPI:
-    app = FastAPI(title="mock Xero", openapi_url=None)
-
-    # Identity -------------------------------------------------------------------------------
-
-    @app.get("/identity/connect/authorize")
-    async def authorize(request: Request) -> Response:
-        params = dict(request.query_params)
-        if params.get("response_type") != "code" or params.get("client_id") != state.config.client_id:
-            return HTMLResponse("<h1>unauthorized_client</h1>", status_code=400)
-        scopes = set(params.get("scope", "").split())
-        if "offline_access" not in scopes:
-            return HTMLResponse("<h1>invalid_scope: offline_access is needed for a refresh token</h1>", 400)
-        unknown = scopes - KNOWN_SCOPES
-        if state.config.granular_scopes_only:
-            unknown |= scopes & BROAD_SCOPES
-        if unknown:
-            # Xero answers invalid_scope on its consent page (Xero's scope-change FAQ: apps created on
-            # or after 2 March 2026 cannot ask for accounting.transactions).
-            return HTMLResponse(f"<h1>invalid_scope: {html.escape(' '.join(sorted(unknown)))}</h1>", 400)
-        orgs = "".join(
-            f'<li><label><input type="checkbox" name="tenant_id" value="{o.tenant_id}" checked> '
-            f"{html.escape(o.name)}</label></li>"
-            for o in state.organisations.values()
-        )
-        hidden = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items()
-        )
-        page = (
-            "<!doctype html><title>Mock Xero: allow access</title><h1>arsync wants access to your organisations</h1>"
-            f'<form method="post" action="/identity/connect/authorize">{hidden}<ul>{orgs}</ul>'
-            '<button type="submit" name="decision" value="allow">Allow access</button> '
-            '<button type="submit" name="decision" value="deny">Cancel</button></form>'
-        )
-        return HTMLResponse(page)
-
-    @app.post("/identity/connect/authorize")
-    async def consent(request: Request) -> Response:
-        form = await request.form()
-        params = {k: str(v) for k, v in form.items() if k not in {"tenant_id", "decision"}}
-        redirect_uri = params.get("redirect_uri", "")
-        if form.get("decision") == "deny":
-            query = urlencode({"error": "access_denied", "state": params.get("state", "")})
-            return RedirectResponse(f"{redirect_uri}?{query}", status_code=302)
-        tenant_ids = [str(t) for t in form.getlist("tenant_id")] or list(state.organisations)
-        code = state.issue_code(params, tenant_ids)
-        query = urlencode({"code": code, "state": params.get("state", ""), "scope": params.get("scope", "")})
-        return RedirectResponse(f"{redirect_uri}?{query}", status_code=302)
-
-    @app.post("/connect/token")
-    async def token(request: Request) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items()}
-        client_id = _client_id(request, form, state.config)
-        if client_id is None:
-            return _json({"error": "invalid_client"}, 400)
-        try:
-            if form.get("grant_type") == "authorization_code":
-                return _json(state.exchange_code(form, client_id))
-            if form.get("grant_type") == "refresh_token":
-                return _json(state.refresh(form.get("refresh_token", ""), client_id))
-        except OAuthError as exc:
-            return _json({"error": exc.error}, 400)
-        return _json({"error": "unsupported_grant_type"}, 400)
-
-    @app.post("/connect/revocation")
-    async def revocation(request: Request) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items()}
-        if _client_id(request, form, state.config) is None:
-            return _json({"error": "invalid_client"}, 400)
-        state.revoke(form.get("token", ""))
-        return Response(status_code=200)
-
-    @app.get("/connections")
-    async def connections(request: Request) -> Response:
-        grant = state.grant_for(request.headers.get("authorization"))
-        if grant is None:
-            return _problem(401, "Unauthorized", "TokenExpired: token expired or invalid")
-        return _json([
-            {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, t)), "tenantId": t, "tenantType": "ORGANISATION",
-             "tenantName": state.organisations[t].name}
-            for t in grant.tenant_ids if t in state.organisations
-        ])  # fmt: skip
-
-    # Accounting -------------------------------------------------------------------------------
-
-    async def guarded(request: Request, handler: Any) -> Response:
-        if state.config.expire_tokens_at_call and state.calls + 1 == state.config.expire_tokens_at_call:
-            state.expire_access_tokens()
-            state.config.expire_tokens_at_call = 0  # once
-        grant = state.grant_for(request.headers.get("authorization"))
-        if grant is None:
-            return _problem(401, "Unauthorized", "TokenExpired: token expired or invalid",
-                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
-        endpoint = request.url.path.removeprefix(ACCOUNTING)
-        needed = ENDPOINT_SCOPES.get(endpoint, {}).get(request.method, set())
-        if needed and not needed & grant.scopes:
-            # Status for a token without the scope: unknown; Xero's docs describe it as unauthorised.
-            return _problem(401, "Unauthorized", f"AuthorizationUnsuccessful: the token lacks {sorted(needed)[0]}")
-        tenant_id = request.headers.get("xero-tenant-id", "")
-        org = state.organisations.get(tenant_id)
-        if org is None or tenant_id not in grant.tenant_ids:
-            return _problem(403, "Forbidden", "AuthenticationUnsuccessful: xero-tenant-id is missing or not allowed")
-        refusal = state.admit(org)
-        if refusal is not None:
-            problem, retry_after = refusal
-            return _problem(429, "Too Many Requests", f"You have exceeded the {problem} rate limit",
-                            {"Retry-After": str(retry_after), "X-Rate-Limit-Problem": problem})  # fmt: skip
-        try:
-            if state.config.latency_seconds:
-                await asyncio.sleep(state.config.latency_seconds)
-            response: Response = await handler(request, org)
-        finally:
-            state.release(org)
-        response.headers["X-MinLimit-Remaining"] = str(max(state.config.minute_limit - len(org.minute_calls), 0))
-        response.headers["X-DayLimit-Remaining"] = str(max(state.config.day_limit - org.day_calls, 0))
-        fault = state.take_fault(request.method, request.url.path)
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
-        return response
-
-    def page_of(request: Request, records: list[dict[str, Any]], key: str) -> Response:
-        since = _modified_since(request.headers.get("if-modified-since"))
-        clauses = _where(request.query_params.get("where"))
-        numbers = {n for n in request.query_params.get("InvoiceNumbers", "").split(",") if n}
-        chosen = [r for r in records if _matches(r, clauses) and (since is None or r["_updated"] > since)
-                  and (not numbers or r.get("InvoiceNumber") in numbers)]  # fmt: skip
-        try:
-            page = max(int(request.query_params.get("page", "1")), 1)
-            # pageSize: xero_accounting.yaml parameters.pageSize (example 100); 1000 at most (Xero's paging docs).
-            size = min(max(int(request.query_params.get("pageSize", "100")), 1), 1000)
-        except ValueError:
-            return _validation("page and pageSize must be whole numbers")
-        items = chosen[(page - 1) * size : page * size]
-        count = len(chosen)
-        return _json({
-            "Id": str(uuid.uuid4()), "Status": "OK", "ProviderName": "arsync",
-            "DateTimeUTC": xero_date(datetime.now(UTC)),
-            "pagination": {"page": page, "pageSize": size, "pageCount": -(-count // size), "itemCount": count},
-            key: [_public(r) for r in items],
-        })  # fmt: skip
-
-    async def list_contacts(request: Request, org: Organisation) -> Response:
-        return page_of(request, list(org.contacts.values()), "Contacts")
-
-    async def list_invoices(request: Request, org: Organisation) -> Response:
-        return page_of(request, list(org.invoices.values()), "Invoices")
-
-    async def list_payments(request: Request, org: Organisation) -> Response:
-        return page_of(request, list(org.payments.values()), "Payments")
-
-    for path, lister in (("/Contacts", list_contacts), ("/Invoices", list_invoices), ("/Payments", list_payments)):
-
-        async def route(request: Request, lister: Any = lister) -> Response:
-            return await guarded(request, lister)
-
-        app.add_api_route(f"{ACCOUNTING}{path}", route, methods=["GET"], include_in_schema=False)
-
-    async def idempotent(request: Request, org: Organisation, create: Any) -> Response:
-        # Idempotency-Key: at most 128 characters (xero_accounting.yaml, parameters.idempotencyKey).
-        # A key seen before gets its first answer again, whatever it was; the same key with another
-        # body is refused (Xero's idempotent-requests guide).
-        key = request.headers.get("idempotency-key")
-        if key is not None and len(key) > 128:
-            return _validation("Idempotency-Key must be at most 128 characters")
-        raw = await request.body()
-        fingerprint = hashlib.sha256(request.url.path.encode() + b"?" + request.url.query.encode() + b"\n" + raw)
-        if key and key in org.idempotent_answers:
-            status, body, seen = org.idempotent_answers[key]
-            if seen != fingerprint.hexdigest():
-                return _validation("The Idempotency-Key has been used with a different request")
-            return Response(body, status_code=status, media_type="application/json")
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return _validation("the body is not JSON")
-        response: Response = create(parsed)
-        if key:
-            org.idempotent_answers[key] = (response.status_code, bytes(response.body), fingerprint.hexdigest())
-        return response
-
-    async def put_invoices(request: Request, org: Organisation) -> Response:
-        def create(body: Any) -> Response:
-            items = body.get("Invoices", [body]) if isinstance(body, dict) else []
-            created = []
-            for item in items:
-                contact = (item.get("Contact") or {}).get("ContactID")
-                if contact not in org.contacts:
-                    return _validation(f"Contact {contact!r} does not exist")
-                if item.get("Type") not in {"ACCREC", "ACCPAY"} or not item.get("LineItems") or not item.get("Date"):
-                    return _validation("Type, Date and LineItems are required")
-                unit_places = 4 if request.query_params.get("unitdp") == "4" else 2
-                for line in item["LineItems"]:
-                    if "LineAmount" not in line:
-                        continue
-                    unit = Decimal(str(line.get("UnitAmount", 0))).quantize(Decimal(10) ** -unit_places)
-                    expected = (Decimal(str(line.get("Quantity", 1))) * unit).quantize(Decimal("0.01"))
-                    if Decimal(str(line["LineAmount"])) != expected:
-                        # Xero recomputes the line from the rounded unit amount and refuses a mismatch.
-                        return _validation(f"The line total {line['LineAmount']} does not match the expected "
-                                           f"line total {expected}")  # fmt: skip
-                if item.get("Status") == "AUTHORISED":  # a DRAFT may leave accounts for later; this may not
-                    for line in item["LineItems"]:
-                        code = line.get("AccountCode")
-                        if not code:
-                            return _validation("Account code must be specified")
-                        if code not in SALES_ACCOUNT_CODES:
-                            return _validation(f"Account code '{code}' is not a valid code for this document.")
-                created.append(_public(state._store_invoice(org, item, datetime.now(UTC), unit_places)))
-            return _json({"Id": str(uuid.uuid4()), "Status": "OK", "Invoices": created})
-
-        return await idempotent(request, org, create)
-
-    async def put_payments(request: Request, org: Organisation) -> Response:
-        def create(body: Any) -> Response:
-            items = body.get("Payments", [body]) if isinstance(body, dict) else []
-            created = []
-            for item in items:
-                invoice = org.invoices.get((item.get("Invoice") or {}).get("InvoiceID", ""))
-                if invoice is None:
-                    return _validation("Invoice could not be found")
-                code = (item.get("Account") or {}).get("Code")
-                if code not in BANK_ACCOUNT_CODES:
-                    return _validation(f"Account code {code!r} is not a bank account")
-                amount = Decimal(str(item.get("Amount", "0")))
-                if amount <= 0 or amount > invoice["AmountDue"]:
-                    return _validation("Payment amount exceeds the amount outstanding on this document")
-                paid_on = date.fromisoformat(str(item.get("Date", ""))[:10])
-                created.append(_public(state._store_payment(org, invoice, amount, paid_on, code, datetime.now(UTC))))
-            return _json({"Id": str(uuid.uuid4()), "Status": "OK", "Payments": created})
-
-        return await idempotent(request, org, create)
-
-    for path, writer in (("/Invoices", put_invoices), ("/Payments", put_payments)):
-
-        async def write(request: Request, writer: Any = writer) -> Response:
-            return await guarded(request, writer)
-
-        app.add_api_route(f"{ACCOUNTING}{path}", write, methods=["PUT"], include_in_schema=False)
-
-    # Control ------------------------------------------------------------------------------------
-
-    @app.get("/_mock/state")
-    async def mock_state() -> Response:
-        return _json(state.summary())
-
-    @app.put("/_mock/config")
-    async def mock_config(config: MockXeroConfig) -> Response:
-        state.config = config
-        return _json(config.model_dump())
-
-    @app.post("/_mock/expire-access-tokens")
-    async def mock_expire() -> Response:
-        return _json({"expired": state.expire_access_tokens()})
-
-    @app.post("/_mock/refuse-refresh")
-    async def mock_refuse() -> Response:
-        state.refuse_refresh = True
-        return _json({"refuseRefresh": True})
-
-    @app.put("/_mock/faults")
-    async def mock_faults(faults: list[MockXeroFault]) -> Response:
-        state.faults = list(faults)
-        return _json({"faults": len(faults)})
-
-    return app
-
-
-def mock_xero_settings(base_url: str, config: MockXeroConfig) -> dict[str, str]:
-    """The ARSYNC_XERO_* settings that point arsync at a mock on ``base_url``."""
-    return {
-        "ARSYNC_XERO_CLIENT_ID": config.client_id,
-        "ARSYNC_XERO_CLIENT_SECRET": config.client_secret,
-        "ARSYNC_XERO_AUTHORIZE_URL": f"{base_url}/identity/connect/authorize",
-        "ARSYNC_XERO_TOKEN_URL": f"{base_url}/connect/token",
-        "ARSYNC_XERO_REVOKE_URL": f"{base_url}/connect/revocation",
-        "ARSYNC_XERO_API_URL": base_url,
-    }
