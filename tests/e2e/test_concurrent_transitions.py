@@ -28,7 +28,8 @@ from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Invoice, Payment
 from arsync.nomod.models import EntityIntegrationMapping
-from arsync.nomod.service import CUSTOMER, NomodService
+from arsync.nomod.repository import CUSTOMER
+from arsync.nomod.service import NomodService
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import make_settings

@@ -20,7 +20,8 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.nomod import client as nomod
 from arsync.nomod.client import NomodError
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
-from arsync.nomod.service import NomodService, split_name
+from arsync.nomod.payloads import split_name
+from arsync.nomod.service import NomodService
 from arsync.tenancy.scope import Scope
 from arsync.web.errors import status_for
 from tests.conftest import Scope as TenantScope

@@ -9,7 +9,7 @@ import pytest
 
 from arsync.ledger.models import Invoice, InvoiceLine
 from arsync.nomod.client import API_ERROR, NomodError
-from arsync.nomod.service import customer_payload, invoice_payload, link_payload
+from arsync.nomod.payloads import customer_payload, invoice_payload, link_payload
 
 DUE = date.today() + timedelta(days=14)
 

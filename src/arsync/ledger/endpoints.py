@@ -13,7 +13,7 @@ from arsync.bootstrap import Container
 from arsync.ledger import schemas, views
 from arsync.ledger import service as ledger
 from arsync.ledger.models import InvoiceStatus
-from arsync.nomod import service as nomod_service
+from arsync.nomod import repository as nomod_repository
 from arsync.schemas import IsoDate, Page
 from arsync.tenancy.scope import not_found
 from arsync.web.deps import ContainerDep, CredentialsDep, PagingDep, ScopeDep, SessionDep, authenticate
@@ -96,7 +96,7 @@ def update_customer(
 def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.IntegrationsRead:
     """The customer's links to payment providers, e.g. its Nomod customer id."""
     customer = ledger.get_customer(session, scope, customer_id)
-    return schemas.IntegrationsRead(**nomod_service.customer_integrations(session, scope, customer))
+    return schemas.IntegrationsRead(**nomod_repository.customer_integrations(session, scope, customer))
 
 
 # Invoices -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
 from arsync.ledger.schemas import LineRead
 from arsync.money import format_amount
-from arsync.nomod import service as nomod_service
+from arsync.nomod import repository as nomod_repository
 from arsync.nomod.schemas import InvoiceNomodRead, invoice_nomod_read
 from arsync.schemas import ApiModel
 
@@ -90,7 +90,7 @@ def customer_wire(row: Row[Any]) -> dict[str, Any]:
 def invoice_reads(session: Session, invoices: list[Invoice]) -> list[InvoiceRead]:
     lines = ledger.invoice_lines(session, [i.id for i in invoices])
     pushes = pushes_by_invoice(session, [i.id for i in invoices if i.dispatched_at is not None])
-    nomod = nomod_service.invoice_states(session, [i.id for i in invoices if i.status != InvoiceStatus.DRAFT])
+    nomod = nomod_repository.invoice_states(session, [i.id for i in invoices if i.status != InvoiceStatus.DRAFT])
     return [
         InvoiceRead(
             id=i.id,

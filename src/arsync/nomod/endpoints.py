@@ -11,8 +11,8 @@ from arsync.errors import NotFound
 from arsync.ledger import service as ledger
 from arsync.ledger.schemas import IntegrationsRead
 from arsync.nomod import schemas
+from arsync.nomod.repository import customer_integrations
 from arsync.nomod.schemas import nomod_connection_read
-from arsync.nomod.service import customer_integrations
 from arsync.nomod.webhooks import list_deliveries
 from arsync.schemas import Page
 from arsync.tenancy.scope import Scope

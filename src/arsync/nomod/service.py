@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -34,8 +33,7 @@ from arsync.errors import Conflict, InvalidInput, NotFound
 from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
-from arsync.ledger.models import SENT_TO_NOMOD, Customer, Invoice, InvoiceLine, InvoiceStatus
-from arsync.money import exponent, format_amount
+from arsync.ledger.models import SENT_TO_NOMOD, Customer, Invoice, InvoiceStatus
 from arsync.nomod import signing
 from arsync.nomod.client import (
     API_ERROR,
@@ -46,6 +44,16 @@ from arsync.nomod.client import (
     NomodError,
 )
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
+from arsync.nomod.payloads import customer_payload, invoice_payload, link_payload, object_id
+from arsync.nomod.repository import (
+    CUSTOMER,
+    INVOICE,
+    INVOICE_LINK,
+    PROVIDER,
+    mapped_id,
+    mapping_row,
+    sync_state,
+)
 from arsync.nomod.schemas import API_KEY_PATTERN
 from arsync.schemas import is_email
 from arsync.tenancy.scope import Scope, in_scope
@@ -55,22 +63,9 @@ log = logging.getLogger(__name__)
 
 TASK_NOMOD_INVOICE = "arsync.nomod_invoice"  # job names are stored with queued jobs: never rename one
 
-PROVIDER = "nomod"
 NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
 ClientFactory = Callable[[str, str], NomodClient]
 T = TypeVar("T")
-
-# entity_type values in the mapping table
-CUSTOMER = "customer"
-INVOICE = "invoice"
-INVOICE_LINK = "invoice_link"
-CASH_APPLICATION = "cash_application"
-
-
-def split_name(name: str) -> tuple[str, str | None]:
-    """``first_name`` and ``last_name`` for Nomod: the first word, and the rest."""
-    first, _, rest = name.strip().partition(" ")
-    return first, rest.strip() or None
 
 
 @dataclass(frozen=True)
@@ -231,11 +226,11 @@ class NomodService:
         """
         with self.exclusive(f"nomod:customer:{customer_id}") as session:
             customer = ledger.get_customer(session, scope, customer_id)
-            mapping = _mapping_row(session, scope, CUSTOMER, customer.id)
+            mapping = mapping_row(session, scope, CUSTOMER, customer.id)
             if mapping is None:
                 raise Conflict(f"customer {customer.id} is not linked to a Nomod customer", code="INVALID_STATE")
             session.delete(mapping)
-            state = _state(session, scope, CUSTOMER, customer.id)
+            state = sync_state(session, scope, CUSTOMER, customer.id)
             if state is not None:
                 session.delete(state)
             metadata = dict(customer.metadata_ or {})
@@ -266,7 +261,7 @@ class NomodService:
             )
         if mapped_id(session, scope, INVOICE, invoice.id) is not None:
             raise Conflict(f"invoice {invoice.id} is already in Nomod", code="INVALID_STATE")
-        state = _state(session, scope, INVOICE, invoice.id)
+        state = sync_state(session, scope, INVOICE, invoice.id)
         if state is not None and state.status == "PENDING":
             raise Conflict(f"invoice {invoice.id} is already queued for Nomod", code="INVALID_STATE")
         if self.connection(session, scope) is None:
@@ -319,7 +314,7 @@ class NomodService:
     def sync_invoice(self, scope: Scope, invoice_id: str) -> tuple[str, str | None]:
         """Create the invoice in Nomod once; returns its Nomod id and URL. Raises NomodError."""
         with self.session_factory() as session:
-            existing = _mapping_row(session, scope, INVOICE, invoice_id)
+            existing = mapping_row(session, scope, INVOICE, invoice_id)
             invoice = session.get(Invoice, invoice_id)
             customer_id = invoice.customer_id if invoice is not None else None
         if existing is not None:
@@ -329,7 +324,7 @@ class NomodService:
             raise NotFound(f"invoice {invoice_id} no longer exists")
         nomod_customer_id = self.ensure_customer(scope, customer_id)
         with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
-            existing = _mapping_row(session, scope, INVOICE, invoice_id)
+            existing = mapping_row(session, scope, INVOICE, invoice_id)
             if existing is None:
                 invoice = session.get(Invoice, invoice_id)
                 assert invoice is not None
@@ -402,8 +397,8 @@ class NomodService:
                     code="INVALID_STATE",
                 )
             customer_id = invoice.customer_id
-            state = _state(session, scope, INVOICE, invoice.id)
-            synced = _mapping_row(session, scope, INVOICE, invoice_id)
+            state = sync_state(session, scope, INVOICE, invoice.id)
+            synced = mapping_row(session, scope, INVOICE, invoice_id)
         nomod_customer_id = self.ensure_customer(scope, customer_id)
         if synced is None and state is not None and state.status == "PENDING":
             # Its sync is queued: run it now rather than create a second thing to pay.
@@ -420,7 +415,7 @@ class NomodService:
 
     def _payment_link(self, scope: Scope, invoice_id: str, nomod_customer_id: str) -> PaymentLink:
         with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
-            link = _mapping_row(session, scope, INVOICE_LINK, invoice_id)
+            link = mapping_row(session, scope, INVOICE_LINK, invoice_id)
             if link is None:
                 current = session.get(Invoice, invoice_id)
                 assert current is not None
@@ -441,7 +436,7 @@ class NomodService:
                     scope, INVOICE_LINK, current.id, _required_id(created, "link"), created.get("url")
                 )
                 session.add(link)
-                if _state(session, scope, INVOICE_LINK, current.id) is not None:
+                if sync_state(session, scope, INVOICE_LINK, current.id) is not None:
                     self._set_state(session, scope, INVOICE_LINK, current.id, "SYNCED", None)
             return PaymentLink(invoice_id, "link", link.provider_id, link.url, nomod_customer_id)
 
@@ -465,7 +460,7 @@ class NomodService:
     def _set_state(
         session: Session, scope: Scope, entity_type: str, entity_id: str, status: str, error: dict[str, Any] | None
     ) -> IntegrationSync:
-        state = _state(session, scope, entity_type, entity_id)
+        state = sync_state(session, scope, entity_type, entity_id)
         if state is None:
             state = IntegrationSync(
                 tenant_id=scope.tenant_id,
@@ -515,7 +510,7 @@ class NomodService:
                 log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
             return found
 
-        state = _state(session, scope, entity_type, entity_id)
+        state = sync_state(session, scope, entity_type, entity_id)
         if state is not None and state.last_error and state.last_error.get("uncertain"):
             found = made_before()
             if found is not None:
@@ -566,250 +561,3 @@ def _required_id(created: dict[str, Any], what: str) -> str:
     if not isinstance(nomod_id, str) or not nomod_id:
         raise NomodError(API_ERROR, detail=f"Nomod created the {what} but answered without its id")
     return nomod_id
-
-
-# Nomod's documented field limits (API reference: create-contact, invoices/create, generate-link).
-NAME_MAX = 150
-PHONE_MAX = 15
-INVOICE_NUMBER_MAX = 30
-TITLE_MAX = 50
-NOTE_MAX = 280
-ITEM_NAME_MAX = 200
-QUANTITY_MAX = 999  # "typically 1-999" (flexprice's Nomod client)
-_PHONE_PUNCTUATION = str.maketrans("", "", " -.()/")
-
-
-def _too_long(what: str, record_id: str, field: str, value: str, limit: int) -> NomodError:
-    return NomodError(
-        API_ERROR,
-        detail=f"{what} {record_id}: {field} {value!r} has {len(value)} characters; Nomod allows at most {limit}",
-    )
-
-
-def customer_payload(customer_id: str, name: str, email: str, phone: str | None) -> dict[str, Any]:
-    """``POST /v1/customers``: only documented fields, and only those with a value (Nomod types them
-    as strings; how it treats JSON null is unknown)."""
-    first_name, last_name = split_name(name)
-    if len(first_name) > NAME_MAX:
-        raise _too_long("customer", customer_id, "first_name", first_name, NAME_MAX)
-    payload: dict[str, Any] = {"first_name": first_name, "email": email}
-    if last_name:
-        if len(last_name) > NAME_MAX:
-            raise _too_long("customer", customer_id, "last_name", last_name, NAME_MAX)
-        payload["last_name"] = last_name
-    number = (phone or "").strip().translate(_PHONE_PUNCTUATION)
-    if number:
-        if len(number) > PHONE_MAX:
-            raise _too_long("customer", customer_id, "phone_number", number, PHONE_MAX)
-        payload["phone_number"] = number
-    return payload
-
-
-def invoice_payload(
-    invoice: Invoice, lines: list[InvoiceLine], nomod_customer_id: str, *, allow_service_fee: bool
-) -> dict[str, Any]:
-    """``POST /v1/invoices`` for a finalized invoice, checked against Nomod's limits first."""
-    if len(invoice.invoice_number) > INVOICE_NUMBER_MAX:
-        raise _too_long("invoice", invoice.id, "invoice_number", invoice.invoice_number, INVOICE_NUMBER_MAX)
-    today = utcnow().date()
-    if invoice.due_date < today:
-        # Nomod answers invalid_due_date for a due date before the invoice's start (today).
-        raise NomodError(
-            API_ERROR,
-            detail=f"invoice {invoice.id} was due on {invoice.due_date.isoformat()}; Nomod refuses invoices due "
-            "before today, so ask for a payment link instead",
-        )
-    return {
-        "customer": nomod_customer_id,
-        "currency": invoice.currency,
-        "items": _items(invoice, lines),
-        "due_date": invoice.due_date.isoformat(),
-        "invoice_number": invoice.invoice_number,
-        "note": _note(invoice),
-        "allow_service_fee": allow_service_fee,
-    }
-
-
-def link_payload(invoice: Invoice, *, allow_service_fee: bool) -> dict[str, Any]:
-    """``POST /v1/links`` for what is outstanding on an invoice."""
-    title = f"Invoice {invoice.invoice_number}"[:TITLE_MAX]
-    return {
-        "title": title,
-        "currency": invoice.currency,
-        "items": [
-            {"name": title, "amount": format_amount(invoice.amount_outstanding, invoice.currency), "quantity": 1}
-        ],
-        "note": _note(invoice),
-        "allow_service_fee": allow_service_fee,
-    }
-
-
-def _note(invoice: Invoice) -> str:
-    """Names the arsync invoice, so a create whose answer was lost can be found again."""
-    return f"arsync invoice {invoice.id}"[:NOTE_MAX]
-
-
-def object_id(value: Any) -> str | None:
-    """An id Nomod writes either bare or as an object with ``id``."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
-def _items(invoice: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
-    """Nomod items that add up to the invoice total exactly.
-
-    A line whose quantity is a whole number and whose unit price fits the currency goes as is;
-    any other line goes as its (already rounded) amount × 1, so Nomod never rounds anything.
-    Credit lines cannot be items, so an invoice with one goes as a single item of its total.
-    """
-    places = exponent(invoice.currency)
-    whole_invoice = [
-        {
-            "name": f"Invoice {invoice.invoice_number}",
-            "amount": format_amount(invoice.amount_total, invoice.currency),
-            "quantity": 1,
-        }
-    ]
-    # An invoice whose lines do not add up to its total (tax on top, say) is billed as one item of
-    # the total, so Nomod asks for exactly what the invoice says.
-    if (
-        not lines
-        or any(line.amount <= 0 for line in lines)
-        or sum(line.amount for line in lines) != invoice.amount_total
-    ):
-        return whole_invoice
-    items = []
-    for line in lines:
-        whole = line.quantity == line.quantity.to_integral_value() and 1 <= line.quantity <= QUANTITY_MAX
-        unit_fits = line.unit_price == line.unit_price.quantize(Decimal(10) ** -places)
-        if whole and unit_fits and line.unit_price * line.quantity == line.amount:
-            items.append(
-                {
-                    "name": line.description[:ITEM_NAME_MAX] or f"Invoice {invoice.invoice_number}",
-                    "amount": format_amount(line.unit_price.quantize(Decimal(10) ** -places), invoice.currency),
-                    "quantity": int(line.quantity),
-                }
-            )
-        else:
-            name = f"{line.description[:160]} ({line.quantity.normalize():f} × {line.unit_price.normalize():f})"
-            items.append({"name": name, "amount": format_amount(line.amount, invoice.currency), "quantity": 1})
-    return items
-
-
-def _state(session: Session, scope: Scope, entity_type: str, entity_id: str) -> IntegrationSync | None:
-    return session.scalar(
-        select(IntegrationSync).where(
-            in_scope(IntegrationSync, scope),
-            IntegrationSync.entity_type == entity_type,
-            IntegrationSync.entity_id == entity_id,
-            IntegrationSync.provider == PROVIDER,
-        )
-    )
-
-
-def _mapping_row(session: Session, scope: Scope, entity_type: str, entity_id: str) -> EntityIntegrationMapping | None:
-    return session.scalar(
-        select(EntityIntegrationMapping).where(
-            in_scope(EntityIntegrationMapping, scope),
-            EntityIntegrationMapping.entity_type == entity_type,
-            EntityIntegrationMapping.entity_id == entity_id,
-            EntityIntegrationMapping.provider == PROVIDER,
-        )
-    )
-
-
-def entity_for(session: Session, scope: Scope, entity_type: str, provider_id: str) -> str | None:
-    """The arsync record a provider object is mapped to, if any (the reverse of :func:`mapped_id`)."""
-    found: str | None = session.scalar(
-        select(EntityIntegrationMapping.entity_id).where(
-            in_scope(EntityIntegrationMapping, scope),
-            EntityIntegrationMapping.provider == PROVIDER,
-            EntityIntegrationMapping.entity_type == entity_type,
-            EntityIntegrationMapping.provider_id == provider_id,
-        )
-    )
-    return found
-
-
-def mapped_id(session: Session, scope: Scope, entity_type: str, entity_id: str) -> str | None:
-    """The provider id stored for an arsync record, if any."""
-    row = _mapping_row(session, scope, entity_type, entity_id)
-    return row.provider_id if row else None
-
-
-# Reading ------------------------------------------------------------------------------------
-
-InvoiceNomodState = tuple[IntegrationSync | None, EntityIntegrationMapping | None, EntityIntegrationMapping | None]
-
-
-def invoice_states(session: Session, invoice_ids: list[str]) -> dict[str, InvoiceNomodState]:
-    """For each invoice that has been near Nomod: its sync state, Nomod invoice and payment link."""
-    if not invoice_ids:
-        return {}
-    states = {
-        s.entity_id: s
-        for s in session.scalars(
-            select(IntegrationSync).where(
-                IntegrationSync.entity_type == INVOICE,
-                IntegrationSync.provider == PROVIDER,
-                IntegrationSync.entity_id.in_(invoice_ids),
-            )
-        )
-    }
-    mappings: dict[tuple[str, str], EntityIntegrationMapping] = {
-        (m.entity_type, m.entity_id): m
-        for m in session.scalars(
-            select(EntityIntegrationMapping).where(
-                EntityIntegrationMapping.entity_type.in_((INVOICE, INVOICE_LINK)),
-                EntityIntegrationMapping.provider == PROVIDER,
-                EntityIntegrationMapping.entity_id.in_(invoice_ids),
-            )
-        )
-    }
-    found = set(states) | {entity_id for _, entity_id in mappings}
-    return {i: (states.get(i), mappings.get((INVOICE, i)), mappings.get((INVOICE_LINK, i))) for i in found}
-
-
-MAX_LISTED_INVOICES = 100
-
-
-def customer_integrations(session: Session, scope: Scope, customer: Customer) -> dict[str, Any]:
-    """The documented integrations document, read from the mapping table and the sync state.
-
-    ``nomod`` carries ``nomod_customer_id`` (as documented), plus the sync status, the last
-    error, and the customer's invoices in Nomod with their payment URLs, newest first.
-    """
-    mapping = _mapping_row(session, scope, CUSTOMER, customer.id)
-    state = _state(session, scope, CUSTOMER, customer.id)
-    if mapping is None and state is None:
-        return {"customer_id": customer.id, "integrations": {}}
-    rows = session.execute(
-        select(EntityIntegrationMapping, Invoice.invoice_number)
-        .join(Invoice, Invoice.id == EntityIntegrationMapping.entity_id)
-        .where(
-            in_scope(EntityIntegrationMapping, scope),
-            EntityIntegrationMapping.provider == PROVIDER,
-            EntityIntegrationMapping.entity_type.in_((INVOICE, INVOICE_LINK)),
-            Invoice.customer_id == customer.id,
-        )
-        .order_by(EntityIntegrationMapping.created_at.desc(), EntityIntegrationMapping.id.desc())
-        .limit(MAX_LISTED_INVOICES)
-    ).all()
-    nomod: dict[str, Any] = {
-        "nomod_customer_id": mapping.provider_id if mapping else None,
-        "nomod_sync_timestamp": (customer.metadata_ or {}).get("nomod_sync_timestamp"),
-        "status": state.status if state else "SYNCED",
-        "error": state.last_error if state and state.status == "FAILED" else None,
-        "invoices": [
-            {
-                "invoice_id": m.entity_id,
-                "invoice_number": number,
-                "kind": "invoice" if m.entity_type == INVOICE else "link",
-                "nomod_id": m.provider_id,
-                "url": m.url,
-            }
-            for m, number in rows
-        ],
-    }
-    return {"customer_id": customer.id, "integrations": {"nomod": nomod}}

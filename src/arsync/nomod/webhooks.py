@@ -44,16 +44,9 @@ from arsync.money import decimal_places, exponent
 from arsync.nomod import signing
 from arsync.nomod.client import API_ERROR, NomodClient, NomodError
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection, NomodWebhookDelivery
-from arsync.nomod.service import (
-    CASH_APPLICATION,
-    CUSTOMER,
-    INVOICE,
-    INVOICE_LINK,
-    PROVIDER,
-    NomodService,
-    entity_for,
-    object_id,
-)
+from arsync.nomod.payloads import object_id
+from arsync.nomod.repository import CASH_APPLICATION, CUSTOMER, INVOICE, INVOICE_LINK, PROVIDER, entity_for
+from arsync.nomod.service import NomodService
 from arsync.tenancy.scope import Scope, in_scope
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
 from arsync.ledger.views import cash_application_reads, customer_wire, invoice_reads, payment_reads
 from arsync.money import format_amount
-from arsync.nomod import service as nomod_service
+from arsync.nomod import repository as nomod_repository
+from arsync.nomod.service import PaymentLink
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
@@ -161,7 +162,7 @@ async def update_customer(request: Request, ui: ActionDep, customer_id: str) -> 
 def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery = 1) -> Response:
     with ui.db() as session:
         customer = ledger.get_customer(session, ui.scope, customer_id)
-        integrations = nomod_service.customer_integrations(session, ui.scope, customer)
+        integrations = nomod_repository.customer_integrations(session, ui.scope, customer)
         invoices, more = ledger.list_invoices(
             session, ui.scope, _paging(page), status=None, customer_id=customer.id, due_before=None, due_after=None
         )
@@ -297,7 +298,7 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
 
 @router.post("/invoices/{invoice_id}/payment-link")
 def payment_link(request: Request, ui: ActionDep, invoice_id: str) -> Response:
-    def done(link: nomod_service.PaymentLink) -> str:
+    def done(link: PaymentLink) -> str:
         return f"Payment link ready: {link.url}" if link.url else "Payment link created in Nomod."
 
     return act(request, f"/invoices/{invoice_id}", lambda: ui.container.nomod.payment_link(ui.scope, invoice_id), done)
