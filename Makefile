@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test test-unit lint format bench clean
 
 help: ## List every target with its purpose
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ demo: $(STAMP) ## Run the offline demo (mock ERP, demo tenant, first sync) and k
 test: $(STAMP) ## Run the test suite (SQLite and PostgreSQL)
 	$(BIN)/pytest $(ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+test-unit: $(STAMP) ## Run the unit tests alone (no database server, a few seconds)
+	$(BIN)/pytest tests/unit $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy over src, tests and bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

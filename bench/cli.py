@@ -49,7 +49,7 @@ def run() -> dict[str, Any]:
         lazy_help = _median_seconds(lambda: [ARSYNC, "--help"], env)
         eager_help = _median_seconds(lambda: [sys.executable, "-c", EAGER_HELP], env)
         tenant_create = _median_seconds(lambda: [ARSYNC, "tenant", "create", f"b-{secrets.token_hex(4)}"], env)
-    result = {
+    result: dict[str, Any] = {
         "runs": RUNS,
         "helpSeconds": round(lazy_help, 3),
         "eagerHelpSeconds": round(eager_help, 3),

@@ -96,12 +96,16 @@ def run(invoices: int = INVOICES, timeout: float = 600) -> dict[str, Any]:
         created, invoice_ids = _seed(database.url, mock.url, invoices)
         env = dict(os.environ, ARSYNC_DATABASE_URL=database.url)
         port = free_port()
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         server = subprocess.Popen(
-            [ARSYNC, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)], env=env, **quiet
+            [ARSYNC, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         processes.append(server)
-        processes.append(subprocess.Popen([ARSYNC, "worker"], env=env, **quiet))
+        processes.append(
+            subprocess.Popen([ARSYNC, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/api/v1/health", server, "arsync serve")
         headers = created.headers

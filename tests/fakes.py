@@ -1,4 +1,4 @@
-"""An in-memory ErpConnector: a fake of the ERP port for engine tests with no HTTP."""
+"""Fakes of arsync's ports, each subclassing the Protocol it implements so mypy holds it to it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from arsync.erp import contract
-from arsync.erp.port import Page
+from arsync.erp.port import ErpConnector, Page, PushAttempt
+from arsync.jobs.queue import JobQueue
 
 
-class FakeErpConnector:
-    """Serves fixed lists in pages; ``pages_override`` replaces what a page returns."""
+class FakeErpConnector(ErpConnector):
+    """An in-memory ERP: serves fixed lists in pages; ``pages_override`` replaces what a page returns."""
 
     def __init__(
         self,
@@ -20,7 +21,11 @@ class FakeErpConnector:
         invoices: list[contract.Invoice] | None = None,
         payments: list[contract.Payment] | None = None,
     ) -> None:
-        self.data = {"debtors": debtors or [], "invoices": invoices or [], "payments": payments or []}
+        self.data: dict[str, list[Any]] = {
+            "debtors": debtors or [],
+            "invoices": invoices or [],
+            "payments": payments or [],
+        }
         self.calls: list[tuple[str, int, datetime | None]] = []
         self.pages_override: dict[tuple[str, int], tuple[list[object], bool]] = {}
         self.closed = False
@@ -46,17 +51,17 @@ class FakeErpConnector:
     def list_payments(self, page: int, limit: int, modified_since: datetime | None) -> Page[contract.Payment]:
         return self._page("payments", page, limit, modified_since)  # type: ignore[return-value]
 
-    def push_invoice(self, request: contract.InvoicePushRequest) -> str:
+    def push_invoice(self, request: contract.InvoicePushRequest, attempt: PushAttempt) -> str:
         raise NotImplementedError
 
-    def push_payment(self, request: contract.PaymentPushRequest) -> str:
+    def push_payment(self, request: contract.PaymentPushRequest, attempt: PushAttempt) -> str:
         raise NotImplementedError
 
     def close(self) -> None:
         self.closed = True
 
 
-class RecordingQueue:
+class RecordingQueue(JobQueue):
     """A JobQueue fake: keeps what was queued, runs nothing."""
 
     def __init__(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
+from tests.polling import eventually
 
 
 @dataclass
@@ -60,13 +60,14 @@ def bob(container: Container, api_server: RunningServer) -> Iterator[Tenant]:
 
 def until(client: httpx.Client, path: str, done: Any, timeout: float = 60) -> dict[str, Any]:
     """GET ``path`` until ``done(body)``; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(path).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, f"timed out waiting on {path}: {body}"
-        time.sleep(0.05)
+    last: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        nonlocal last
+        last = client.get(path).json()
+        return last if done(last) else None
+
+    return eventually(probe, path, timeout, explain=lambda: str(last))
 
 
 # The web UI, signed in over HTTP -------------------------------------------------------

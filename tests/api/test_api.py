@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from arsync.mocks.serving import RunningServer
-from tests.api.conftest import Tenant
+from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp
 
 
@@ -253,10 +252,7 @@ def test_connection_sync_and_runs(alice: Tenant, mock_erp: MockErp):
     started = alice.client.post(f"/api/v1/connections/{connection['id']}/sync")
     assert started.status_code == 202 and started.json()["id"].startswith("run_")
     run_id = started.json()["id"]
-    deadline = time.monotonic() + 60
-    while (run := alice.client.get(f"/api/v1/sync-runs/{run_id}").json())["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    run = until(alice.client, f"/api/v1/sync-runs/{run_id}", lambda body: body["status"] != "RUNNING")
     assert run["status"] == "SUCCEEDED" and run["counts"]["invoices"]["created"] == 230
     runs = alice.client.get("/api/v1/sync-runs", params={"connectionId": connection["id"]}).json()
     assert [r["id"] for r in runs["items"]] == [run_id]

@@ -14,6 +14,7 @@ from arsync.db import transaction
 from arsync.mocks.serving import RunningServer
 from arsync.tenancy import service as tenancy
 from tests.api.conftest import Tenant, create_ui_user, sign_in
+from tests.factories import api_customer, api_invoice, invoice_body
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -24,25 +25,19 @@ def _error(response: httpx.Response) -> dict[str, Any]:
 
 
 def _customer(tenant: Tenant) -> str:
-    answer = tenant.client.post("/api/v1/customers", json={"name": "Hardened Ltd"})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
+    return api_customer(tenant.client, "Hardened Ltd")
 
 
 def _invoice(tenant: Tenant, lines: list[dict[str, Any]], currency: str = "USD") -> httpx.Response:
-    return tenant.client.post("/api/v1/invoices", json={
-        "customerId": _customer(tenant), "invoiceNumber": f"H-{len(lines)}-{id(lines)}", "issueDate": "2026-03-01",
-        "dueDate": "2026-03-31", "currency": currency, "lines": lines,
-    })  # fmt: skip
+    """The raw answer, for the tests that expect a refusal."""
+    number = f"H-{len(lines)}-{id(lines)}"
+    return tenant.client.post("/api/v1/invoices", json=invoice_body(_customer(tenant), number, currency=currency,
+                                                                   lines=lines))  # fmt: skip
 
 
 def _finalized_invoice(tenant: Tenant, total: str = "150.00") -> dict[str, Any]:
-    created = _invoice(tenant, [{"description": "Work", "quantity": 1, "unitPrice": total}])
-    assert created.status_code == 201, created.text
-    finalized = tenant.client.post(f"/api/v1/invoices/{created.json()['id']}/finalize")
-    assert finalized.status_code == 200, finalized.text
-    body: dict[str, Any] = finalized.json()
-    return body
+    lines = [{"description": "Work", "quantity": 1, "unitPrice": total}]
+    return api_invoice(tenant.client, _customer(tenant), f"H-{total}-{id(lines)}", currency="USD", lines=lines)
 
 
 # 1. Money that must be positive ------------------------------------------------------------

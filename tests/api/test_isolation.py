@@ -8,7 +8,6 @@ may ever contain Alice's data.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from arsync.mocks.serving import RunningServer
 from arsync.nomod import signing
-from tests.api.conftest import Tenant
+from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp
 
 BODIES: dict[str, dict[str, Any]] = {
@@ -50,10 +49,7 @@ def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
     payment = alice.client.get("/api/v1/payments").json()["items"][0]
     conn = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
     run = alice.client.post(f"/api/v1/connections/{conn['id']}/sync").json()
-    deadline = time.monotonic() + 60
-    while alice.client.get(f"/api/v1/sync-runs/{run['id']}").json()["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda body: body["status"] != "RUNNING")
     key = alice.client.get("/api/v1/api-keys").json()[0]
     nomod = alice.client.put(
         "/api/v1/connections/nomod",

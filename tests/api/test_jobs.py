@@ -15,6 +15,7 @@ from arsync.mocks.erp import Fault
 from tests.api.conftest import Tenant
 from tests.api.conftest import until as _until
 from tests.conftest import MockErp
+from tests.factories import api_invoice
 
 
 def _synced_connection(alice: Tenant, mock_erp: MockErp) -> str:
@@ -25,19 +26,7 @@ def _synced_connection(alice: Tenant, mock_erp: MockErp) -> str:
 
 
 def _invoice(alice: Tenant, customer_id: str, number: str) -> dict[str, Any]:
-    invoice: dict[str, Any] = alice.client.post(
-        "/api/v1/invoices",
-        json={
-            "customerId": customer_id,
-            "invoiceNumber": number,
-            "issueDate": "2026-03-01",
-            "dueDate": "2026-03-31",
-            "currency": "ZAR",
-            "lines": [{"description": "Consulting", "quantity": "3", "unitPrice": "250.10"}],
-        },
-    ).json()
-    assert alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize").status_code == 200
-    return invoice
+    return api_invoice(alice.client, customer_id, number)
 
 
 def test_dispatch_and_approval_push_to_the_erp(alice: Tenant, mock_erp: MockErp) -> None:

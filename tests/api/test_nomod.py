@@ -29,6 +29,7 @@ from arsync.nomod import signing
 from arsync.nomod.models import EntityIntegrationMapping
 from tests.api.conftest import Tenant, create_ui_user, sign_in, until
 from tests.conftest import MockErp, clean_container, make_settings
+from tests.factories import api_customer, api_invoice
 
 NOMOD_KEY = "sk_test_api_suite"
 _until = partial(until, timeout=30)
@@ -72,10 +73,7 @@ def _customer_from_the_erp(container: Container, alice: Tenant, name: str, email
 
 
 def _customer(alice: Tenant, name: str = "Ada Lovelace", email: str | None = "ada@example.com") -> str:
-    response = alice.client.post("/api/v1/customers", json={"name": name, "email": email})
-    assert response.status_code == 201, response.text
-    customer_id: str = response.json()["id"]
-    return customer_id
+    return api_customer(alice.client, name, email)
 
 
 def _invoice(
@@ -87,22 +85,9 @@ def _invoice(
     lines: list[dict[str, Any]] | None = None,
     finalize: bool = True,
 ) -> dict[str, Any]:
-    body = {
-        "customerId": customer_id,
-        "invoiceNumber": number,
-        "issueDate": date.today().isoformat(),
-        "dueDate": (date.today() + timedelta(days=30)).isoformat(),
-        "currency": currency,
-        "lines": lines or [{"description": "Consulting", "quantity": "3", "unitPrice": "250.10"}],
-    }
-    response = alice.client.post("/api/v1/invoices", json=body)
-    assert response.status_code == 201, response.text
-    invoice: dict[str, Any] = response.json()
-    if finalize:
-        finalized = alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize")
-        assert finalized.status_code == 200, finalized.text
-        invoice = finalized.json()
-    return invoice
+    """Issued today and due in 30 days: Nomod refuses invoices due before today."""
+    return api_invoice(alice.client, customer_id, number, finalize=finalize, currency=currency, lines=lines,
+                       issue_date=date.today(), due_date=date.today() + timedelta(days=30))  # fmt: skip
 
 
 def _nomod_settled(alice: Tenant, invoice_id: str) -> dict[str, Any]:
@@ -285,10 +270,10 @@ def test_each_customer_error_is_returned_and_shown_on_the_customer(
     ]
     customer_ids = []
     for n, (name, email, status, code, message) in enumerate(cases):
-        bad_email = email is not None and "@corp@" in email
-        customer_id = (
-            _customer_from_the_erp(container, alice, name, email) if bad_email else _customer(alice, name, email)
-        )
+        if email is not None and "@corp@" in email:
+            customer_id = _customer_from_the_erp(container, alice, name, email)
+        else:
+            customer_id = _customer(alice, name, email)
         customer_ids.append(customer_id)
         got_status, error = _payment_link_error(alice, customer_id, f"ERR-{n}")
         assert (got_status, error["code"], error["message"]) == (status, code, message)

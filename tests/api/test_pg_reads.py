@@ -4,11 +4,12 @@ as the general path does, for data, pages, filters, auth failures and bad input.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from arsync.app import create_app
 from arsync.bootstrap import Container
@@ -56,7 +57,7 @@ def test_customer_reads_answer_as_the_general_path(
     fast, _ = servers
     alice = _tenant(pg_container, "alice")
     bob = _tenant(pg_container, "bob")
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {"name": "Acme 100% Ltd", "email": "AR@Acme.example", "metadata": {"tier": 1, "rate": 1.5, "tags": ["a", "é"]}},
         {"name": "under_score/slash", "email": "u@example.com", "phone": "+27 1", "externalId": "X-9"},
         {"name": 'Zürich AG "quoted"'},
@@ -85,7 +86,7 @@ def test_customer_reads_answer_as_the_general_path(
     bobs = httpx.get(f"{fast.url}/api/v1/customers", headers=bob.headers).json()["items"][0]["id"]
     assert _same_answer(servers, f"/api/v1/customers/{bobs}", alice.headers).status_code == 404
 
-    pages = [
+    pages: list[dict[str, Any]] = [
         {},
         {"limit": 100},
         {"limit": 100, "page": 2},
@@ -127,7 +128,7 @@ def test_customer_reads_answer_as_the_general_path(
         for path in ["/api/v1/customers", f"/api/v1/customers/{created[0]['id']}"]:
             assert _same_answer(servers, path, headers).status_code in (401, 403)
 
-    reads: PgReads = fast.server.config.app.state.pg_reads
+    reads: PgReads = cast(FastAPI, fast.server.config.app).state.pg_reads
     assert reads._pool is not None, "the fast server did not use its own read path"
 
 

@@ -4,7 +4,6 @@ any server shows them, and a passing one can be shared as a public summary and b
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.sandbox.models import SandboxCheckResult, SandboxRun
 from tests.api.conftest import Browser, Tenant, create_ui_user, sign_in
+from tests.polling import eventually
 
 TOKEN = "ask_history_token_4d1e"
 
@@ -34,14 +34,12 @@ def _start(browser: Browser, **form: str) -> str:
 
 
 def _wait_until_done(browser: Browser, run_id: str, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended() -> str | None:
         panel = browser.client.get(f"/sandbox/runs/{run_id}")
         assert panel.status_code == 200
-        if "hx-trigger" not in panel.text:
-            return panel.text
-        assert time.monotonic() < deadline, "the sandbox run did not end"
-        time.sleep(0.2)
+        return None if "hx-trigger" in panel.text else panel.text
+
+    return eventually(ended, "the sandbox run to end", timeout, interval=0.2)
 
 
 def test_a_run_is_stored_shown_by_another_server_and_shared_as_a_badge(

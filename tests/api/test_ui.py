@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import httpx
@@ -24,6 +23,7 @@ from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from tests.api.conftest import PASSWORD, Browser, Tenant, create_ui_user, login_token, sign_in
 from tests.conftest import MockErp
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -32,6 +32,16 @@ def alice_ui(container: Container, api_server: RunningServer, alice: Tenant) -> 
     browser = sign_in(api_server, "alice@example.com")
     yield browser
     browser.client.close()
+
+
+def _settled(client: httpx.Client, path: str, busy: str) -> Callable[[], str | None]:
+    """A probe for :func:`eventually`: the page at ``path`` once it no longer shows ``busy``."""
+
+    def probe() -> str | None:
+        text = client.get(path).text
+        return None if busy in text else text
+
+    return probe
 
 
 def test_password_is_an_argon2_hash_and_session_cookie_is_httponly_samesite(
@@ -252,12 +262,13 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     )
     assert started.status_code == 200 and 'id="sync-toolbar"' in started.text
     watching = re.search(r"watching=(run_\w+)", started.text)
-    deadline = time.monotonic() + 60
     toolbar = started.text
-    while watching and 'hx-trigger="every 1s"' in toolbar:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-        toolbar = alice_ui.client.get(f"/ui/sync-toolbar?watching={watching.group(1)}").text
+    if watching:
+        toolbar = eventually(
+            _settled(alice_ui.client, f"/ui/sync-toolbar?watching={watching.group(1)}", 'hx-trigger="every 1s"'),
+            "the sync to finish",
+            interval=0.2,
+        )
     assert "Sync finished" in toolbar or "Last sync:" in toolbar
     runs = alice_ui.client.get("/sync-runs")
     assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
@@ -369,10 +380,12 @@ def test_the_built_in_sandbox_target_never_comes_from_the_host_header(alice_ui: 
             )  # fmt: skip
             assert started.status_code == 303, started.text
             run_id = started.headers["location"].split("run=")[1].split("&")[0]
-            deadline = time.monotonic() + 120
-            while "hx-trigger" in (panel := alice_ui.client.get(f"/sandbox/runs/{run_id}").text):
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            panel = eventually(
+                _settled(alice_ui.client, f"/sandbox/runs/{run_id}", "hx-trigger"),
+                "the sandbox run to end",
+                timeout=120,
+                interval=0.2,
+            )
             assert "No blocking failures." in panel and forged not in panel
     assert calls == []
     # The mock's control surface is not on the server at all.

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from arsync.accounts import service as accounts
+from arsync.accounts.models import User
 from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
@@ -33,6 +34,7 @@ from arsync.tenancy import service as tenancy
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import PASSWORD, Tenant, sign_in, until
 from tests.conftest import TEST_SECRET_KEY, clean_container, make_settings
+from tests.factories import api_invoice
 from tests.fixtures import xero_examples
 
 CONTACTS, INVOICES, PAYMENTS = 30, 80, 30
@@ -116,7 +118,7 @@ def signed_in_browser(tenant: Tenant) -> httpx.Client:
     """A browser signed in to arsync as the tenant's user (created on first use)."""
     email = f"{tenant.tenant_id}@example.com"
     with transaction(_site["container"].session_factory) as session:
-        if session.query(accounts.User).filter_by(email=email).first() is None:
+        if session.query(User).filter_by(email=email).first() is None:
             accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
     browser = sign_in(_site["server"], email).client
     _browsers.append(browser)
@@ -362,12 +364,8 @@ def test_pushes_go_to_xero_once_even_after_a_timeout(
 def _finalized_usd_invoice(tenant: Tenant, number: str) -> str:
     customer = next(c for c in tenant.client.get("/api/v1/customers", params={"limit": 100}).json()["items"]
                     if c["erpDebtorId"])  # fmt: skip
-    invoice = tenant.client.post("/api/v1/invoices", json={
-        "customerId": customer["id"], "invoiceNumber": number, "issueDate": "2026-03-01",
-        "dueDate": "2026-03-31", "currency": "USD", "lines": [{"description": "Audit", "quantity": 1, "unitPrice": 10}],
-    }).json()  # fmt: skip
-    assert tenant.client.post(f"/api/v1/invoices/{invoice['id']}/finalize").status_code == 200
-    invoice_id: str = invoice["id"]
+    lines = [{"description": "Audit", "quantity": 1, "unitPrice": 10}]
+    invoice_id: str = api_invoice(tenant.client, customer["id"], number, currency="USD", lines=lines)["id"]
     return invoice_id
 
 

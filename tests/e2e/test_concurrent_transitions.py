@@ -33,6 +33,7 @@ from arsync.nomod.service import NomodService
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import make_settings
+from tests.factories import ledger_invoice
 
 PROCESSES = 20
 Action = Callable[[Container, int], Any]
@@ -81,14 +82,9 @@ def _invoice(app: Container, scope: Scope, *, finalized: bool) -> str:
     with transaction(app.session_factory) as session:
         customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Acme"))
         session.flush()
-        invoice = ledger.create_invoice(session, scope, schemas.InvoiceCreate(
-            customer_id=customer.id, invoice_number="RACE-1", issue_date=date(2026, 3, 1),
-            due_date=date(2026, 3, 31), currency="USD",
-            lines=[schemas.LineIn(description="Work", quantity=Decimal(1), unit_price=Decimal(100))],
-        ))  # fmt: skip
-        if finalized:
-            ledger.finalize_invoice(session, scope, invoice.id)
-        return invoice.id
+        return ledger_invoice(
+            session, scope, customer.id, "RACE-1", currency="USD", unit_price=Decimal(100), finalize=finalized
+        ).id
 
 
 def _cash_application(app: Container, scope: Scope, invoice_id: str) -> str:

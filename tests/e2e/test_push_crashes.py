@@ -36,6 +36,8 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import MockErp, make_settings
+from tests.factories import ledger_invoice
+from tests.polling import eventually
 
 TRIALS = 10
 POINTS = ["before_send", "while_erp_holds_it", "after_erp_stored_it", "after_response"]
@@ -64,12 +66,12 @@ def _said(log: Path, text: str) -> Callable[[], bool]:
     return lambda: log.exists() and text in log.read_text()
 
 
+def _reaches(count: Callable[[], int], target: int) -> Callable[[], bool]:
+    return lambda: count() >= target
+
+
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    eventually(condition, what, timeout, interval=0.02)
 
 
 def _setup(app: Container, erp: MockErp) -> tuple[Scope, str]:
@@ -87,12 +89,7 @@ def _setup(app: Container, erp: MockErp) -> tuple[Scope, str]:
 
 def _invoice(app: Container, scope: Scope, customer_id: str, number: str) -> str:
     with transaction(app.session_factory) as session:
-        invoice = ledger.create_invoice(session, scope, schemas.InvoiceCreate(
-            customer_id=customer_id, invoice_number=number, issue_date=date(2026, 3, 1),
-            due_date=date(2026, 3, 31), currency="ZAR",
-            lines=[schemas.LineIn(description="Work", quantity=Decimal(1), unit_price=Decimal(1000))],
-        ))  # fmt: skip
-        ledger.finalize_invoice(session, scope, invoice.id)
+        invoice = ledger_invoice(session, scope, customer_id, number)
         app.pushes.dispatch_invoice(session, scope, invoice.id)
         return session.scalars(select(Push.id).where(Push.invoice_id == invoice.id)).one()
 
@@ -178,9 +175,9 @@ def test_a_push_killed_mid_flight_lands_exactly_once(
         if failpoint:
             _wait(_said(log, f"failpoint {failpoint} reached"), "the failpoint")
         elif point == "while_erp_holds_it":
-            _wait(lambda s=sent: _requests_to(forgetful_erp, endpoint) > s, "the request to reach the ERP")
+            _wait(_reaches(lambda: _requests_to(forgetful_erp, endpoint), sent + 1), "the request to reach the ERP")
         else:
-            _wait(lambda b=before: stored() == b + 1, "the ERP to store it")
+            _wait(_reaches(stored, before + 1), "the ERP to store it")
         _kill(pid)
         killed = _push(pg_container, push_id)
         assert killed.status == "PENDING" and killed.sending_since is not None and killed.attempts == 1

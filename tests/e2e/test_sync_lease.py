@@ -24,6 +24,7 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
 from tests.conftest import PRIVATE_ALLOWED, TEST_SECRET_KEY
 from tests.middleware import SkewedMiddleware, create_app
+from tests.polling import eventually
 
 ARSYNC = Path(sys.executable).with_name("arsync")
 
@@ -85,14 +86,17 @@ def test_a_killed_foreground_sync_is_recognised_at_once_and_its_heartbeat_ran_be
     process = subprocess.Popen([ARSYNC, "sync", connection_id, "--json"], env=_cli_env(postgres_url, tmp_path),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while (run := _running(pg_container)) is None or run.runner is None:
-            assert time.monotonic() < deadline and process.poll() is None, "the sync never got going"
-            time.sleep(0.05)
+
+        def going() -> SyncRun | None:
+            assert process.poll() is None, "the sync process ended before its run started"
+            found = _running(pg_container)
+            return found if found is not None and found.runner is not None else None
+
+        run = eventually(going, "the sync to get going")
         first_beat = _run(pg_container, run.id).heartbeat_at
         time.sleep(0.7)  # within one 1 s page: only the timer can have beaten
         assert _run(pg_container, run.id).heartbeat_at > first_beat
-        assert run.runner.endswith(f":{process.pid}")
+        assert run.runner is not None and run.runner.endswith(f":{process.pid}")
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)

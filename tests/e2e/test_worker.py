@@ -33,6 +33,7 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import TEST_SECRET_KEY, MockErp
+from tests.polling import eventually
 
 ARSYNC = Path(sys.executable).with_name("arsync")
 
@@ -92,12 +93,7 @@ def start_worker(postgres_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60, workers: Sequence[Worker] = ()) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            logs = "\n".join(w.output()[-3000:] for w in workers)
-            pytest.fail(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.1)
+    eventually(condition, what, timeout, interval=0.1, explain=lambda: "\n".join(w.output()[-3000:] for w in workers))
 
 
 def _scope_with_connection(container: Container, mock_url: str, environment: str = "prod") -> tuple[Scope, str]:

@@ -46,7 +46,7 @@ class LedgerMachine(RuleBasedStateMachine):
     invoices = Bundle("invoices")
     applications = Bundle("applications")
 
-    def _attempt(self, action: Callable[[Session], str | None]) -> Any:
+    def _attempt(self, action: Callable[[Session], object]) -> Any:
         try:
             with transaction(self.container.session_factory) as session:
                 made = action(session)

@@ -225,7 +225,13 @@ def test_bad_connection_settings_are_refused(
 ) -> None:
     values = {"api_key": "sk_test_123456", "base_url": "https://api.nomod.com"} | kwargs
     with pytest.raises(InvalidInput) as raised:
-        service.save_connection(nomod_scope, invoice_sync_outbound=False, **values)
+        service.save_connection(
+            nomod_scope,
+            api_key=values["api_key"],
+            base_url=values["base_url"],
+            webhook_secret=values.get("webhook_secret"),
+            invoice_sync_outbound=False,
+        )
     assert raised.value.details == {"field": field}
 
 

@@ -31,6 +31,7 @@ from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import MockErp
 from tests.conftest import Scope as TenantScope
+from tests.factories import ledger_invoice
 from tests.fakes import RecordingQueue
 
 
@@ -62,17 +63,7 @@ def _finalized_invoice(container: Container, scope: Scope, *, linked: bool, numb
         else:
             customer_id = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Walk-in Ltd")).id
         assert customer_id is not None
-        body = schemas.InvoiceCreate(
-            customer_id=customer_id,
-            invoice_number=number,
-            issue_date=date(2026, 3, 1),
-            due_date=date(2026, 3, 31),
-            currency="ZAR",
-            lines=[schemas.LineIn(description="Services", quantity=Decimal(2), unit_price=Decimal("500.25"))],
-        )
-        invoice = ledger.create_invoice(session, scope, body)
-        ledger.finalize_invoice(session, scope, invoice.id)
-        return invoice.id
+        return ledger_invoice(session, scope, customer_id, number, quantity=Decimal(2), unit_price=Decimal("500.25")).id
 
 
 def _dispatch(container: Container, pushes: PushService, scope: Scope, invoice_id: str) -> Push:
@@ -404,7 +395,7 @@ def test_jobs_that_ended_badly_are_removed_after_the_retention(pg_container: Con
                  "VALUES ('elsewhere', 'other.task', '{}', 'failed') RETURNING id")
         ).scalar_one()  # fmt: skip
     with transaction(factory) as session:
-        ids = dict(session.execute(text("SELECT args->>'push_id', id FROM procrastinate_jobs")).all())
+        ids: dict[str, int] = dict(session.execute(text("SELECT args->>'push_id', id FROM procrastinate_jobs")).all())
         for name, status in (("old_failed", "failed"), ("old_cancelled", "cancelled"), ("new_failed", "failed")):
             session.execute(set_status, {"status": status, "id": ids[name]})
         for job_id, days in ((ids["old_failed"], 31), (ids["old_cancelled"], 31), (other, 90)):

@@ -6,8 +6,7 @@ alone, stamps changes with a clock 120 s behind ours and filters ``modifiedSince
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +22,7 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
 from tests.conftest import clean_container, make_settings
 from tests.middleware import SkewedMiddleware, create_app, outstanding_by_invoice
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_one_outage_heals_at_the_next_scheduled_slot(
         erp.put_invoice("LATE1", "D1", "70.00", "70.00")
         assert app.sync.start_scheduled() == 1  # what the next cron slot does
         _work_the_queue(app, connection_id)
-        healed = _wait_for_run(app, connection_id, lambda r, first=failed.id: r.status != "RUNNING" and r.id != first)
+        healed = _wait_for_run(app, connection_id, lambda r: r.status != "RUNNING", other_than=failed.id)
         assert healed.status == "SUCCEEDED" and healed.trigger == "schedule"
         assert _status(app, connection_id) == "ACTIVE"
         assert "LATE1" in _ledger(app)[0]
@@ -182,15 +182,18 @@ def _status(app: Container, connection_id: str) -> str:
         return connection.status
 
 
-def _wait_for_run(app: Container, connection_id: str, done: object, timeout: float = 20) -> SyncRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_run(
+    app: Container,
+    connection_id: str,
+    done: Callable[[SyncRun], bool],
+    timeout: float = 20,
+    other_than: str | None = None,
+) -> SyncRun:
+    def finished() -> SyncRun | None:
         with app.session_factory() as session:
             runs = session.scalars(
                 select(SyncRun).where(SyncRun.connection_id == connection_id).order_by(SyncRun.started_at.desc())
             ).all()
-        for run in runs:
-            if done(run):  # type: ignore[operator]
-                return run
-        time.sleep(0.1)
-    pytest.fail("no run finished as expected")
+        return next((run for run in runs if run.id != other_than and done(run)), None)
+
+    return eventually(finished, "a run to finish as expected", timeout, interval=0.1)

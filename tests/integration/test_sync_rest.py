@@ -265,9 +265,7 @@ def test_tenants_do_not_share_erp_identity(container: Container, connection: Con
     assert container.sync.run(connection.id).status == "SUCCEEDED"
     assert container.sync.run(other_connection.id).status == "SUCCEEDED"
     with container.session_factory() as session:
-        per_tenant = dict(
-            session.execute(select(Customer.tenant_id, func.count()).group_by(Customer.tenant_id)).all()  # type: ignore[arg-type]
-        )
+        per_tenant = dict(session.execute(select(Customer.tenant_id, func.count()).group_by(Customer.tenant_id)).all())
     assert len(per_tenant) == 2 and len(set(per_tenant.values())) == 1
 
 

@@ -32,7 +32,7 @@ def test_any_of_several_signatures_may_match() -> None:
         (lambda h, b: (h | {"svix-timestamp": "soon"}, b), "not a Unix time"),
     ],
 )
-def test_tampering_is_refused(change, reason) -> None:  # type: ignore[no-untyped-def]
+def test_tampering_is_refused(change, reason) -> None:
     secret = signing.new_secret()
     headers, body = change(signing.signed_headers(secret, "msg_1", BODY, timestamp=1_700_000_000), BODY)
     with pytest.raises(signing.InvalidSignature, match=reason):

@@ -99,7 +99,7 @@ def test_unexpected_error_fails_run_but_not_connection(engine_and_connection):
     def broken(page: int, limit: int, modified_since: object) -> object:
         raise RuntimeError("bug")
 
-    fake.list_invoices = broken  # type: ignore[method-assign]
+    fake.list_invoices = broken
     run = engine.run(connection_id)
     assert run.status == "FAILED" and run.error is not None and run.error["kind"] == "InternalError"
     with engine.session_factory() as session:
