@@ -191,4 +191,4 @@ def scope(container: Container) -> Scope:
 def connection(container: Container, scope: Scope, mock_erp: MockErp) -> Connection:
     """A REST connection from ``scope`` to the mock ERP, health-checked."""
     saved, _ = container.connections.save_rest(scope.tenant_id, scope.environment_id, mock_erp.url, "090")
-    return container.connections.check_health(saved.id)
+    return container.connections.check_health(saved.id, scope=None)

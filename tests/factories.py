@@ -67,6 +67,7 @@ def ledger_invoice(
     number: str,
     *,
     currency: str = "ZAR",
+    description: str = "Work",
     quantity: Decimal = Decimal(1),
     unit_price: Decimal = Decimal(1000),
     finalize: bool = True,
@@ -81,7 +82,7 @@ def ledger_invoice(
             issue_date=ISSUED,
             due_date=DUE,
             currency=currency,
-            lines=[schemas.LineIn(description="Work", quantity=quantity, unit_price=unit_price)],
+            lines=[schemas.LineIn(description=description, quantity=quantity, unit_price=unit_price)],
         ),
     )
     if finalize:

@@ -79,7 +79,7 @@ def _setup(app: Container, erp: MockErp) -> tuple[Scope, str]:
         created = tenancy.create_tenant(session, "crashing", "prod")
     scope = Scope(created.tenant_id, created.environment_id)
     saved, _ = app.connections.save_rest(scope.tenant_id, scope.environment_id, erp.url, "090")
-    connection = app.connections.check_health(saved.id)
+    connection = app.connections.check_health(saved.id, scope=None)
     assert app.sync.run(connection.id).status == "SUCCEEDED"
     with app.session_factory() as session:
         customer_id = session.scalars(select(Customer.id).where(Customer.erp_debtor_id.is_not(None))).first()

@@ -46,7 +46,7 @@ def _connection(app: Container, erp: SkewedMiddleware, server: RunningServer) ->
     assert key is not None
     erp.token = key
     erp.delay, delay = 0.0, erp.delay
-    assert app.connections.check_health(saved.id).status == "ACTIVE"
+    assert app.connections.check_health(saved.id, scope=None).status == "ACTIVE"
     erp.delay = delay
     return saved.id
 

@@ -135,7 +135,7 @@ def shoot(page: Page, name: str) -> None:
 def _connect_prod(site: Site) -> str:
     """The prod REST connection to the healthy mock (the UI test of saving it may not have run)."""
     connection, _ = site.container.connections.save_rest(site.tenant_id, site.prod_id, site.healthy_erp, "090")
-    return site.container.connections.check_health(connection.id).id
+    return site.container.connections.check_health(connection.id, scope=None).id
 
 
 def test_sign_in_refuses_a_wrong_password_and_sets_a_safe_cookie(browser: Browser, site: Site):

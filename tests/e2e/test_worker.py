@@ -100,7 +100,7 @@ def _scope_with_connection(container: Container, mock_url: str, environment: str
     with transaction(container.session_factory) as session:
         created = tenancy.create_tenant(session, f"tenant-{environment}-{time.monotonic_ns()}", environment)
     saved, _ = container.connections.save_rest(created.tenant_id, created.environment_id, mock_url, "090")
-    connection = container.connections.check_health(saved.id)
+    connection = container.connections.check_health(saved.id, scope=None)
     assert connection.status == "ACTIVE"
     return Scope(created.tenant_id, created.environment_id), connection.id
 

@@ -13,12 +13,19 @@ import orjson
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from arsync.errors import (
+    NomodApiError,
+    NomodCustomerNotFound,
+    NomodEmailExists,
+    NomodError,
+    NomodInvalidEmail,
+    NomodMissingFields,
+)
 from arsync.http_retry import HttpRetryOptions
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
-from arsync.nomod import client as nomod
 from arsync.nomod import signing
-from arsync.nomod.client import NomodClient, NomodError
+from arsync.nomod.client import NomodClient
 from arsync.nomod.webhooks import read_delivery, settled_amount
 from tests.fixtures import nomod_examples as examples
 
@@ -70,22 +77,26 @@ def test_customer_invoice_and_link_round_trip(client: NomodClient, mock_nomod: t
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "kind"),
     [
-        ({"last_name": "X", "email": "x@example.com"}, nomod.MISSING_FIELDS),
-        ({"first_name": "  ", "email": "x@example.com"}, nomod.MISSING_FIELDS),
-        ({"first_name": "X", "email": "not-an-email"}, nomod.INVALID_EMAIL),
+        ({"last_name": "X", "email": "x@example.com"}, NomodMissingFields),
+        ({"first_name": "  ", "email": "x@example.com"}, NomodMissingFields),
+        ({"first_name": "X", "email": "not-an-email"}, NomodInvalidEmail),
     ],
 )
-def test_customer_validation_errors_are_exact(client: NomodClient, body: dict[str, Any], message: str) -> None:
+def test_customer_validation_errors_are_exact(
+    client: NomodClient, body: dict[str, Any], kind: type[NomodError]
+) -> None:
     error = _error(lambda: client.post("/v1/customers", body))
-    assert error.message == message and error.code == nomod.CODES[message] and not error.transient
+    assert (
+        type(error) is kind and error.message == kind.stable_message and error.code == kind.code and not error.transient
+    )
 
 
 def test_a_duplicate_email_is_refused(client: NomodClient) -> None:
     client.post("/v1/customers", {"first_name": "A", "email": "dup@example.com"})
     error = _error(lambda: client.post("/v1/customers", {"first_name": "B", "email": "DUP@example.com"}))
-    assert error.message == nomod.EMAIL_EXISTS and error.code == "NOMOD_EMAIL_EXISTS"
+    assert isinstance(error, NomodEmailExists) and error.code == "NOMOD_EMAIL_EXISTS"
 
 
 def test_an_invoice_for_an_unknown_customer_is_refused(client: NomodClient) -> None:
@@ -95,7 +106,7 @@ def test_an_invoice_for_an_unknown_customer_is_refused(client: NomodClient) -> N
         "items": [{"name": "x", "amount": "1.00", "quantity": 1}],
         "due_date": DUE,
     }
-    assert _error(lambda: client.post("/v1/invoices", body)).message == nomod.CUSTOMER_NOT_FOUND
+    assert _error(lambda: client.post("/v1/invoices", body)).message == NomodCustomerNotFound.stable_message
 
 
 @pytest.mark.parametrize("amount", ["1.0001", "-5", "abc", 10.5])
@@ -108,7 +119,7 @@ def test_amounts_must_be_exact_decimal_strings_for_the_currency(client: NomodCli
         "due_date": DUE,
     }
     error = _error(lambda: client.post("/v1/invoices", body))
-    assert error.message == nomod.API_ERROR and error.http_status == 400 and not error.transient
+    assert isinstance(error, NomodApiError) and error.http_status == 400 and not error.transient
 
 
 def test_throttled_creates_are_retried(client: NomodClient, mock_nomod: tuple[MockNomodState, Any]) -> None:
@@ -124,7 +135,7 @@ def test_a_5xx_on_a_create_is_uncertain_and_not_repeated(
     state = mock_nomod[0]
     state.faults = [NomodFault(path="/v1/customers", status=500, after_handling=True)]
     error = _error(lambda: client.post("/v1/customers", {"first_name": "X"}))
-    assert error.message == nomod.API_ERROR and error.transient and error.uncertain and error.http_status == 500
+    assert isinstance(error, NomodApiError) and error.transient and error.uncertain and error.http_status == 500
     # Nomod stored it before failing; one try only, so there is one customer, not four.
     assert [r["path"] for r in state.requests].count("/v1/customers") == 1 and state.stats()["customers"] == 1
 
@@ -142,7 +153,7 @@ def test_a_timeout_is_a_transient_api_error(client: NomodClient, mock_nomod: Moc
     error = _error(
         lambda: client.post("/v1/links", {"title": "t", "currency": "AED", "items": [{"name": "a", "amount": "1"}]})
     )
-    assert error.message == nomod.API_ERROR and error.transient and "timed out" in (error.detail or "")
+    assert isinstance(error, NomodApiError) and error.transient and "timed out" in (error.detail or "")
     assert error.uncertain and [r["path"] for r in mock_nomod[0].requests].count("/v1/links") == 1
 
 
@@ -152,7 +163,7 @@ def test_a_wrong_key_is_unauthorized_and_not_retried(mock_nomod: tuple[MockNomod
         error = _error(lambda: bad.post("/v1/customers", {"first_name": "X"}))
     finally:
         bad.close()
-    assert error.message == nomod.API_ERROR and error.unauthorized and not error.transient
+    assert isinstance(error, NomodApiError) and error.unauthorized and not error.transient
     assert len(mock_nomod[0].requests) == 1
 
 
@@ -200,7 +211,7 @@ def test_undocumented_fields_and_nulls_are_refused_by_the_mock(client: NomodClie
     for body in ({"first_name": "A", "phone_number": None}, {"first_name": "A", "metadata": {"x": "y"}},
                  {"first_name": "A", "phone_number": "+971500123456789"}):  # fmt: skip
         error = _error(lambda body=body: client.post("/v1/customers", body))
-        assert error.message == nomod.API_ERROR and error.http_status == 400 and not error.transient
+        assert isinstance(error, NomodApiError) and error.http_status == 400 and not error.transient
 
 
 def test_an_invoice_due_before_today_is_invalid_due_date(client: NomodClient) -> None:
@@ -233,19 +244,19 @@ def _answering(status: int, body: dict[str, Any]) -> FastAPI:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "path", "message"),
+    ("status", "body", "path", "kind"),
     [
-        (400, examples.ERROR_INVALID_EMAIL, "/v1/customers", nomod.INVALID_EMAIL),
-        (400, examples.ERROR_FIELD_REQUIRED, "/v1/customers", nomod.MISSING_FIELDS),
-        (400, examples.ERROR_INVALID_CUSTOMER, "/v1/invoices", nomod.CUSTOMER_NOT_FOUND),
-        (404, examples.ERROR_NOT_FOUND, "/v1/customers", nomod.CUSTOMER_NOT_FOUND),
-        (404, examples.ERROR_NOT_FOUND, "/v1/invoices", nomod.API_ERROR),
-        (400, examples.ERROR_INVALID_DUE_DATE, "/v1/invoices", nomod.API_ERROR),
-        (401, examples.ERROR_NOT_AUTHENTICATED, "/v1/customers", nomod.API_ERROR),
+        (400, examples.ERROR_INVALID_EMAIL, "/v1/customers", NomodInvalidEmail),
+        (400, examples.ERROR_FIELD_REQUIRED, "/v1/customers", NomodMissingFields),
+        (400, examples.ERROR_INVALID_CUSTOMER, "/v1/invoices", NomodCustomerNotFound),
+        (404, examples.ERROR_NOT_FOUND, "/v1/customers", NomodCustomerNotFound),
+        (404, examples.ERROR_NOT_FOUND, "/v1/invoices", NomodApiError),
+        (400, examples.ERROR_INVALID_DUE_DATE, "/v1/invoices", NomodApiError),
+        (401, examples.ERROR_NOT_AUTHENTICATED, "/v1/customers", NomodApiError),
     ],
 )
 def test_nomods_documented_error_codes_map_to_the_stable_messages(
-    status: int, body: dict[str, Any], path: str, message: str
+    status: int, body: dict[str, Any], path: str, kind: type[NomodError]
 ) -> None:
     with serve_in_thread(_answering(status, body)) as server:
         remote = NomodClient(server.url, KEY, HttpRetryOptions(max_attempts=1))
@@ -253,7 +264,7 @@ def test_nomods_documented_error_codes_map_to_the_stable_messages(
             error = _error(lambda: remote.post(path, {"first_name": "A"}))
         finally:
             remote.close()
-    assert error.message == message and error.nomod_code == body["error"]["code"]
+    assert type(error) is kind and error.nomod_code == body["error"]["code"]
     assert body["error"]["message"] in (error.detail or "")  # Nomod's own words are kept as the detail
 
 

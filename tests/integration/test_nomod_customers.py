@@ -10,20 +10,26 @@ from sqlalchemy import func, select
 
 from arsync.bootstrap import Container
 from arsync.db import transaction
-from arsync.errors import InvalidInput, NotFound
+from arsync.errors import (
+    InvalidInput,
+    NomodApiError,
+    NomodCustomerNotFound,
+    NomodEmailExists,
+    NomodError,
+    NomodInvalidEmail,
+    NomodMissingFields,
+    NotFound,
+)
 from arsync.http_retry import HttpRetryOptions
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import serve_in_thread
-from arsync.nomod import client as nomod
-from arsync.nomod.client import NomodError
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.nomod.payloads import split_name
 from arsync.nomod.service import NomodService
 from arsync.tenancy.scope import Scope
-from arsync.web.errors import status_for
 from tests.conftest import Scope as TenantScope
 
 
@@ -85,11 +91,11 @@ def test_first_sync_creates_the_customer_and_stores_mapping_and_metadata(
 
 
 @pytest.mark.parametrize(
-    ("name", "email", "message"),
+    ("name", "email", "kind"),
     [
-        ("Ada", None, nomod.MISSING_FIELDS),
-        ("   ", "ada@example.com", nomod.MISSING_FIELDS),
-        ("Ada", "ada-at-example.com", nomod.INVALID_EMAIL),
+        ("Ada", None, NomodMissingFields),
+        ("   ", "ada@example.com", NomodMissingFields),
+        ("Ada", "ada-at-example.com", NomodInvalidEmail),
     ],
 )
 def test_invalid_customers_fail_before_calling_nomod(
@@ -99,7 +105,7 @@ def test_invalid_customers_fail_before_calling_nomod(
     nomod_state: MockNomodState,
     name: str,
     email: str | None,
-    message: str,
+    kind: type[NomodError],
 ) -> None:
     with transaction(container.session_factory) as session:
         customer = Customer(tenant_id=nomod_scope.tenant_id, environment_id=nomod_scope.environment_id, name=name)
@@ -109,18 +115,18 @@ def test_invalid_customers_fail_before_calling_nomod(
         customer_id = customer.id
     with pytest.raises(NomodError) as raised:
         service.ensure_customer(nomod_scope, customer_id)
-    assert raised.value.message == message and raised.value.code == nomod.CODES[message]
+    assert type(raised.value) is kind and raised.value.message == kind.stable_message and raised.value.code == kind.code
     assert list(nomod_state.requests) == [] and _mappings(container) == 0
 
 
 def test_unknown_or_foreign_customer_is_not_found(
     container: Container, service: NomodService, nomod_scope: Scope
 ) -> None:
-    with pytest.raises(NomodError, match=nomod.CUSTOMER_NOT_FOUND):
+    with pytest.raises(NomodError, match=NomodCustomerNotFound.stable_message):
         service.ensure_customer(nomod_scope, "cust_nope")
     other = Scope("ten_other", nomod_scope.environment_id)
     customer_id = _customer(container, nomod_scope)
-    with pytest.raises(NomodError, match=nomod.CUSTOMER_NOT_FOUND):
+    with pytest.raises(NomodError, match=NomodCustomerNotFound.stable_message):
         service.ensure_customer(other, customer_id)
 
 
@@ -131,7 +137,7 @@ def test_nomod_refusing_the_email_writes_nothing(
     customer_id = _customer(container, nomod_scope, email="taken@example.com")
     with pytest.raises(NomodError) as raised:
         service.ensure_customer(nomod_scope, customer_id)
-    assert raised.value.message == nomod.EMAIL_EXISTS
+    assert isinstance(raised.value, NomodEmailExists)
     assert _mappings(container) == 0
     with container.session_factory() as session:
         customer = session.get(Customer, customer_id)
@@ -173,7 +179,7 @@ def test_a_nomod_outage_writes_nothing_and_is_transient(
     customer_id = _customer(container, nomod_scope)
     with pytest.raises(NomodError) as raised:
         service.ensure_customer(nomod_scope, customer_id)
-    assert raised.value.message == nomod.API_ERROR and raised.value.transient and _mappings(container) == 0
+    assert isinstance(raised.value, NomodApiError) and raised.value.transient and _mappings(container) == 0
 
 
 def test_a_rejected_key_marks_the_connection_failed(
@@ -184,7 +190,7 @@ def test_a_rejected_key_marks_the_connection_failed(
     service.save_connection(here, api_key="sk_test_stale", invoice_sync_outbound=True, base_url=nomod_state.base_url)
     with pytest.raises(NomodError) as raised:
         service.ensure_customer(here, _customer(container, here))
-    assert raised.value.unauthorized and raised.value.message == nomod.API_ERROR
+    assert raised.value.unauthorized and isinstance(raised.value, NomodApiError)
     with container.session_factory() as session:
         connection = session.scalars(select(NomodConnection)).one()
         assert connection.status == "FAILED" and "API key" in (connection.status_reason or "")
@@ -239,4 +245,4 @@ def test_syncing_an_invoice_that_is_gone_is_a_not_found(service: NomodService, n
     """It was a 409 that carried the code NOT_FOUND."""
     with pytest.raises(NotFound, match="no longer exists") as gone:
         service.sync_invoice(nomod_scope, "inv_that_never_was")
-    assert gone.value.code == "NOT_FOUND" and status_for(gone.value) == 404
+    assert gone.value.code == "NOT_FOUND" and gone.value.status_code == 404

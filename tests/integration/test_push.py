@@ -63,7 +63,15 @@ def _finalized_invoice(container: Container, scope: Scope, *, linked: bool, numb
         else:
             customer_id = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Walk-in Ltd")).id
         assert customer_id is not None
-        return ledger_invoice(session, scope, customer_id, number, quantity=Decimal(2), unit_price=Decimal("500.25")).id
+        return ledger_invoice(
+            session,
+            scope,
+            customer_id,
+            number,
+            description="Services",
+            quantity=Decimal(2),
+            unit_price=Decimal("500.25"),
+        ).id
 
 
 def _dispatch(container: Container, pushes: PushService, scope: Scope, invoice_id: str) -> Push:

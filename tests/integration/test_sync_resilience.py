@@ -52,7 +52,7 @@ def _connect(app: Container, erp: SkewedMiddleware, served: RunningServer) -> st
     saved, key = app.connections.save_rest(created.tenant_id, created.environment_id, served.url, "090")
     assert key is not None
     erp.token = key  # the key arsync generated is the one the middleware is configured with
-    connection = app.connections.check_health(saved.id)
+    connection = app.connections.check_health(saved.id, scope=None)
     assert connection.status == "ACTIVE"
     return connection.id
 

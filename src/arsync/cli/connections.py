@@ -46,7 +46,7 @@ def connection_add_rest(
         with c.session_factory() as session:
             tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
         connection, key = c.connections.save_rest(tenant_row.id, env.id, base_url, bank_account_code)
-        connection = c.connections.check_health(connection.id)
+        connection = c.connections.check_health(connection.id, scope=None)
     payload = {"connectionId": connection.id, "apiKey": key, "status": connection.status}
     if as_json:
         print_json(payload | {"statusReason": connection.status_reason})
@@ -162,7 +162,7 @@ def connection_list(tenant: TenantOpt, environment: EnvOpt, as_json: JsonFlag = 
 def connection_health(connection_id: str, as_json: JsonFlag = False) -> None:
     """Run the health check (POST /health) and update the connection status."""
     with container() as c:
-        connection = c.connections.check_health(connection_id)
+        connection = c.connections.check_health(connection_id, scope=None)
     if as_json:
         print_json(_connection_json(connection))
     else:
@@ -174,7 +174,7 @@ def connection_health(connection_id: str, as_json: JsonFlag = False) -> None:
 def connection_rotate_key(connection_id: str, as_json: JsonFlag = False) -> None:
     """Generate a new middleware key; the old one stops being sent at once."""
     with container() as c:
-        connection, key = c.connections.rotate_key(connection_id)
+        connection, key = c.connections.rotate_key(connection_id, scope=None)
     if as_json:
         print_json({"connectionId": connection.id, "apiKey": key, "status": connection.status})
         return

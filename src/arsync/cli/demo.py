@@ -57,7 +57,7 @@ def demo(
             for _ in range(previous_runs + 1):
                 state.data.mutate({"debtors": 3, "invoices": 12, "payments": 5})
             connection, middleware_key = c.connections.save_rest(tenant_id, env_id, mock.url, "090")
-            connection = c.connections.check_health(connection.id)
+            connection = c.connections.check_health(connection.id, scope=None)
             console.rule("[bold]arsync demo")
             console.print(f"data directory: {c.settings.data_dir.resolve()}")
             console.print(f"mock ERP: {mock.url}  connection {connection.id}: {connection.status}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arsync.erp import flows
 from arsync.erp import push as pushes
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.schemas import (
@@ -21,7 +22,7 @@ from arsync.erp.schemas import (
     push_read,
     sync_run_read,
 )
-from arsync.errors import Conflict
+from arsync.errors import RevokeFailed
 from arsync.schemas import Page
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 from arsync.web.deps import ContainerDep, PagingDep, ScopeDep, SessionDep
@@ -51,7 +52,7 @@ def save_rest_connection(body: RestConnectionSave, scope: ScopeDep, container: C
     connection, key = container.connections.save_rest(
         scope.tenant_id, scope.environment_id, body.base_url, body.bank_account_code
     )
-    connection = container.connections.check_health(connection.id)
+    connection = container.connections.check_health(connection.id, scope=scope)
     return ConnectionWithKey(**connection_read(connection).model_dump(), api_key=key)
 
 
@@ -78,19 +79,14 @@ def update_account_codes(
 @router.post("/connections/{connection_id}/rotate-key", response_model=ConnectionWithKey, tags=["connections"])
 def rotate_key(connection_id: str, scope: ScopeDep, container: ContainerDep) -> ConnectionWithKey:
     """Issue a new middleware key (in the response once); the old one stops at once."""
-    with container.session_factory() as session:
-        if _connection(session, scope, connection_id).transport != "rest":
-            raise Conflict("a native connection has no middleware key; reconnect it instead", code="INVALID_STATE")
-    connection, key = container.connections.rotate_key(connection_id)
+    connection, key = container.connections.rotate_key(connection_id, scope=scope)
     return ConnectionWithKey(**connection_read(connection).model_dump(), api_key=key)
 
 
 @router.post("/connections/{connection_id}/health", response_model=ConnectionRead, tags=["connections"])
 def check_health(connection_id: str, scope: ScopeDep, container: ContainerDep) -> ConnectionRead:
     """Call the middleware's POST /health and record ACTIVE or FAILED."""
-    with container.session_factory() as session:
-        _connection(session, scope, connection_id)
-    return connection_read(container.connections.check_health(connection_id))
+    return connection_read(container.connections.check_health(connection_id, scope=scope))
 
 
 @router.delete("/connections/{connection_id}", status_code=204, tags=["connections"])
@@ -105,13 +101,10 @@ def delete_connection(
 
     A native (Xero) connection's tokens are revoked at the ERP first.
     """
-    connection = _connection(session, scope, connection_id)
-    if connection.transport == "native" and not container.xero.disconnect(connection) and not force:
-        raise Conflict(
-            "Xero did not confirm that it revoked arsync's access; try again, or add ?force=true to delete anyway",
-            code="REVOKE_FAILED",
-        )
-    session.delete(connection)
+    try:
+        flows.remove_connection(session, scope, connection_id, xero=container.xero, force=force)
+    except RevokeFailed as exc:
+        raise RevokeFailed(f"{exc.message} (add ?force=true)") from None
     return Response(status_code=204)
 
 
@@ -123,9 +116,7 @@ def sync_now(
     full: Annotated[bool, Query(description="Ignore the watermark and fetch everything")] = False,
 ) -> SyncRunRead:
     """Start a sync ("Sync now"); if one is already running, that run is returned."""
-    with container.session_factory() as session:
-        _connection(session, scope, connection_id)
-    run, _ = container.sync.start(connection_id, trigger="manual", full=full, enqueue=True)
+    run, _ = container.sync.start(connection_id, trigger="manual", full=full, enqueue=True, scope=scope)
     return sync_run_read(run)
 
 

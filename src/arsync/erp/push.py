@@ -39,7 +39,7 @@ from arsync.db import exclusive_transaction, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, Page, PushAttempt
-from arsync.errors import Conflict, ConnectorError, RateLimitExhausted, TransientError
+from arsync.errors import ConnectorError, InvalidState, PrerequisiteMissing, RateLimitExhausted, TransientError
 from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
@@ -80,15 +80,6 @@ class PushOptions:
     failpoints: frozenset[str] = frozenset()
 
 
-class PrerequisiteMissing(Exception):
-    """The push cannot be sent until something else happens first (a sync, another push)."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
 def _failpoint(options: PushOptions, name: str) -> None:
     """Stop here for good when a crash test asks for it: the test then kills the process."""
     if name in options.failpoints:
@@ -115,7 +106,7 @@ class PushService:
 
     def dispatch_invoice(self, session: Session, scope: Scope, invoice_id: str) -> Invoice:
         """Dispatch an invoice and record its push; dispatching again changes nothing."""
-        invoice, first = ledger.dispatch_invoice(session, scope, invoice_id)
+        invoice, first = ledger.mark_dispatched(session, scope, invoice_id)
         if first and invoice.erp_invoice_id is None and invoice.id not in pushes_by_invoice(session, [invoice.id]):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                                        kind="invoice", invoice_id=invoice.id))  # fmt: skip
@@ -140,7 +131,7 @@ class PushService:
         if not update_if(
             session, push, Push.status == "FAILED", status="PENDING", manual_retries=Push.manual_retries + 1
         ):
-            raise Conflict(f"push {push.id} is {push.status}; only a FAILED push can be retried", code="INVALID_STATE")
+            raise InvalidState(f"push {push.id} is {push.status}; only a FAILED push can be retried")
         if not is_uncertain(push.last_error):
             # The ERP answered (it refused, or a prerequisite was missing): what goes now is a new
             # request. After an uncertain failure the old key stays, so a record the ERP kept is

@@ -12,7 +12,8 @@ from arsync.config import new_token
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
-from arsync.errors import Conflict, ConnectorError, InvalidInput, NotFound
+from arsync.errors import ConnectorError, InvalidInput, InvalidState, NotApplicable, NotFound
+from arsync.tenancy.scope import Scope, get_scoped
 from arsync.vault import Vault, mask
 
 MIDDLEWARE_KEY_PREFIX = "ask"
@@ -87,9 +88,8 @@ class ConnectionService:
         """Change where payments (``bank_account_code``) and, on native connections, invoice lines
         (``sales_account_code``) are posted. Keys left out stay; a None removes the code."""
         if changes.get("sales_account_code") is not None and connection.transport != "native":
-            raise Conflict(  # a fact about this connection, not a malformed value
+            raise NotApplicable(  # a fact about this connection, not a malformed value
                 "salesAccountCode applies to native connections (Xero); REST middleware posts lines itself",
-                code="NOT_APPLICABLE",
                 details={"field": "salesAccountCode"},
             )
         if "bank_account_code" in changes:
@@ -99,21 +99,26 @@ class ConnectionService:
         connection.updated_at = utcnow()
         return connection
 
-    def rotate_key(self, connection_id: str) -> tuple[Connection, str]:
-        """Replace the middleware key; the old one is no longer sent from this moment."""
+    def rotate_key(self, connection_id: str, *, scope: Scope | None) -> tuple[Connection, str]:
+        """Replace the middleware key; the old one is no longer sent from this moment.
+
+        ``scope`` is the caller's tenant and environment; None only for the operator's CLI.
+        """
         key = new_token(MIDDLEWARE_KEY_PREFIX)
         with transaction(self.session_factory) as session:
-            connection = self._get(session, connection_id)
+            connection = self._get(session, connection_id, scope)
+            if connection.transport != "rest":
+                raise InvalidState("a native connection has no middleware key; reconnect it instead")
             connection.secret_encrypted = self.vault.encrypt(key)
             connection.secret_hint = mask(key)
             connection.status, connection.status_changed_at = "PENDING", utcnow()
             connection.updated_at = utcnow()
         return connection, key
 
-    def check_health(self, connection_id: str) -> Connection:
-        """Call ``POST /health`` and record ACTIVE or FAILED with the reason."""
+    def check_health(self, connection_id: str, *, scope: Scope | None) -> Connection:
+        """Call ``POST /health`` and record ACTIVE or FAILED with the reason (``scope`` as for rotate_key)."""
         with self.session_factory() as session:
-            connection = self._get(session, connection_id)
+            connection = self._get(session, connection_id, scope)
         connector = self.connector_factory(connection)
         error: ConnectorError | None = None
         try:
@@ -126,7 +131,7 @@ class ConnectionService:
             connector.close()
         now = utcnow()
         with transaction(self.session_factory) as session:
-            connection = self._get(session, connection_id)
+            connection = self._get(session, connection_id, scope)
             connection.status = "ACTIVE" if error is None else "FAILED"
             connection.status_reason = None if error is None else str(error)
             connection.last_error = None if error is None else error.as_dict() | {"at": now.isoformat()}
@@ -135,7 +140,9 @@ class ConnectionService:
         return connection
 
     @staticmethod
-    def _get(session: Session, connection_id: str) -> Connection:
+    def _get(session: Session, connection_id: str, scope: Scope | None) -> Connection:
+        if scope is not None:
+            return get_scoped(session, Connection, connection_id, scope, "connection")
         connection = session.get(Connection, connection_id)
         if connection is None:
             raise NotFound(f"connection {connection_id} not found")

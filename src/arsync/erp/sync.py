@@ -36,6 +36,7 @@ from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
+from arsync.tenancy.scope import Scope, get_scoped
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +151,18 @@ class SyncEngine:
         *,
         enqueue: bool = False,
         attempt: int = 1,
+        scope: Scope | None = None,
     ) -> tuple[SyncRun, bool]:
         """Create a RUNNING run, or return the one already running (``started`` is False).
+
+        A caller acting for a tenant passes its ``scope``: a connection outside it is not found.
 
         With ``enqueue`` the run's job is queued in the same transaction, so a run never exists
         without the job that executes it.
         """
         for _ in range(3):
             try:
-                return self._try_start(connection_id, trigger, full, enqueue, attempt)
+                return self._try_start(connection_id, trigger, full, enqueue, attempt, scope)
             except IntegrityError:
                 # Another process inserted its RUNNING run between our check and our insert.
                 with self.session_factory() as session:
@@ -211,13 +215,17 @@ class SyncEngine:
         return self.execute(run.id) if started else None
 
     def _try_start(
-        self, connection_id: str, trigger: str, full: bool, enqueue: bool, attempt: int
+        self, connection_id: str, trigger: str, full: bool, enqueue: bool, attempt: int, scope: Scope | None
     ) -> tuple[SyncRun, bool]:
         now = utcnow()
         with transaction(self.session_factory) as session:
-            connection = session.get(Connection, connection_id)
-            if connection is None:
-                raise NotFound(f"connection {connection_id} not found")
+            if scope is not None:
+                connection = get_scoped(session, Connection, connection_id, scope, "connection")
+            else:
+                found = session.get(Connection, connection_id)
+                if found is None:
+                    raise NotFound(f"connection {connection_id} not found")
+                connection = found
             running = self._running(session, connection_id)
             if running is not None:
                 why = self._abandoned(running, now)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
-from arsync.ledger import schemas, views
+from arsync.ledger import flows, schemas, views
 from arsync.ledger import service as ledger
 from arsync.ledger.models import InvoiceStatus
 from arsync.nomod import repository as nomod_repository
@@ -146,8 +146,7 @@ def finalize_invoice(
     invoice_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
 ) -> views.InvoiceRead:
     """DRAFT → FINALIZED. With Nomod's outbound invoice sync on, the invoice then goes to Nomod (see ``nomod``)."""
-    invoice = ledger.finalize_invoice(session, scope, invoice_id)
-    container.nomod.queue_invoice_sync(session, scope, invoice)
+    invoice = flows.finalize_invoice(session, scope, invoice_id, nomod=container.nomod)
     return views.invoice_reads(session, [invoice])[0]
 
 

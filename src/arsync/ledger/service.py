@@ -13,7 +13,7 @@ from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
 from arsync.db import update_if, utcnow
-from arsync.errors import Conflict, InvalidInput
+from arsync.errors import DuplicateInvoiceNumber, ErpOwned, InvalidInput, InvalidState, OverApplication
 from arsync.ledger import schemas
 from arsync.ledger.models import (
     CASH_APPLICABLE,
@@ -145,7 +145,7 @@ def create_invoice(session: Session, scope: Scope, body: schemas.InvoiceCreate) 
     customer = get_customer(session, scope, body.customer_id)
     _check_dates(body.issue_date, body.due_date)
     if _number_taken(session, scope, body.invoice_number):
-        raise Conflict(f"invoice number {body.invoice_number!r} is already used", code="DUPLICATE_INVOICE_NUMBER")
+        raise DuplicateInvoiceNumber(f"invoice number {body.invoice_number!r} is already used")
     invoice = Invoice(
         tenant_id=scope.tenant_id,
         environment_id=scope.environment_id,
@@ -208,17 +208,15 @@ def invoice_lines(session: Session, invoice_ids: list[str]) -> dict[str, list[In
 
 def _editable(invoice: Invoice, action: str) -> None:
     if invoice.erp_hash is not None:
-        raise Conflict(
+        raise ErpOwned(
             f"invoice {invoice.id} was imported from the ERP, which owns it; {action} it there and sync",
-            code="ERP_OWNED",
         )
 
 
 def _require_status(invoice: Invoice, allowed: tuple[str, ...], action: str) -> None:
     if invoice.status not in allowed:
-        raise Conflict(
+        raise InvalidState(
             f"cannot {action} an invoice in status {invoice.status}; it must be {' or '.join(allowed)}",
-            code="INVALID_STATE",
         )
 
 
@@ -236,9 +234,7 @@ def _move_invoice(
     status was right."""
     if not update_if(session, invoice, Invoice.status.in_(allowed), *conditions, updated_at=utcnow(), **values):
         _require_status(invoice, allowed, action)
-        raise Conflict(
-            refused or f"invoice {invoice.id} changed while it was being {action}ed; try again", code="INVALID_STATE"
-        )
+        raise InvalidState(refused or f"invoice {invoice.id} changed while it was being {action}ed; try again")
 
 
 def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schemas.InvoiceUpdate) -> Invoice:
@@ -252,7 +248,7 @@ def update_invoice(session: Session, scope: Scope, invoice_id: str, body: schema
         setattr(invoice, field, value)
     _check_dates(invoice.issue_date, invoice.due_date)
     if "invoice_number" in changes and _number_taken(session, scope, invoice.invoice_number, invoice.id):
-        raise Conflict(f"invoice number {invoice.invoice_number!r} is already used", code="DUPLICATE_INVOICE_NUMBER")
+        raise DuplicateInvoiceNumber(f"invoice number {invoice.invoice_number!r} is already used")
     if body.lines is not None or "currency" in changes:
         lines = body.lines
         if lines is None:
@@ -280,13 +276,12 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     _editable(invoice, "void")
     _require_status(invoice, VOIDABLE, "void")
     if invoice.sent_to_erp:
-        raise Conflict(
+        raise InvalidState(
             f"invoice {invoice.invoice_number} was dispatched to the ERP; void it there, so both agree",
-            code="INVALID_STATE",
         )
     paid = "cannot void an invoice that has payments applied"
     if invoice.amount_outstanding != invoice.amount_total:
-        raise Conflict(paid, code="INVALID_STATE")
+        raise InvalidState(paid)
     # Payments lower amount_outstanding under the invoice's row lock, so the same condition in
     # the UPDATE keeps a payment approved meanwhile from being voided away.
     untouched = Invoice.amount_outstanding == Invoice.amount_total
@@ -294,8 +289,9 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     return invoice
 
 
-def dispatch_invoice(session: Session, scope: Scope, invoice_id: str) -> tuple[Invoice, bool]:
-    """Record the dispatch; dispatching twice keeps the first time.
+def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[Invoice, bool]:
+    """Mark the invoice dispatched; marking twice keeps the first time. This records no push:
+    dispatching is ``PushService.dispatch_invoice``, which calls this.
 
     Returns the invoice and whether this call dispatched it (only one of any number of
     concurrent calls does: the UPDATE is conditional on ``dispatched_at`` being unset).
@@ -402,10 +398,9 @@ def _refuse_over_application(amount: Decimal, invoice: Invoice) -> None:
     have been paid in between)."""
     if amount > invoice.amount_outstanding:
         outstanding = format_amount(invoice.amount_outstanding, invoice.currency)
-        raise Conflict(
+        raise OverApplication(
             f"amount {format_amount(amount, invoice.currency)} exceeds the outstanding {outstanding} "
             f"{invoice.currency}",
-            code="OVER_APPLICATION",
         )
 
 
@@ -419,9 +414,8 @@ def reject_cash_application(session: Session, scope: Scope, application_id: str)
 
 def _require_pending(application: CashApplication, action: str) -> None:
     if application.status != "PENDING":
-        raise Conflict(
+        raise InvalidState(
             f"cannot {action} cash application {application.id}: it is {application.status}, not PENDING",
-            code="INVALID_STATE",
         )
 
 

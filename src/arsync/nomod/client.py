@@ -1,6 +1,6 @@
 """An HTTP client for the parts of Nomod's API arsync uses, with its errors made exact.
 
-Every failure becomes a :class:`NomodError` whose message is one of the five stable ones,
+Every failure becomes a :class:`~arsync.errors.NomodError` of one of the five stable kinds,
 chosen by Nomod's ``error.code``; Nomod's own words stay in ``detail``. Reads are retried a
 bounded number of times after timeouts, connection errors, 429 (``Retry-After`` honoured)
 and 5xx. Creates are retried only where nothing reached Nomod (connection refused, 429).
@@ -17,75 +17,30 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from arsync import outbound
-from arsync.errors import ArsyncError, OutboundRefused
+from arsync.errors import (
+    NomodApiError,
+    NomodCustomerNotFound,
+    NomodEmailExists,
+    NomodError,
+    NomodInvalidEmail,
+    NomodMissingFields,
+    OutboundRefused,
+)
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
 
-CUSTOMER_NOT_FOUND = "Customer not found"
-EMAIL_EXISTS = "Email already exists"
-INVALID_EMAIL = "Invalid email format"
-MISSING_FIELDS = "Missing required fields"
-API_ERROR = "Nomod API error"
-
-CODES = {
-    CUSTOMER_NOT_FOUND: "NOMOD_CUSTOMER_NOT_FOUND",
-    EMAIL_EXISTS: "NOMOD_EMAIL_EXISTS",
-    INVALID_EMAIL: "NOMOD_INVALID_EMAIL",
-    MISSING_FIELDS: "NOMOD_MISSING_FIELDS",
-    API_ERROR: "NOMOD_API_ERROR",
-}
-
-
-# What the platform API answers with for each, when a request runs into it.
-RESPONSE_STATUS = {
-    CUSTOMER_NOT_FOUND: 404,
-    EMAIL_EXISTS: 409,
-    INVALID_EMAIL: 422,
-    MISSING_FIELDS: 422,
-    API_ERROR: 502,
-}
-
-
-class NomodError(ArsyncError):
-    """A Nomod call (or its prerequisites) failed. ``message`` is one of the five stable ones."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        detail: str | None = None,
-        http_status: int | None = None,
-        transient: bool = False,
-        uncertain: bool = False,
-        retry_after: float | None = None,
-        nomod_code: str | None = None,
-    ) -> None:
-        self.code = CODES[message]
-        # The request may have been carried out although no answer came back (timeout, 5xx).
-        self.uncertain = uncertain
-        self.nomod_code = nomod_code
-        self.response_status = RESPONSE_STATUS[message]
-        self.transient = transient
-        self.unauthorized = http_status == 401
-        self.retry_after = retry_after
-        self.http_status = http_status
-        self.detail = detail
-        super().__init__(message, details={"httpStatus": http_status, "detail": detail, "transient": transient})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "detail": self.detail, "httpStatus": self.http_status,
-                "nomodCode": self.nomod_code, "uncertain": self.uncertain}  # fmt: skip
-
-
 # Nomod's documented error codes (API reference, "requests-responses": ``error.code``), each
-# onto the stable message it means. Nomod documents no code for a duplicate email; that one is
+# onto the stable error it means. Nomod documents no code for a duplicate email; that one is
 # recognised by its wording (unknown; see _looks_like_duplicate_email).
-CODE_MESSAGES = {
-    "invalid_email": INVALID_EMAIL,
-    "field_required": MISSING_FIELDS,
-    "invalid_customer": CUSTOMER_NOT_FOUND,
+CODE_ERRORS: dict[str, type[NomodError]] = {
+    "invalid_email": NomodInvalidEmail,
+    "field_required": NomodMissingFields,
+    "invalid_customer": NomodCustomerNotFound,
 }
 # The seed's own wording, which some Nomod-compatible servers answer with instead of a code.
-KNOWN_MESSAGES = {EMAIL_EXISTS, INVALID_EMAIL, MISSING_FIELDS, CUSTOMER_NOT_FOUND}
+KNOWN_MESSAGES: dict[str, type[NomodError]] = {
+    kind.stable_message: kind
+    for kind in (NomodEmailExists, NomodInvalidEmail, NomodMissingFields, NomodCustomerNotFound)
+}
 PAGE_SIZE = 100
 
 
@@ -184,51 +139,49 @@ class NomodClient:
                 headers={"Content-Type": "application/json"} if payload is not None else None,
             )
         except OutboundRefused as exc:
-            raise NomodError(API_ERROR, detail=f"{where}: {exc.message}") from None
+            raise NomodApiError(detail=f"{where}: {exc.message}") from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached Nomod: safe to try again.
-            raise NomodError(API_ERROR, detail=f"{where}: {type(exc).__name__}", transient=True) from None
+            raise NomodApiError(detail=f"{where}: {type(exc).__name__}", transient=True) from None
         except httpx.TimeoutException:
-            raise NomodError(API_ERROR, detail=f"{where}: timed out", transient=True, uncertain=True) from None
+            raise NomodApiError(detail=f"{where}: timed out", transient=True, uncertain=True) from None
         except httpx.TransportError as exc:
-            raise NomodError(
-                API_ERROR, detail=f"{where}: {type(exc).__name__}", transient=True, uncertain=True
-            ) from None
+            raise NomodApiError(detail=f"{where}: {type(exc).__name__}", transient=True, uncertain=True) from None
         status = response.status_code
         if 200 <= status < 300:
             try:
                 body = orjson.loads(response.content)
             except orjson.JSONDecodeError:
-                raise NomodError(API_ERROR, detail=f"{where}: answer is not JSON", http_status=status) from None
+                raise NomodApiError(detail=f"{where}: answer is not JSON", http_status=status) from None
             if not isinstance(body, dict):
-                raise NomodError(API_ERROR, detail=f"{where}: answer is not a JSON object", http_status=status)
+                raise NomodApiError(detail=f"{where}: answer is not a JSON object", http_status=status)
             return body
         code, remote = _remote_error(response.content)
         said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {remote}" if remote else "")
         if status == 429 or code == "throttled":
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise NomodError(API_ERROR, detail=f"{where}: {said}", http_status=status, transient=True,
+            raise NomodApiError(detail=f"{where}: {said}", http_status=status, transient=True,
                              retry_after=retry_after)  # fmt: skip
         if status >= 500:
             # Nomod may have stored the record before failing.
-            raise NomodError(API_ERROR, detail=f"{where}: {said}", http_status=status, transient=True,
+            raise NomodApiError(detail=f"{where}: {said}", http_status=status, transient=True,
                              uncertain=True)  # fmt: skip
-        message = _stable_message(path, status, code, remote)
+        kind = _stable_error(path, status, code, remote)
         hint = " (check the Nomod API key)" if status in (401, 403) else ""
-        raise NomodError(message, detail=f"{where}: {said}{hint}", http_status=status, nomod_code=code)
+        raise kind(detail=f"{where}: {said}{hint}", http_status=status, nomod_code=code)
 
 
-def _stable_message(path: str, status: int, code: str, remote: str) -> str:
-    """Which of the five stable messages a refused request means."""
-    if code in CODE_MESSAGES:
-        return CODE_MESSAGES[code]
+def _stable_error(path: str, status: int, code: str, remote: str) -> type[NomodError]:
+    """Which of the five stable errors a refused request means."""
+    if code in CODE_ERRORS:
+        return CODE_ERRORS[code]
     if code == "not_found" and path.startswith("/v1/customers"):
-        return CUSTOMER_NOT_FOUND
+        return NomodCustomerNotFound
     if remote in KNOWN_MESSAGES:
-        return remote
+        return KNOWN_MESSAGES[remote]
     if status in (400, 409) and _looks_like_duplicate_email(remote):
-        return EMAIL_EXISTS
-    return API_ERROR
+        return NomodEmailExists
+    return NomodApiError
 
 
 def _looks_like_duplicate_email(remote: str) -> bool:

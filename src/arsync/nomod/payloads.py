@@ -6,12 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 from arsync.db import utcnow
+from arsync.errors import NomodApiError, NomodError
 from arsync.ledger.models import Invoice, InvoiceLine
 from arsync.money import exponent, format_amount
-from arsync.nomod.client import (
-    API_ERROR,
-    NomodError,
-)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -32,8 +29,7 @@ _PHONE_PUNCTUATION = str.maketrans("", "", " -.()/")
 
 
 def _too_long(what: str, record_id: str, field: str, value: str, limit: int) -> NomodError:
-    return NomodError(
-        API_ERROR,
+    return NomodApiError(
         detail=f"{what} {record_id}: {field} {value!r} has {len(value)} characters; Nomod allows at most {limit}",
     )
 
@@ -66,8 +62,7 @@ def invoice_payload(
     today = utcnow().date()
     if invoice.due_date < today:
         # Nomod answers invalid_due_date for a due date before the invoice's start (today).
-        raise NomodError(
-            API_ERROR,
+        raise NomodApiError(
             detail=f"invoice {invoice.id} was due on {invoice.due_date.isoformat()}; Nomod refuses invoices due "
             "before today, so ask for a payment link instead",
         )

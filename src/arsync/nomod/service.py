@@ -29,20 +29,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync import outbound
 from arsync.db import exclusive_transaction, transaction, utcnow
-from arsync.errors import Conflict, InvalidInput, NotFound
+from arsync.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidState,
+    NomodApiError,
+    NomodCustomerNotFound,
+    NomodError,
+    NomodInvalidEmail,
+    NomodMissingFields,
+    NotFound,
+)
 from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import SENT_TO_NOMOD, Customer, Invoice, InvoiceStatus
 from arsync.nomod import signing
-from arsync.nomod.client import (
-    API_ERROR,
-    CUSTOMER_NOT_FOUND,
-    INVALID_EMAIL,
-    MISSING_FIELDS,
-    NomodClient,
-    NomodError,
-)
+from arsync.nomod.client import NomodClient
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
 from arsync.nomod.payloads import customer_payload, invoice_payload, link_payload, object_id
 from arsync.nomod.repository import (
@@ -158,9 +161,9 @@ class NomodService:
     def _usable_connection(self, session: Session, scope: Scope) -> NomodConnection:
         connection = self.connection(session, scope)
         if connection is None:
-            raise NomodError(API_ERROR, detail=NO_CONNECTION)
+            raise NomodApiError(detail=NO_CONNECTION)
         if connection.status == "FAILED":
-            raise NomodError(API_ERROR, detail=f"the Nomod connection is FAILED: {connection.status_reason}")
+            raise NomodApiError(detail=f"the Nomod connection is FAILED: {connection.status_reason}")
         return connection
 
     # Customer sync -------------------------------------------------------------------------
@@ -174,7 +177,7 @@ class NomodService:
         try:
             return self._create_customer(scope, customer_id)
         except NomodError as exc:
-            if exc.message != CUSTOMER_NOT_FOUND:  # there is no customer here to show it on
+            if not isinstance(exc, NomodCustomerNotFound):  # there is no customer here to show it on
                 self._record_state(scope, CUSTOMER, customer_id, "FAILED", exc.as_dict())
             raise
 
@@ -188,13 +191,13 @@ class NomodService:
                 scope.tenant_id,
                 scope.environment_id,
             ):
-                raise NomodError(CUSTOMER_NOT_FOUND, detail=f"customer {customer_id}")
+                raise NomodCustomerNotFound(detail=f"customer {customer_id}")
             name, email = (customer.name or "").strip(), (customer.email or "").strip()
             if not name or not email:
                 missing = " and ".join(f for f, v in (("name", name), ("email", email)) if not v)
-                raise NomodError(MISSING_FIELDS, detail=f"customer {customer.id} has no {missing}; Nomod needs both")
+                raise NomodMissingFields(detail=f"customer {customer.id} has no {missing}; Nomod needs both")
             if not is_email(email):
-                raise NomodError(INVALID_EMAIL, detail=f"customer {customer.id}: {email!r} is not an email address")
+                raise NomodInvalidEmail(detail=f"customer {customer.id}: {email!r} is not an email address")
             connection = self._usable_connection(session, scope)
             payload = customer_payload(customer.id, name, email, customer.phone)
             now = utcnow()
@@ -228,7 +231,7 @@ class NomodService:
             customer = ledger.get_customer(session, scope, customer_id)
             mapping = mapping_row(session, scope, CUSTOMER, customer.id)
             if mapping is None:
-                raise Conflict(f"customer {customer.id} is not linked to a Nomod customer", code="INVALID_STATE")
+                raise InvalidState(f"customer {customer.id} is not linked to a Nomod customer")
             session.delete(mapping)
             state = sync_state(session, scope, CUSTOMER, customer.id)
             if state is not None:
@@ -256,16 +259,14 @@ class NomodService:
         session.scalars(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()).one()
         session.expire_all()
         if invoice.status not in SENT_TO_NOMOD:
-            raise Conflict(
-                f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod", code="INVALID_STATE"
-            )
+            raise InvalidState(f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod")
         if mapped_id(session, scope, INVOICE, invoice.id) is not None:
-            raise Conflict(f"invoice {invoice.id} is already in Nomod", code="INVALID_STATE")
+            raise InvalidState(f"invoice {invoice.id} is already in Nomod")
         state = sync_state(session, scope, INVOICE, invoice.id)
         if state is not None and state.status == "PENDING":
-            raise Conflict(f"invoice {invoice.id} is already queued for Nomod", code="INVALID_STATE")
+            raise InvalidState(f"invoice {invoice.id} is already queued for Nomod")
         if self.connection(session, scope) is None:
-            raise NomodError(API_ERROR, detail=NO_CONNECTION)
+            raise NomodApiError(detail=NO_CONNECTION)
         return self._queue(session, scope, invoice.id)
 
     def _queue(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
@@ -329,9 +330,7 @@ class NomodService:
                 invoice = session.get(Invoice, invoice_id)
                 assert invoice is not None
                 if invoice.status not in SENT_TO_NOMOD:
-                    raise Conflict(
-                        f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod", code="INVALID_STATE"
-                    )
+                    raise InvalidState(f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod")
                 connection = self._usable_connection(session, scope)
                 payload = invoice_payload(
                     invoice,
@@ -392,9 +391,8 @@ class NomodService:
             invoice = ledger.get_invoice(session, scope, invoice_id)
             if invoice.status != InvoiceStatus.FINALIZED:
                 hint = {"DRAFT": "finalize it first", "PAID": "it is already paid", "VOIDED": "it is voided"}
-                raise Conflict(
+                raise InvalidState(
                     f"invoice {invoice.id} is {invoice.status}; {hint.get(invoice.status, '')}".rstrip("; "),
-                    code="INVALID_STATE",
                 )
             customer_id = invoice.customer_id
             state = sync_state(session, scope, INVOICE, invoice.id)
@@ -559,5 +557,5 @@ class NomodService:
 def _required_id(created: dict[str, Any], what: str) -> str:
     nomod_id = created.get("id")
     if not isinstance(nomod_id, str) or not nomod_id:
-        raise NomodError(API_ERROR, detail=f"Nomod created the {what} but answered without its id")
+        raise NomodApiError(detail=f"Nomod created the {what} but answered without its id")
     return nomod_id

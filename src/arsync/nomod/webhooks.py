@@ -38,11 +38,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arsync.db import transaction, utcnow
-from arsync.errors import InvalidInput, NotFound, Unauthorized
+from arsync.errors import InvalidInput, NomodApiError, NomodError, NotFound, Unauthorized
 from arsync.ledger.models import CashApplication, Invoice, InvoiceStatus
 from arsync.money import decimal_places, exponent
 from arsync.nomod import signing
-from arsync.nomod.client import API_ERROR, NomodClient, NomodError
+from arsync.nomod.client import NomodClient
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection, NomodWebhookDelivery
 from arsync.nomod.payloads import object_id
 from arsync.nomod.repository import CASH_APPLICATION, CUSTOMER, INVOICE, INVOICE_LINK, PROVIDER, entity_for
@@ -326,26 +326,26 @@ def settled_amount(charge: dict[str, Any]) -> tuple[Decimal, str]:
     """
     currency = charge.get("currency")
     if not isinstance(currency, str) or len(currency) != 3:
-        raise NomodError(API_ERROR, detail=f"charge {charge.get('id')} has no currency")
+        raise NomodApiError(detail=f"charge {charge.get('id')} has no currency")
     raw = charge.get("total", charge.get("amount"))
     total = _decimal(charge, "total", raw)
     extras = sum((_decimal(charge, key, charge.get(key)) for key in ("service_fee", "tip") if charge.get(key)),
                  Decimal(0))  # fmt: skip
     amount = total - extras
     if amount <= 0 or decimal_places(amount) > exponent(currency):
-        raise NomodError(API_ERROR, detail=f"charge {charge.get('id')} total {raw!r} is not a valid {currency} amount")
+        raise NomodApiError(detail=f"charge {charge.get('id')} total {raw!r} is not a valid {currency} amount")
     return amount, currency
 
 
 def _decimal(charge: dict[str, Any], key: str, raw: Any) -> Decimal:
     if isinstance(raw, float) or not isinstance(raw, str | int) or isinstance(raw, bool):
-        raise NomodError(API_ERROR, detail=f"charge {charge.get('id')} {key} {raw!r} is not a decimal string")
+        raise NomodApiError(detail=f"charge {charge.get('id')} {key} {raw!r} is not a decimal string")
     try:
         value = Decimal(str(raw))
     except InvalidOperation:
-        raise NomodError(API_ERROR, detail=f"charge {charge.get('id')} {key} {raw!r} is not a decimal") from None
+        raise NomodApiError(detail=f"charge {charge.get('id')} {key} {raw!r} is not a decimal") from None
     if not value.is_finite() or value < 0:
-        raise NomodError(API_ERROR, detail=f"charge {charge.get('id')} {key} {raw!r} is not a valid amount")
+        raise NomodApiError(detail=f"charge {charge.get('id')} {key} {raw!r} is not a valid amount")
     return value
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync import outbound
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
-from arsync.errors import Conflict, NotFound
+from arsync.errors import InvalidState, NotFound
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import serve_in_thread
@@ -222,10 +222,9 @@ class SandboxHistory:
         """The run's share token (made once); only a finished run with no MUST failure is shared."""
         view = self.get(tenant_id, run_id)
         if not view.passing:
-            raise Conflict(
+            raise InvalidState(
                 f"sandbox run {run_id} cannot be shared: only a finished run with no MUST failure gives a "
                 "conformance summary",
-                code="INVALID_STATE",
             )
         with transaction(self.session_factory) as session:
             run = session.get(SandboxRun, run_id)

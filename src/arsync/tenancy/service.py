@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from arsync.config import new_token
 from arsync.db import utcnow
-from arsync.errors import Conflict, InvalidInput, NotFound
+from arsync.errors import Conflict, EnvironmentExists, InvalidInput, NotFound
 from arsync.tenancy.models import ApiKey, Environment, Tenant
 from arsync.vault import hash_token, mask
 
@@ -68,7 +68,7 @@ def create_environment(session: Session, tenant_id: str, name: str) -> Environme
     """A new environment of a tenant (a name it does not have yet)."""
     name = _clean_name(name, "environment")
     if session.scalar(select(Environment.id).where(Environment.tenant_id == tenant_id, Environment.name == name)):
-        raise Conflict(f"the tenant already has an environment named {name!r}", code="ENVIRONMENT_EXISTS")
+        raise EnvironmentExists(f"the tenant already has an environment named {name!r}")
     return ensure_environment(session, tenant_id, name)
 
 

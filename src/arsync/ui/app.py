@@ -119,7 +119,7 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, ui: ActionDep) -> Response:
-    with transaction(ui.container.session_factory) as session:
+    with ui.write() as session:
         accounts.close_session(session, request.cookies.get(SESSION_COOKIE))
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -131,7 +131,7 @@ def switch_environment(
     request: Request, ui: ActionDep, environment_id: Annotated[str, Form(max_length=40)]
 ) -> Response:
     try:
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             environment = accounts.switch_environment(
                 session, accounts.SignedIn(ui.user, ui.ui_session), environment_id
             )
@@ -173,7 +173,7 @@ def install_ui(app: FastAPI) -> None:
         if not _is_page(request):
             return await api_errors.arsync_error(request, exc)
         title = "Not found" if isinstance(exc, NotFound) else "That did not work"
-        return _error_page(request, api_errors.status_for(exc), title, plain_words(exc))
+        return _error_page(request, exc.status_code, title, plain_words(exc))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

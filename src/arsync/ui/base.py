@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from arsync.accounts import service as accounts
 from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
+from arsync.db import transaction
 from arsync.errors import ArsyncError, ConnectorError, InvalidInput, NotFound
 from arsync.tenancy.models import Environment, Tenant
 from arsync.tenancy.scope import Scope
@@ -64,6 +66,11 @@ class Ui:
     def db(self) -> Session:
         """A read-only session with one snapshot: a page never mixes states from two commits."""
         return self.container.read_session_factory()
+
+    def write(self) -> AbstractContextManager[Session]:
+        """The one way a UI action changes data: a session committed when the block ends, or
+        rolled back if it raises (the API's request-scoped session does the same for its routes)."""
+        return transaction(self.container.session_factory)
 
 
 def get_container(request: Request) -> Container:

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arsync.db import transaction
 from arsync.erp.push import pushes_by_invoice
 from arsync.errors import ArsyncError, InvalidInput
+from arsync.ledger import flows as ledger_flows
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
@@ -131,7 +131,7 @@ async def create_customer(request: Request, ui: ActionDep) -> Response:
     values = await _customer_values(request)
     try:
         body = schemas.CustomerCreate.model_validate(_customer_body(values))
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             customer_id = ledger.create_customer(session, ui.scope, body).id
     except (ValidationError, ArsyncError) as exc:
         return _customer_form(request, ui, values, error=plain_words(exc))
@@ -151,7 +151,7 @@ async def update_customer(request: Request, ui: ActionDep, customer_id: str) -> 
     values = await _customer_values(request)
     try:
         body = schemas.CustomerUpdate.model_validate(_customer_body(values))
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             ledger.update_customer(session, ui.scope, customer_id, body)
     except (ValidationError, ArsyncError) as exc:
         return _customer_form(request, ui, values, customer_id, error=plain_words(exc))
@@ -262,7 +262,7 @@ async def create_invoice(request: Request, ui: ActionDep) -> Response:
             "issueDate": values.get("issue_date"), "dueDate": values.get("due_date"),
             "currency": values.get("currency", "").strip().upper(), "lines": lines,
         })  # fmt: skip
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             invoice = ledger.create_invoice(session, ui.scope, body)
             invoice_id = invoice.id
     except (ValidationError, ArsyncError) as exc:
@@ -313,10 +313,9 @@ def invoice_action(request: Request, ui: ActionDep, invoice_id: str, verb: Invoi
     container = ui.container
 
     def run() -> str:
-        with transaction(container.session_factory) as session:
+        with ui.write() as session:
             if verb == "finalize":
-                invoice = ledger.finalize_invoice(session, ui.scope, invoice_id)
-                container.nomod.queue_invoice_sync(session, ui.scope, invoice)
+                ledger_flows.finalize_invoice(session, ui.scope, invoice_id, nomod=container.nomod)
                 return "Invoice finalized."
             if verb == "dispatch":
                 container.pushes.dispatch_invoice(session, ui.scope, invoice_id)
@@ -395,7 +394,7 @@ async def create_cash_application(request: Request, ui: ActionDep) -> Response:
     values = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
 
     def run() -> CashApplication:
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             body = schemas.CashApplicationCreate.model_validate({
                 "invoiceId": _find_invoice(session, ui, values.get("invoice", "")),
                 "amount": values.get("amount", ""), "date": values.get("date", ""),
@@ -414,7 +413,7 @@ async def create_cash_application(request: Request, ui: ActionDep) -> Response:
 @router.post("/cash-applications/{application_id}/approve")
 def approve_cash_application(request: Request, ui: ActionDep, application_id: str) -> Response:
     def run() -> str:
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             application = ui.container.pushes.approve_cash_application(session, ui.scope, application_id)
             return f"Approved: payment {application.payment_id} recorded and being sent to the ERP."
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from arsync.db import transaction
+from arsync.erp import flows as erp_flows
 from arsync.erp.models import Connection
-from arsync.errors import ArsyncError, Conflict
+from arsync.errors import ArsyncError, RevokeFailed
 from arsync.nomod.models import NomodConnection
 from arsync.nomod.webhooks import list_deliveries
 from arsync.tenancy.scope import get_scoped, in_scope
@@ -70,7 +70,7 @@ def save_rest(
         connection, key = ui.container.connections.save_rest(
             ui.tenant.id, ui.environment.id, base_url, bank_account_code or None
         )
-        connection = ui.container.connections.check_health(connection.id)
+        connection = ui.container.connections.check_health(connection.id, scope=ui.scope)
     except ArsyncError as exc:
         return _erp_page(request, ui, status_code=400, form_error=plain_words(exc), base_url=base_url)
     return _erp_page(request, ui, new_key=key, saved=connection.status)
@@ -79,11 +79,8 @@ def save_rest(
 @router.post("/settings/erp/{connection_id}/rotate-key", response_class=HTMLResponse)
 def rotate_key(request: Request, ui: ActionDep, connection_id: str) -> Response:
     try:
-        with ui.db() as session:
-            if get_scoped(session, Connection, connection_id, ui.scope, "connection").transport != "rest":
-                raise Conflict("a Xero connection has no middleware key; use Reconnect instead")
-        connection, key = ui.container.connections.rotate_key(connection_id)
-        connection = ui.container.connections.check_health(connection_id)
+        connection, key = ui.container.connections.rotate_key(connection_id, scope=ui.scope)
+        connection = ui.container.connections.check_health(connection_id, scope=ui.scope)
     except ArsyncError as exc:
         return redirect("/settings/erp", error=plain_words(exc))
     return _erp_page(request, ui, new_key=key, rotated=True, saved=connection.status)
@@ -92,9 +89,7 @@ def rotate_key(request: Request, ui: ActionDep, connection_id: str) -> Response:
 @router.post("/settings/erp/{connection_id}/health")
 def check_health(request: Request, ui: ActionDep, connection_id: str) -> Response:
     def run() -> str:
-        with ui.db() as session:
-            get_scoped(session, Connection, connection_id, ui.scope, "connection")
-        status = ui.container.connections.check_health(connection_id).status
+        status = ui.container.connections.check_health(connection_id, scope=ui.scope).status
         return "Health check passed: the ERP answered." if status == "ACTIVE" else f"Health check: {status}."
 
     return act(request, "/settings/erp", run, lambda message: message)
@@ -105,15 +100,17 @@ def delete_connection(
     request: Request, ui: ActionDep, connection_id: str, force: Annotated[bool, Form()] = False
 ) -> Response:
     def run() -> str:
-        with transaction(ui.container.session_factory) as session:
-            connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
-            native = connection.transport == "native"
-            if native and not ui.container.xero.disconnect(connection) and not force:
-                raise Conflict(
-                    "Xero did not confirm that it removed arsync's access. Try again, or tick "
-                    "'disconnect anyway' to remove the connection from arsync only."
+        try:
+            with ui.write() as session:
+                removed = erp_flows.remove_connection(
+                    session, ui.scope, connection_id, xero=ui.container.xero, force=force
                 )
-            session.delete(connection)
+                native = removed.transport == "native"
+        except RevokeFailed:
+            raise RevokeFailed(
+                "Xero did not confirm that it removed arsync's access. Try again, or tick "
+                "'disconnect anyway' to remove the connection from arsync only."
+            ) from None
         return "Xero disconnected." if native else "ERP connection removed. Synced records stay in the ledger."
 
     return act(request, "/settings/erp", run, lambda message: message)
@@ -130,7 +127,7 @@ def save_account_codes(
     """An emptied field removes its code (sales then falls back to the standard Sales account)."""
 
     def run() -> str:
-        with transaction(ui.container.session_factory) as session:
+        with ui.write() as session:
             connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
             ui.container.connections.set_account_codes(session, connection, {
                 "bank_account_code": bank_account_code.strip() or None,

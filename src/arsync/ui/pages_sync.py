@@ -96,9 +96,7 @@ def sync_now(
 ) -> Response:
     """Start a run (or join the running one) and answer with the toolbar showing its progress."""
     try:
-        with ui.db() as session:
-            get_scoped(session, Connection, connection_id, ui.scope, "ERP connection")
-        run, _ = ui.container.sync.start(connection_id, trigger="manual", full=full, enqueue=True)
+        run, _ = ui.container.sync.start(connection_id, trigger="manual", full=full, enqueue=True, scope=ui.scope)
     except ArsyncError as exc:
         if request.headers.get("hx-request"):
             return render(ui, request, "_toolbar.html", error=plain_words(exc), **toolbar_context(ui))

@@ -12,18 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from arsync.errors import ArsyncError, Conflict, ConnectorError, Forbidden, InvalidInput, NotFound, Unauthorized
+from arsync.errors import ArsyncError
 
 log = logging.getLogger(__name__)
 
-STATUS_FOR_ERROR: dict[type[ArsyncError], int] = {
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    InvalidInput: 422,
-    ConnectorError: 502,
-}
 HTTP_CODES = {
     400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
@@ -67,14 +59,7 @@ def _field_name(location: tuple[Any, ...]) -> str:
 
 
 async def arsync_error(_request: Request, exc: ArsyncError) -> JSONResponse:
-    return error_json(status_for(exc), exc.code, exc.message, exc.details or None)
-
-
-def status_for(exc: ArsyncError) -> int:
-    status: int = getattr(exc, "response_status", None) or next(
-        (s for kind, s in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 500
-    )
-    return status
+    return error_json(exc.status_code, exc.code, exc.message, exc.details or None)
 
 
 async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,7 +23,7 @@ from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection, OAuthState, SyncRun
 from arsync.erp.service import clean_account_code
 from arsync.erp.sync import SyncEngine
-from arsync.errors import Conflict, ConnectorError, Forbidden, InvalidInput, NotFound, Unauthorized
+from arsync.errors import ConnectorError, Forbidden, InvalidInput, NotFound, Unauthorized, XeroNotConfigured
 from arsync.tenancy.scope import Scope
 from arsync.vault import Vault, hash_token
 from arsync.xero import api
@@ -74,9 +74,8 @@ class XeroConnections:
     @property
     def oauth(self) -> XeroOAuth:
         if self._oauth is None:
-            raise Conflict(
+            raise XeroNotConfigured(
                 "Xero is not configured on this server: set ARSYNC_XERO_CLIENT_ID and ARSYNC_XERO_CLIENT_SECRET",
-                code="XERO_NOT_CONFIGURED",
             )
         return self._oauth
 

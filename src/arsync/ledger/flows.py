@@ -1,0 +1,21 @@
+"""Ledger use cases that reach past the ledger, each the one entry point the API and the UI call.
+
+They run inside the caller's transaction, so what they queue is committed with the change or
+not at all.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from arsync.ledger import service as ledger
+from arsync.ledger.models import Invoice
+from arsync.nomod.service import NomodService
+from arsync.tenancy.scope import Scope
+
+
+def finalize_invoice(session: Session, scope: Scope, invoice_id: str, *, nomod: NomodService) -> Invoice:
+    """DRAFT → FINALIZED, then, when Nomod's outbound invoice sync is on, queue the invoice for Nomod."""
+    invoice = ledger.finalize_invoice(session, scope, invoice_id)
+    nomod.queue_invoice_sync(session, scope, invoice)
+    return invoice
