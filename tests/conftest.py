@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from arsync import migrate, outbound
+from arsync import migrate
 from arsync.bootstrap import Container, bootstrap
 from arsync.config import Settings
 from arsync.db import make_engine, transaction
@@ -37,7 +37,6 @@ TEST_SECRET_KEY = Fernet.generate_key().decode()
 # rule itself turn it off for their block.
 PRIVATE_ALLOWED = {"ARSYNC_OUTBOUND_ALLOW_PRIVATE": "true"}
 os.environ.update(PRIVATE_ALLOWED)
-outbound.configure(allow_private=True)
 
 
 def _pg_reachable() -> str | None:

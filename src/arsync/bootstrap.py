@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import migrate, models, outbound
+from arsync import migrate, models
 from arsync.config import Settings
 from arsync.db import make_engine, make_read_session_factory, make_session_factory
 from arsync.erp.models import Connection
@@ -24,9 +24,10 @@ from arsync.jobs.runner import InProcessRunner
 from arsync.nomod.service import NomodService, RetryPolicy
 from arsync.nomod.tasks import nomod_tasks
 from arsync.nomod.webhooks import PaidWebhooks
+from arsync.outbound import OutboundPolicy
 from arsync.vault import Vault
 from arsync.xero.connector import XeroConnector, XeroOptions
-from arsync.xero.limits import budget_for
+from arsync.xero.limits import CallBudgets
 from arsync.xero.oauth import XeroApp, XeroOAuth
 from arsync.xero.service import XeroConnections
 from arsync.xero.tokens import XeroTokens
@@ -48,9 +49,13 @@ class Container:
     nomod_webhooks: PaidWebhooks = field(init=False)
     xero: XeroConnections = field(init=False)
     tasks: list[Task] = field(init=False)
+    outbound: OutboundPolicy = field(init=False)
+    xero_budgets: CallBudgets = field(init=False)
 
     def __post_init__(self) -> None:
         self.read_session_factory = make_read_session_factory(self.engine)
+        self.outbound = OutboundPolicy(allow_private=self.settings.outbound_allow_private)
+        self.xero_budgets = CallBudgets()
         self.runner = InProcessRunner()
         self.queue = (
             ProcrastinateQueue() if self.settings.is_postgresql else InProcessQueue(self.runner, self.session_factory)
@@ -87,13 +92,14 @@ class Container:
             queue=self.queue,
             retry=RetryPolicy(self.settings.push_max_attempts, self.settings.push_backoff_seconds),
             default_base_url=self.settings.nomod_base_url,
+            outbound=self.outbound,
         )
         self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes)
         self.tasks = [*erp_tasks(self.sync, self.pushes, self.settings.sync_cron), *nomod_tasks(self.nomod)]
         if isinstance(self.queue, InProcessQueue):
             for task in self.tasks:
                 self.queue.register(task.name, task.run)
-        self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for)
+        self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for, self.outbound)
         self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
 
     def xero_oauth(self) -> XeroOAuth | None:
@@ -129,12 +135,15 @@ class Container:
     def connector_for(self, connection: Connection) -> ErpConnector:
         if connection.transport == "rest":
             return RestConnector(
-                connection.base_url, self.vault.decrypt(connection.secret_encrypted), self.rest_options()
+                connection.base_url,
+                self.vault.decrypt(connection.secret_encrypted),
+                self.rest_options(),
+                outbound=self.outbound,
             )
         if connection.provider == "xero" and connection.external_tenant_id:
             s = self.settings
             tokens = XeroTokens(self.session_factory, self.vault, self.xero.oauth, connection.id)
-            budget = budget_for(
+            budget = self.xero_budgets.for_organisation(
                 f"{connection.base_url} {connection.external_tenant_id}",
                 s.xero_calls_per_minute,
                 s.xero_minute_seconds,
@@ -148,7 +157,7 @@ class Container:
                 backoff_seconds=retry.backoff_seconds,
             )
             return XeroConnector(tokens, connection.external_tenant_id, connection.base_url, budget, options,
-                                 sales_account_code=connection.sales_account_code)  # fmt: skip
+                                 sales_account_code=connection.sales_account_code, outbound=self.outbound)  # fmt: skip
         raise NotImplementedError(f"transport {connection.transport!r} ({connection.provider}) is not available")
 
     def close(self) -> None:
@@ -162,7 +171,6 @@ def bootstrap(settings: Settings | None = None, *, upgrade_schema: bool = True) 
     """Everything arsync needs, built from ``settings`` (environment variables by default)."""
     assert models.Base.metadata.tables, "every model is registered before the first session"
     settings = settings or Settings()
-    outbound.configure(allow_private=settings.outbound_allow_private)
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)

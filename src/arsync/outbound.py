@@ -9,8 +9,10 @@ globally reachable (loopback, private, shared, reserved, documentation) is refus
 private network turns it on. An IPv6 address that carries an IPv4 one (IPv4-mapped,
 IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4) is judged by that IPv4 address.
 
-arsync's own loopback servers (the demo's mocks, the Sandbox's built-in mock ERP) are called
-through :func:`trusted`, which admits exactly their origin while they run.
+The rule is an :class:`OutboundPolicy`, one per container (``bootstrap`` builds it from
+settings), handed to every client that calls a tenant's URL. arsync's own loopback servers (the
+demo's mocks, the Sandbox's built-in mock ERP) are called through :meth:`OutboundPolicy.trusted`,
+which admits exactly their origin while they run.
 
 The address is checked when a URL is saved and again before every request. The HTTP client
 resolves the name once more to connect, so a name that changes its answer in between (DNS
@@ -23,8 +25,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,43 +37,73 @@ from arsync.errors import InvalidInput, OutboundRefused
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_allow_private = False
-_trusted: set[tuple[str, int | None]] = set()
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
-def configure(*, allow_private: bool) -> None:
-    """Set the rule for this process (``bootstrap`` does, from settings)."""
-    global _allow_private
-    _allow_private = allow_private
+@dataclass
+class OutboundPolicy:
+    """Whether private addresses may be called, and which of arsync's own origins are admitted."""
 
+    allow_private: bool = False
+    _trusted: set[tuple[str, int | None]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-@contextmanager
-def private_addresses(*, allowed: bool) -> Iterator[None]:
-    """The rule changed for a block, then restored (tests)."""
-    before = _allow_private
-    configure(allow_private=allowed)
-    try:
-        yield
-    finally:
-        configure(allow_private=before)
+    @contextmanager
+    def private_addresses(self, *, allowed: bool) -> Iterator[None]:
+        """The rule changed for a block, then restored (tests)."""
+        before = self.allow_private
+        self.allow_private = allowed
+        try:
+            yield
+        finally:
+            self.allow_private = before
 
+    @contextmanager
+    def trusted(self, url: str) -> Iterator[None]:
+        """Admit calls to ``url``'s origin (scheme-less host and port) for a block: arsync's own servers."""
+        parts = urlsplit(url)
+        origin = ((parts.hostname or "").lower(), parts.port)
+        with self._lock:
+            self._trusted.add(origin)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._trusted.discard(origin)
 
-@contextmanager
-def trusted(url: str) -> Iterator[None]:
-    """Admit calls to ``url``'s origin (scheme-less host and port) for a block: arsync's own servers."""
-    parts = urlsplit(url)
-    origin = ((parts.hostname or "").lower(), parts.port)
-    _trusted.add(origin)
-    try:
-        yield
-    finally:
-        _trusted.discard(origin)
+    def _is_trusted(self, host: str, port: int | None) -> bool:
+        return (host.lower().strip("[]"), port) in self._trusted
 
+    def problem_with(self, host: str) -> str | None:
+        """Why ``host`` may not be called (any of its addresses refused), or None."""
+        for address in _addresses(host):
+            reason = refusal(address, allow_private=self.allow_private)
+            if reason:
+                named = host if host.strip("[]") == str(address) else f"{host} ({address})"
+                return f"{named}: {reason}"
+        return None
 
-def _is_trusted(host: str, port: int | None) -> bool:
-    return (host.lower().strip("[]"), port) in _trusted
+    def check_url(self, url: str, field: str) -> None:
+        """Refuse a URL a tenant is saving if its host may not be called; ``field`` names it."""
+        parts = urlsplit(url)
+        host = parts.hostname
+        reason = self.problem_with(host) if host and not self._is_trusted(host, parts.port) else None
+        if reason:
+            raise InvalidInput(f"arsync does not call {reason}", details={"field": field})
+
+    def guard_request(self, request: httpx.Request) -> None:
+        """httpx request hook: refuse the call before it is sent."""
+        if self._is_trusted(request.url.host, request.url.port):
+            return
+        reason = self.problem_with(request.url.host)
+        if reason:
+            raise OutboundRefused(f"arsync does not call {reason}", endpoint=request.url.path)
+
+    @property
+    def event_hooks(self) -> dict[str, list[Callable[[httpx.Request], None]]]:
+        """For ``httpx.Client(event_hooks=...)``: every request is checked before it is sent."""
+        return {"request": [self.guard_request]}
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -83,15 +117,15 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     return None
 
 
-def refusal(address: Address) -> str | None:
+def refusal(address: Address, *, allow_private: bool) -> str | None:
     """Why ``address`` may not be called, or None if it may."""
     if isinstance(address, ipaddress.IPv6Address):
         carried = embedded_ipv4(address)
         if carried is not None:
-            return refusal(carried)
+            return refusal(carried, allow_private=allow_private)
     if address.is_link_local or address.is_unspecified or address.is_multicast:
         return "a link-local, unspecified or multicast address (such as a cloud metadata service)"
-    if not _allow_private and not address.is_global:  # loopback, private, shared (CGNAT), reserved
+    if not allow_private and not address.is_global:  # loopback, private, shared (CGNAT), reserved
         return "a loopback or private address, and ARSYNC_OUTBOUND_ALLOW_PRIVATE is off (the default)"
     return None
 
@@ -106,16 +140,6 @@ def _addresses(host: str) -> list[Address]:
     except OSError:
         return []  # does not resolve: the call itself will fail and say so
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
-def problem_with(host: str) -> str | None:
-    """Why ``host`` may not be called (any of its addresses refused), or None."""
-    for address in _addresses(host):
-        reason = refusal(address)
-        if reason:
-            named = host if host.strip("[]") == str(address) else f"{host} ({address})"
-            return f"{named}: {reason}"
-    return None
 
 
 def validate_base_url(url: str, field: str = "baseUrl") -> str:
@@ -163,24 +187,3 @@ def _is_plain_ipv4(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def check_url(url: str, field: str) -> None:
-    """Refuse a URL a tenant is saving if its host may not be called; ``field`` names it."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    reason = problem_with(host) if host and not _is_trusted(host, parts.port) else None
-    if reason:
-        raise InvalidInput(f"arsync does not call {reason}", details={"field": field})
-
-
-def guard_request(request: httpx.Request) -> None:
-    """httpx request hook: refuse the call before it is sent."""
-    if _is_trusted(request.url.host, request.url.port):
-        return
-    reason = problem_with(request.url.host)
-    if reason:
-        raise OutboundRefused(f"arsync does not call {reason}", endpoint=request.url.path)
-
-
-EVENT_HOOKS = {"request": [guard_request]}

@@ -10,7 +10,6 @@ from datetime import timedelta
 import httpx
 import orjson
 
-from arsync import outbound
 from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
@@ -110,7 +109,7 @@ def test_a_failing_run_cannot_be_shared(container: Container, api_server: Runnin
     create_ui_user(container, alice, "alice@example.com")
     alice_ui = sign_in(api_server, "alice@example.com")
     state = MockErpState(MockErpData(10, 20, 10, seed=3), token=TOKEN, breakages=frozenset({"no-auth"}))
-    with outbound.private_addresses(allowed=True), serve_in_thread(create_mock_erp_app(state)) as broken:
+    with container.outbound.private_addresses(allowed=True), serve_in_thread(create_mock_erp_app(state)) as broken:
         run_id = _start(alice_ui, base_url=broken.url, token=TOKEN)
         panel = _wait_until_done(alice_ui, run_id)
     assert "blocking failure" in panel and "Share conformance badge" not in panel

@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from arsync import outbound
 from arsync.accounts import service as accounts
 from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
@@ -342,14 +341,14 @@ def test_customers_are_created_and_edited_from_the_ui(alice_ui: Browser, alice: 
     assert bob.client.get(f"/api/v1/customers/{theirs['id']}").json()["name"] == "Bob's client"
 
 
-def test_sandbox_runs_refuse_addresses_arsync_does_not_call(alice_ui: Browser):
+def test_sandbox_runs_refuse_addresses_arsync_does_not_call(alice_ui: Browser, container: Container):
     refused = alice_ui.client.post(
         "/sandbox/runs",
         data={"csrf_token": alice_ui.csrf, "base_url": "http://169.254.169.254/latest", "token": "t"},
         follow_redirects=True,
     )
     assert "169.254.169.254: a link-local" in refused.text and "run=" not in str(refused.url)
-    with outbound.private_addresses(allowed=False):
+    with container.outbound.private_addresses(allowed=False):
         private = alice_ui.client.post(
             "/sandbox/runs",
             data={"csrf_token": alice_ui.csrf, "base_url": "http://127.0.0.1:9", "token": "t"},
@@ -362,7 +361,9 @@ def test_sandbox_runs_refuse_addresses_arsync_does_not_call(alice_ui: Browser):
         assert builtin.status_code == 303 and "run=" in builtin.headers["location"]  # arsync's own mock is fine
 
 
-def test_the_built_in_sandbox_target_never_comes_from_the_host_header(alice_ui: Browser, api_server: RunningServer):
+def test_the_built_in_sandbox_target_never_comes_from_the_host_header(
+    alice_ui: Browser, api_server: RunningServer, container: Container
+):
     """A forged Host once pointed the built-in run at any loopback port or the metadata address."""
     calls: list[str] = []
     listener = FastAPI()
@@ -372,7 +373,7 @@ def test_the_built_in_sandbox_target_never_comes_from_the_host_header(alice_ui: 
         calls.append(path)
         return {}
 
-    with serve_in_thread(listener) as bait, outbound.private_addresses(allowed=False):
+    with serve_in_thread(listener) as bait, container.outbound.private_addresses(allowed=False):
         for forged in (bait.url.removeprefix("http://"), "169.254.169.254"):
             started = alice_ui.client.post(
                 "/sandbox/runs", data={"csrf_token": alice_ui.csrf, "builtin": "true"},

@@ -116,6 +116,12 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     assert elsewhere == [], "a page loaded something from another origin"
 
 
+def _htmx_ready(page: Page) -> None:
+    """Wait until htmx has taken over the page's forms: a click before that is a plain form post
+    (the server then answers a full page, as it must for a browser without JavaScript)."""
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+
+
 def test_the_api_docs_render_offline(page: Page) -> None:
     page.goto("/docs")
     expect(page.get_by_text("Accounts-receivable ledger synced with ERPs").first).to_be_visible()
@@ -174,6 +180,7 @@ def test_save_rest_connection_then_sync_now_and_watch_it_finish(page: Page, site
 
     nav(page, "Overview")
     toolbar = page.locator("#sync-toolbar")
+    _htmx_ready(page)
     toolbar.get_by_role("button", name="Sync now").click()
     expect(toolbar).to_contain_text("records")  # live per-entity progress or the finished summary
     expect(toolbar).to_contain_text("Sync finished", timeout=60_000)
@@ -198,6 +205,7 @@ def test_a_failed_sync_says_why_and_what_to_do(page: Page, site: Site):
     page.get_by_label("Environment").select_option(label="Acme Trading · test")
     expect(page.get_by_role("status").first).to_contain_text("You are now in the test environment.")
     toolbar = page.locator("#sync-toolbar")
+    _htmx_ready(page)
     toolbar.get_by_role("button", name="Sync now").click()
     expect(toolbar).to_contain_text("Sync failed", timeout=60_000)
     toolbar.get_by_role("link", name="See the run").click()

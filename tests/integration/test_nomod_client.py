@@ -27,11 +27,15 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from arsync.nomod.client import NomodClient
 from arsync.nomod.webhooks import read_delivery, settled_amount
+from arsync.outbound import OutboundPolicy
 from tests.fixtures import nomod_examples as examples
 
 KEY = "sk_test_arsync"
 MockNomod = tuple[MockNomodState, RunningServer]
 DUE = (date.today() + timedelta(days=30)).isoformat()
+
+# The mock and the test servers listen on loopback, as a single-tenant install's Nomod stand-in would.
+LOOPBACK = OutboundPolicy(allow_private=True)
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def mock_nomod() -> Iterator[tuple[MockNomodState, RunningServer]]:
 @pytest.fixture
 def client(mock_nomod: tuple[MockNomodState, RunningServer]) -> Iterator[NomodClient]:
     options = HttpRetryOptions(timeout_seconds=1, max_attempts=3, backoff_seconds=0.01, max_retry_after_seconds=0.1)
-    nomod_client = NomodClient(mock_nomod[1].url, KEY, options)
+    nomod_client = NomodClient(mock_nomod[1].url, KEY, options, outbound=LOOPBACK)
     yield nomod_client
     nomod_client.close()
 
@@ -158,7 +162,9 @@ def test_a_timeout_is_a_transient_api_error(client: NomodClient, mock_nomod: Moc
 
 
 def test_a_wrong_key_is_unauthorized_and_not_retried(mock_nomod: tuple[MockNomodState, RunningServer]) -> None:
-    bad = NomodClient(mock_nomod[1].url, "sk_live_wrong", HttpRetryOptions(max_attempts=3, backoff_seconds=0))
+    bad = NomodClient(
+        mock_nomod[1].url, "sk_live_wrong", HttpRetryOptions(max_attempts=3, backoff_seconds=0), outbound=LOOPBACK
+    )
     try:
         error = _error(lambda: bad.post("/v1/customers", {"first_name": "X"}))
     finally:
@@ -259,7 +265,7 @@ def test_nomods_documented_error_codes_map_to_the_stable_messages(
     status: int, body: dict[str, Any], path: str, kind: type[NomodError]
 ) -> None:
     with serve_in_thread(_answering(status, body)) as server:
-        remote = NomodClient(server.url, KEY, HttpRetryOptions(max_attempts=1))
+        remote = NomodClient(server.url, KEY, HttpRetryOptions(max_attempts=1), outbound=LOOPBACK)
         try:
             error = _error(lambda: remote.post(path, {"first_name": "A"}))
         finally:
@@ -270,7 +276,7 @@ def test_nomods_documented_error_codes_map_to_the_stable_messages(
 
 def test_a_throttled_answer_is_transient(client: NomodClient) -> None:
     with serve_in_thread(_answering(429, examples.ERROR_THROTTLED)) as server:
-        remote = NomodClient(server.url, KEY, HttpRetryOptions(max_attempts=2, backoff_seconds=0))
+        remote = NomodClient(server.url, KEY, HttpRetryOptions(max_attempts=2, backoff_seconds=0), outbound=LOOPBACK)
         try:
             error = _error(lambda: remote.get_charge("x"))
         finally:

@@ -44,7 +44,10 @@ def nomod_state() -> Iterator[MockNomodState]:
 @pytest.fixture
 def service(container: Container) -> NomodService:
     return NomodService(
-        container.session_factory, container.vault, HttpRetryOptions(timeout_seconds=2, backoff_seconds=0.01)
+        container.session_factory,
+        container.vault,
+        HttpRetryOptions(timeout_seconds=2, backoff_seconds=0.01),
+        outbound=container.outbound,
     )
 
 

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 
-from arsync import outbound
 from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.contract import format_datetime
@@ -287,7 +286,7 @@ def test_with_private_addresses_off_a_sync_to_loopback_fails_without_calling_it(
     container: Container, connection: Connection, mock_erp: MockErp
 ):
     calls_before = len(mock_erp.state.requests)
-    with outbound.private_addresses(allowed=False):
+    with container.outbound.private_addresses(allowed=False):
         run = container.sync.run(connection.id)
     assert run.status == "FAILED" and run.error is not None
     assert run.error["kind"] == "OutboundRefused" and "ARSYNC_OUTBOUND_ALLOW_PRIVATE" in run.error["message"]

@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from arsync import outbound
 from arsync.config import Settings
 from arsync.errors import InvalidInput
+from arsync.outbound import OutboundPolicy, refusal
 
 
 @pytest.mark.parametrize(
@@ -16,36 +16,32 @@ from arsync.errors import InvalidInput
     ["169.254.169.254", "fe80::1", "::ffff:169.254.169.254", "0.0.0.0", "::", "224.0.0.1", "ff02::1"],
 )
 def test_link_local_unspecified_and_multicast_are_always_refused(address: str):
-    assert outbound.refusal(ipaddress.ip_address(address)) is not None
-    with outbound.private_addresses(allowed=True):
-        assert outbound.refusal(ipaddress.ip_address(address)) is not None
+    assert refusal(ipaddress.ip_address(address), allow_private=False) is not None
+    assert refusal(ipaddress.ip_address(address), allow_private=True) is not None
 
 
 @pytest.mark.parametrize(
     "address", ["127.0.0.1", "::1", "10.1.2.3", "192.168.0.10", "172.16.5.4", "fd00::1", "100.64.0.1", "240.0.0.1"]
 )
 def test_loopback_and_private_addresses_follow_the_setting(address: str):
-    with outbound.private_addresses(allowed=True):
-        assert outbound.refusal(ipaddress.ip_address(address)) is None
-    with outbound.private_addresses(allowed=False):
-        assert "ARSYNC_OUTBOUND_ALLOW_PRIVATE" in (outbound.refusal(ipaddress.ip_address(address)) or "")
+    assert refusal(ipaddress.ip_address(address), allow_private=True) is None
+    assert "ARSYNC_OUTBOUND_ALLOW_PRIVATE" in (refusal(ipaddress.ip_address(address), allow_private=False) or "")
 
 
 def test_public_addresses_are_called():
-    with outbound.private_addresses(allowed=False):
-        assert outbound.refusal(ipaddress.ip_address("93.184.216.34")) is None
-        assert outbound.refusal(ipaddress.ip_address("2606:4700::1111")) is None
+    assert refusal(ipaddress.ip_address("93.184.216.34"), allow_private=False) is None
+    assert refusal(ipaddress.ip_address("2606:4700::1111"), allow_private=False) is None
 
 
 def test_a_saved_url_is_checked_by_what_its_name_resolves_to():
+    strict, lenient = OutboundPolicy(allow_private=False), OutboundPolicy(allow_private=True)
     with pytest.raises(InvalidInput, match=r"169\.254\.169\.254: a link-local") as refused:
-        outbound.check_url("http://169.254.169.254/latest/meta-data", "baseUrl")
+        lenient.check_url("http://169.254.169.254/latest/meta-data", "baseUrl")
     assert refused.value.details == {"field": "baseUrl"}
-    with outbound.private_addresses(allowed=True):
-        outbound.check_url("http://localhost:8000", "baseUrl")
-    with outbound.private_addresses(allowed=False), pytest.raises(InvalidInput, match=r"localhost \(.+\): a loopback"):
-        outbound.check_url("http://localhost:8000", "baseUrl")
-    outbound.check_url("http://name-that-does-not-resolve.invalid", "baseUrl")  # the call will say so
+    lenient.check_url("http://localhost:8000", "baseUrl")
+    with pytest.raises(InvalidInput, match=r"localhost \(.+\): a loopback"):
+        strict.check_url("http://localhost:8000", "baseUrl")
+    strict.check_url("http://name-that-does-not-resolve.invalid", "baseUrl")  # the call will say so
 
 
 def test_private_addresses_are_refused_unless_the_setting_allows_them():
@@ -65,16 +61,17 @@ def test_private_addresses_are_refused_unless_the_setting_allows_them():
     ],
 )
 def test_ipv6_forms_that_carry_a_private_ipv4_address_are_judged_by_it(address: str):
-    with outbound.private_addresses(allowed=False):
-        assert outbound.refusal(ipaddress.ip_address(address)) is not None
-    assert outbound.refusal(ipaddress.ip_address("64:ff9b::808:808")) is None  # NAT64 of a public address
+    assert refusal(ipaddress.ip_address(address), allow_private=False) is not None
+    assert refusal(ipaddress.ip_address("64:ff9b::808:808"), allow_private=False) is None  # NAT64 of a public one
 
 
-def test_a_trusted_origin_is_admitted_only_while_trusted_and_only_on_its_port():
-    with outbound.private_addresses(allowed=False):
-        with outbound.trusted("http://127.0.0.1:8123"):
-            outbound.check_url("http://127.0.0.1:8123/nudge", "baseUrl")
-            with pytest.raises(InvalidInput):
-                outbound.check_url("http://127.0.0.1:8124", "baseUrl")
+def test_a_trusted_origin_is_admitted_only_while_trusted_only_on_its_port_and_only_by_its_policy():
+    policy, another = OutboundPolicy(allow_private=False), OutboundPolicy(allow_private=False)
+    with policy.trusted("http://127.0.0.1:8123"):
+        policy.check_url("http://127.0.0.1:8123/nudge", "baseUrl")
         with pytest.raises(InvalidInput):
-            outbound.check_url("http://127.0.0.1:8123", "baseUrl")
+            policy.check_url("http://127.0.0.1:8124", "baseUrl")
+        with pytest.raises(InvalidInput):  # no process-wide state: another container's rule is its own
+            another.check_url("http://127.0.0.1:8123/nudge", "baseUrl")
+    with pytest.raises(InvalidInput):
+        policy.check_url("http://127.0.0.1:8123", "baseUrl")

@@ -10,6 +10,7 @@ import pytest
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.errors import AuthenticationFailed, ContractViolation, RemoteError, TransientError
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
+from arsync.outbound import OutboundPolicy
 
 PAGE = b'{"schemaVersion":"1","debtors":[{"erpDebtorId":"D1","name":"Acme"}],"hasMore":false}'
 
@@ -27,6 +28,7 @@ def connector(
         "http://erp.test/api",
         "ask_secret",
         RestOptions(max_attempts=4, backoff_seconds=0.1, max_retry_after_seconds=5, **options),  # type: ignore[arg-type]
+        outbound=OutboundPolicy(allow_private=True),
         transport=httpx.MockTransport(handler),
         sleep=sleeps.append,
     )

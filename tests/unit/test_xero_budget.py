@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arsync.xero.limits import CallBudget
+from arsync.xero.limits import CallBudget, CallBudgets
 
 
 class FakeClock:
@@ -34,3 +34,11 @@ def test_no_calls_left_this_minute_makes_the_next_call_wait() -> None:
         pass
     assert sum(time.slept) >= 1.0  # one call's share of the window
     budget.observe(None)  # an answer without the header changes nothing
+
+
+def test_connectors_of_one_container_share_an_organisations_budget_and_containers_do_not() -> None:
+    budgets, other_container = CallBudgets(), CallBudgets()
+    first = budgets.for_organisation("https://api.xero.com org-1", 60, 60.0, 5)
+    assert budgets.for_organisation("https://api.xero.com org-1", 60, 60.0, 5) is first
+    assert budgets.for_organisation("https://api.xero.com org-2", 60, 60.0, 5) is not first
+    assert other_container.for_organisation("https://api.xero.com org-1", 60, 60.0, 5) is not first

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from sqlalchemy import func, select
 
-from arsync import outbound
 from arsync.cli.common import console, container, err_console
 from arsync.cli.syncing import print_run, run_sync
 from arsync.demo import (
@@ -52,7 +51,7 @@ def demo(
         data = MockErpData(DEMO_DEBTORS, DEMO_INVOICES, DEMO_PAYMENTS, seed=7, push_id_tag=f"{previous_runs + 1}-")
         state = MockErpState(data)
         # The demo's own mocks are on loopback: the outbound rule admits exactly their origins.
-        with serve_in_thread(create_mock_erp_app(state)) as mock, outbound.trusted(mock.url):
+        with serve_in_thread(create_mock_erp_app(state)) as mock, c.outbound.trusted(mock.url):
             # Each demo run changes a few ERP records, so a repeat run has something to pick up.
             for _ in range(previous_runs + 1):
                 state.data.mutate({"debtors": 3, "invoices": 12, "payments": 5})
@@ -80,7 +79,7 @@ def demo(
                 f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json"
             )
             console.print("run the demo again for an incremental sync")
-            with demo_nomod(c) as nomod, outbound.trusted(nomod.url), serve_api(c) as api:
+            with demo_nomod(c) as nomod, c.outbound.trusted(nomod.url), serve_api(c) as api:
                 webhook_secret = signing.new_secret()
                 c.nomod.save_connection(Scope(tenant_id, env_id), api_key=DEMO_NOMOD_KEY, invoice_sync_outbound=True,
                                         base_url=nomod.url, webhook_secret=webhook_secret)  # fmt: skip

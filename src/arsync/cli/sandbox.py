@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from arsync import outbound
 from arsync.cli.common import console, err_console, secret_from_env
 from arsync.errors import InvalidInput
+from arsync.outbound import validate_base_url
 from arsync.sandbox import report as sandbox_report
 from arsync.sandbox.checks import CheckResult, SuiteCannotRun, run_checks
 
@@ -48,7 +48,7 @@ def sandbox_check(
     fails, 2 when the suite could not run.
     """
     try:
-        base_url = outbound.validate_base_url(base_url)
+        base_url = validate_base_url(base_url)
     except InvalidInput as exc:
         err_console.print(f"[red]cannot run:[/red] {exc.message}")
         raise typer.Exit(2) from None

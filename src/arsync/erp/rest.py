@@ -21,7 +21,6 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from arsync import outbound
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
@@ -32,6 +31,7 @@ from arsync.errors import (
     TransientError,
 )
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
+from arsync.outbound import OutboundPolicy
 
 ModelT = TypeVar("ModelT", bound=contract.ContractModel)
 TRANSIENT_STATUSES = {429, 502, 503, 504}
@@ -61,6 +61,7 @@ class RestConnector:
         token: str,
         options: RestOptions | None = None,
         *,
+        outbound: OutboundPolicy,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -71,7 +72,7 @@ class RestConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             verify=_tls_context(),
-            event_hooks=outbound.EVENT_HOOKS,
+            event_hooks=outbound.event_hooks,
             headers={
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import outbound
 from arsync.config import new_token
 from arsync.db import transaction, utcnow
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
 from arsync.errors import ConnectorError, InvalidInput, InvalidState, NotApplicable, NotFound
+from arsync.outbound import OutboundPolicy, validate_base_url
 from arsync.tenancy.scope import Scope, get_scoped
 from arsync.vault import Vault, mask
 
@@ -35,10 +35,12 @@ class ConnectionService:
         session_factory: sessionmaker[Session],
         vault: Vault,
         connector_factory: Callable[[Connection], ErpConnector],
+        outbound: OutboundPolicy,
     ) -> None:
         self.session_factory = session_factory
         self.vault = vault
         self.connector_factory = connector_factory
+        self.outbound = outbound
 
     def save_rest(
         self, tenant_id: str, environment_id: str, base_url: str, bank_account_code: str | None = None
@@ -48,8 +50,8 @@ class ConnectionService:
         Returns the connection and, when a key was generated (on creation), the key itself:
         the only time it is ever shown.
         """
-        base_url = outbound.validate_base_url(base_url)
-        outbound.check_url(base_url, "baseUrl")
+        base_url = validate_base_url(base_url)
+        self.outbound.check_url(base_url, "baseUrl")
         bank_account_code = clean_account_code(bank_account_code)
         with transaction(self.session_factory) as session:
             connection = session.scalar(

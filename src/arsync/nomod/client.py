@@ -16,7 +16,6 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from arsync import outbound
 from arsync.errors import (
     NomodApiError,
     NomodCustomerNotFound,
@@ -27,6 +26,7 @@ from arsync.errors import (
     OutboundRefused,
 )
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
+from arsync.outbound import OutboundPolicy
 
 # Nomod's documented error codes (API reference, "requests-responses": ``error.code``), each
 # onto the stable error it means. Nomod documents no code for a duplicate email; that one is
@@ -51,6 +51,7 @@ class NomodClient:
         api_key: str,
         options: HttpRetryOptions | None = None,
         *,
+        outbound: OutboundPolicy,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.options = options or HttpRetryOptions()
@@ -59,7 +60,7 @@ class NomodClient:
             base_url=base_url.rstrip("/"),
             timeout=self.options.timeout_seconds,
             headers={"X-API-KEY": api_key, "Accept": "application/json", "User-Agent": "arsync"},
-            event_hooks=outbound.EVENT_HOOKS,
+            event_hooks=outbound.event_hooks,
         )
 
     def close(self) -> None:

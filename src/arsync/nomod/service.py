@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import outbound
 from arsync.db import exclusive_transaction, transaction, utcnow
 from arsync.errors import (
     Conflict,
@@ -58,6 +57,7 @@ from arsync.nomod.repository import (
     sync_state,
 )
 from arsync.nomod.schemas import API_KEY_PATTERN
+from arsync.outbound import OutboundPolicy, validate_base_url
 from arsync.schemas import is_email
 from arsync.tenancy.scope import Scope, in_scope
 from arsync.vault import Vault, mask
@@ -96,6 +96,7 @@ class NomodService:
         options: HttpRetryOptions | None = None,
         client_factory: ClientFactory | None = None,
         *,
+        outbound: OutboundPolicy,
         queue: JobQueue | None = None,
         retry: RetryPolicy | None = None,
         default_base_url: str = "https://api.nomod.com",
@@ -103,7 +104,10 @@ class NomodService:
         self.session_factory = session_factory
         self.vault = vault
         self.options = options or HttpRetryOptions()
-        self.client_factory = client_factory or (lambda url, key: NomodClient(url, key, self.options))
+        self.outbound = outbound
+        self.client_factory = client_factory or (
+            lambda url, key: NomodClient(url, key, self.options, outbound=self.outbound)
+        )
         self.queue = queue
         self.retry = retry or RetryPolicy()
         self.default_base_url = default_base_url
@@ -127,8 +131,8 @@ class NomodService:
                 "apiKey must be a Nomod secret key (sk_test_… or sk_live_…)", details={"field": "apiKey"}
             )
         if base_url is not None:
-            base_url = outbound.validate_base_url(base_url.rstrip("/"))
-            outbound.check_url(base_url, "baseUrl")
+            base_url = validate_base_url(base_url.rstrip("/"))
+            self.outbound.check_url(base_url, "baseUrl")
         secret_problem = signing.secret_problem(webhook_secret) if webhook_secret is not None else None
         if secret_problem:
             raise InvalidInput(f"webhookSecret {secret_problem}", details={"field": "webhookSecret"})

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from arsync import __version__, outbound
+from arsync import __version__
 from arsync.errors import OutboundRefused
+from arsync.outbound import OutboundPolicy
 
 Auth = Literal["token", "none", "wrong", "basic", "empty"]
 MAX_KEPT_BODY = 4000
@@ -83,14 +84,14 @@ def _http_date(value: str | None) -> datetime | None:
 
 class SandboxClient:
     def __init__(
-        self, base_url: str, token: str, token_env: str, *, timeout: float = 30.0, guarded: bool = False
+        self, base_url: str, token: str, token_env: str, *, timeout: float = 30.0, guard: OutboundPolicy | None = None
     ) -> None:
-        """``guarded``: the target was given by a tenant of this server, so arsync's address rule applies."""
+        """``guard``: the target was given by a tenant of this server, so this address rule applies."""
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.token_env = token_env
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=timeout, event_hooks=outbound.EVENT_HOOKS if guarded else None
+            base_url=self.base_url, timeout=timeout, event_hooks=guard.event_hooks if guard else None
         )
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()

@@ -24,12 +24,12 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import outbound
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.errors import InvalidState, NotFound
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import serve_in_thread
+from arsync.outbound import OutboundPolicy
 from arsync.sandbox.checks import VERDICTS, CheckResult, Report, SuiteCannotRun, run_checks, select_checks
 from arsync.sandbox.models import SandboxCheckResult, SandboxRun
 from arsync.sandbox.report import conformance_summary
@@ -43,7 +43,7 @@ BUILTIN_TARGET = "the built-in mock ERP"
 
 
 @contextmanager
-def builtin_mock_erp() -> Iterator[tuple[str, str]]:
+def builtin_mock_erp(outbound: OutboundPolicy) -> Iterator[tuple[str, str]]:
     """A mock ERP of its own for one built-in run: ``(base URL, token)``.
 
     It listens on a free loopback port for the run only, with a fresh token and fresh records,
@@ -105,8 +105,9 @@ def _stored(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class SandboxHistory:
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], outbound: OutboundPolicy) -> None:
         self.session_factory = session_factory
+        self.outbound = outbound
 
     def start(self, tenant_id: str, base_url: str, token: str, *, allow_writes: bool, builtin: bool) -> str:
         """Start a run in a thread; with ``builtin`` the target is a mock ERP started for it."""
@@ -146,7 +147,7 @@ class SandboxHistory:
         values: dict[str, Any] = {}
         try:
             if builtin:
-                with builtin_mock_erp() as (mock_url, mock_token):
+                with builtin_mock_erp(self.outbound) as (mock_url, mock_token):
                     self._set(run_id, base_url=mock_url)
                     report = self._run(run_id, mock_url, mock_token, allow_writes)
             else:
@@ -168,7 +169,7 @@ class SandboxHistory:
         return run_checks(
             base_url, token, token_env=TOKEN_ENV, allow_writes=allow_writes,
             progress=lambda result, index, _n: self._record(run_id, index, result),
-            on_start=lambda warnings: self._set(run_id, warnings=warnings), guarded=True,
+            on_start=lambda warnings: self._set(run_id, warnings=warnings), guard=self.outbound,
         )  # fmt: skip
 
     def _record(self, run_id: str, position: int, result: CheckResult) -> None:

@@ -151,7 +151,7 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 
 def install_ui(app: FastAPI) -> None:
     """Add the pages to ``app`` (whose ``state.container`` is set) and HTML error pages for them."""
-    app.state.sandbox_history = SandboxHistory(app.state.container.session_factory)
+    app.state.sandbox_history = SandboxHistory(app.state.container.session_factory, app.state.container.outbound)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for part in (router, ledger_router, sync_router, settings_router, sandbox_router):
         app.include_router(part)

@@ -14,8 +14,8 @@ import orjson
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from arsync import outbound
 from arsync.errors import ArsyncError, NotFound
+from arsync.outbound import validate_base_url
 from arsync.sandbox import report as reports
 from arsync.sandbox.checks import CheckResult, Report, select_checks
 from arsync.sandbox.history import SandboxHistory
@@ -128,8 +128,8 @@ def start_run(
         run_id = _history(request).start(ui.tenant.id, "", "", allow_writes=True, builtin=True)
         return redirect(f"/sandbox?product=nudge&run={run_id}{_endpoint_param(endpoint)}")
     try:
-        base_url = outbound.validate_base_url(base_url)
-        outbound.check_url(base_url, "base_url")
+        base_url = validate_base_url(base_url)
+        ui.container.outbound.check_url(base_url, "base_url")
     except ArsyncError as exc:
         return redirect(f"/sandbox?product=nudge{_endpoint_param(endpoint)}", error=plain_words(exc))
     if not token.strip():

@@ -26,7 +26,6 @@ import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from arsync import outbound
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
@@ -39,6 +38,7 @@ from arsync.errors import (
     TransientError,
 )
 from arsync.http_retry import HttpRetryOptions, parse_retry_after
+from arsync.outbound import OutboundPolicy
 from arsync.xero import api
 from arsync.xero.limits import CallBudget
 from arsync.xero.tokens import XeroTokens
@@ -67,6 +67,7 @@ class XeroConnector:
         options: XeroOptions | None = None,
         *,
         sales_account_code: str | None = None,
+        outbound: OutboundPolicy,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -82,7 +83,7 @@ class XeroConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "arsync"},
-            event_hooks=outbound.EVENT_HOOKS,
+            event_hooks=outbound.event_hooks,
         )
 
     def close(self) -> None:

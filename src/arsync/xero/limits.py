@@ -71,14 +71,18 @@ class CallBudget:
             self._sleep(max(wait, 0.001))
 
 
-_budgets: dict[str, CallBudget] = {}
-_budgets_lock = threading.Lock()
+class CallBudgets:
+    """The call budget of each organisation, shared by every connector the container builds for it."""
 
+    def __init__(self) -> None:
+        self._budgets: dict[str, CallBudget] = {}
+        self._lock = threading.Lock()
 
-def budget_for(organisation: str, per_window: int, window_seconds: float, max_in_flight: int) -> CallBudget:
-    """The one budget of an organisation in this process."""
-    with _budgets_lock:
-        budget = _budgets.get(organisation)
-        if budget is None:
-            budget = _budgets[organisation] = CallBudget(per_window, window_seconds, max_in_flight)
-        return budget
+    def for_organisation(
+        self, organisation: str, per_window: int, window_seconds: float, max_in_flight: int
+    ) -> CallBudget:
+        with self._lock:
+            budget = self._budgets.get(organisation)
+            if budget is None:
+                budget = self._budgets[organisation] = CallBudget(per_window, window_seconds, max_in_flight)
+            return budget

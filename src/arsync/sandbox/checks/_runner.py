@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from arsync.erp import contract
+from arsync.outbound import OutboundPolicy
 from arsync.sandbox.checks._catalog import (
     all_checks,
 )
@@ -105,7 +106,7 @@ def run_checks(
     timeout: float = 30.0,
     progress: Progress | None = None,
     on_start: Callable[[list[str]], None] | None = None,
-    guarded: bool = False,
+    guard: OutboundPolicy | None = None,
 ) -> Report:
     """Run the sandbox against ``base_url``; ``progress`` is called after each check.
 
@@ -113,7 +114,7 @@ def run_checks(
     the command, so arsync's outbound address rule applies.
     """
     checks = select_checks(only)
-    client = SandboxClient(base_url, token, token_env, timeout=timeout, guarded=guarded)
+    client = SandboxClient(base_url, token, token_env, timeout=timeout, guard=guard)
     run_id = secrets.token_hex(4)
     started = datetime.now(UTC)
     try:
