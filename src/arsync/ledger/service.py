@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from arsync.db import update_if, utcnow
 from arsync.errors import DuplicateInvoiceNumber, ErpOwned, InvalidInput, InvalidState, OverApplication
@@ -50,19 +50,22 @@ def create_customer(session: Session, scope: Scope, body: schemas.CustomerCreate
     return customer
 
 
-# The columns of a customer's API shape, in CustomerRead's field order. Lists select these as
-# plain rows: loading 100 ORM objects (identity map, instance state) costs more than the query.
-CUSTOMER_READ_COLUMNS = (
-    Customer.id,
-    Customer.name,
-    Customer.email,
-    Customer.phone,
-    Customer.external_id,
-    Customer.metadata_,
-    Customer.status,
-    Customer.erp_debtor_id,
-    Customer.created_at,
-)
+# Where each field of CustomerRead, the customer's one read shape, is stored. Every read path
+# derives from this: the ORM read, the list's plain rows (loading 100 ORM objects costs more than
+# the query) and the PostgreSQL fast path's JSON (web/pg_reads.py).
+CUSTOMER_READ_SOURCE: dict[str, InstrumentedAttribute[Any]] = {
+    "id": Customer.id,
+    "name": Customer.name,
+    "email": Customer.email,
+    "phone": Customer.phone,
+    "external_id": Customer.external_id,
+    "metadata": Customer.metadata_,
+    "status": Customer.status,
+    "erp_debtor_id": Customer.erp_debtor_id,
+    "created_at": Customer.created_at,
+}
+assert list(CUSTOMER_READ_SOURCE) == list(schemas.CustomerRead.model_fields), "one column per field, in order"
+CUSTOMER_READ_COLUMNS = tuple(CUSTOMER_READ_SOURCE.values())
 
 
 def list_customers(

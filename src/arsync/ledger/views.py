@@ -64,17 +64,8 @@ class PaymentRead(ApiModel):
 
 
 def customer_read(customer: Customer) -> schemas.CustomerRead:
-    return schemas.CustomerRead(
-        id=customer.id,
-        name=customer.name,
-        email=customer.email,
-        phone=customer.phone,
-        external_id=customer.external_id,
-        metadata=customer.metadata_ or {},
-        status=customer.status,
-        erp_debtor_id=customer.erp_debtor_id,
-        created_at=customer.created_at,
-    )
+    values = {field: getattr(customer, column.key) for field, column in ledger.CUSTOMER_READ_SOURCE.items()}
+    return schemas.CustomerRead(**values | {"metadata": values["metadata"] or {}})
 
 
 CUSTOMER_WIRE_KEYS = tuple(field.alias or name for name, field in schemas.CustomerRead.model_fields.items())

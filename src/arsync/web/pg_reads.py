@@ -30,6 +30,8 @@ from typing import Any, cast
 import asyncpg
 from sqlalchemy import make_url
 
+from arsync.ledger.service import CUSTOMER_READ_SOURCE
+from arsync.ledger.views import CUSTOMER_WIRE_KEYS
 from arsync.schemas import PageParams
 from arsync.vault import hash_token
 from arsync.web.deps import ApiCredentials, KeyRow, require_api_key, scope_of_key
@@ -40,12 +42,17 @@ KEY_BY_HASH = "SELECT tenant_id, environment_id, revoked_at FROM api_keys WHERE 
 # is zero; to_char with a constant format (cheap: parsed once) and a replace do the same.
 _CREATED_AT = "replace(to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
 
-# CustomerRead's wire shape, for row_to_json (compact, and cheaper than json_build_object):
-# camelCase names, and metadata never null (neither SQL NULL nor JSON null).
-CUSTOMER_COLUMNS = (
-    'c.id, c.name, c.email, c.phone, c.external_id AS "externalId", '
-    "coalesce(nullif(c.metadata, 'null'::jsonb), '{}'::jsonb) AS metadata, c.status, "
-    f'c.erp_debtor_id AS "erpDebtorId", {_CREATED_AT} AS "createdAt"'
+# Fields whose stored value is not already its wire value: metadata is never null (neither SQL
+# NULL nor JSON null), and times are written as Pydantic writes them.
+_WIRE_VALUE = {
+    "metadata": "coalesce(nullif(c.metadata, 'null'::jsonb), '{}'::jsonb)",
+    "created_at": _CREATED_AT,
+}
+# CustomerRead's wire shape for row_to_json (compact, and cheaper than json_build_object), built
+# from the ledger's one declaration of where each field is stored, under its camelCase name.
+CUSTOMER_COLUMNS = ", ".join(
+    f'{_WIRE_VALUE.get(field, "c." + column.name)} AS "{wire}"'
+    for (field, column), wire in zip(CUSTOMER_READ_SOURCE.items(), CUSTOMER_WIRE_KEYS, strict=True)
 )
 
 CUSTOMER_BY_ID = f"""
