@@ -89,6 +89,10 @@ class CustomerRead(ApiModel):
     created_at: datetime
 
 
+# CustomerRead's JSON names, in field order.
+CUSTOMER_WIRE_KEYS = tuple(field.alias or name for name, field in CustomerRead.model_fields.items())
+
+
 class LineIn(RequestModel):
     description: str = Field(min_length=1, max_length=4000)
     quantity: PositiveQuantity

@@ -10,11 +10,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from arsync.db import update_if, utcnow
 from arsync.errors import DuplicateInvoiceNumber, ErpOwned, InvalidInput, InvalidState, OverApplication
-from arsync.ledger import schemas
+from arsync.ledger import repository, schemas
 from arsync.ledger.models import (
     CASH_APPLICABLE,
     DISPATCHABLE,
@@ -50,24 +50,6 @@ def create_customer(session: Session, scope: Scope, body: schemas.CustomerCreate
     return customer
 
 
-# Where each field of CustomerRead, the customer's one read shape, is stored. Every read path
-# derives from this: the ORM read, the list's plain rows (loading 100 ORM objects costs more than
-# the query) and the PostgreSQL fast path's JSON (web/pg_reads.py).
-CUSTOMER_READ_SOURCE: dict[str, InstrumentedAttribute[Any]] = {
-    "id": Customer.id,
-    "name": Customer.name,
-    "email": Customer.email,
-    "phone": Customer.phone,
-    "external_id": Customer.external_id,
-    "metadata": Customer.metadata_,
-    "status": Customer.status,
-    "erp_debtor_id": Customer.erp_debtor_id,
-    "created_at": Customer.created_at,
-}
-assert list(CUSTOMER_READ_SOURCE) == list(schemas.CustomerRead.model_fields), "one column per field, in order"
-CUSTOMER_READ_COLUMNS = tuple(CUSTOMER_READ_SOURCE.values())
-
-
 def list_customers(
     session: Session,
     scope: Scope,
@@ -77,7 +59,7 @@ def list_customers(
     email: str | None,
     erp_debtor_id: str | None,
 ) -> tuple[list[Row[Any]], bool]:
-    statement = select(*CUSTOMER_READ_COLUMNS).where(in_scope(Customer, scope))
+    statement = select(*repository.CUSTOMER_READ_COLUMNS).where(in_scope(Customer, scope))
     if name:
         statement = statement.where(func.lower(Customer.name).contains(name.lower(), autoescape=True))
     if email:

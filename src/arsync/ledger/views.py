@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from arsync.erp.models import Push
 from arsync.erp.push import pushes_by_invoice, pushes_by_payment
 from arsync.erp.schemas import PushRead, push_read
-from arsync.ledger import schemas
+from arsync.ledger import repository, schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
 from arsync.ledger.schemas import LineRead
@@ -64,16 +64,13 @@ class PaymentRead(ApiModel):
 
 
 def customer_read(customer: Customer) -> schemas.CustomerRead:
-    values = {field: getattr(customer, column.key) for field, column in ledger.CUSTOMER_READ_SOURCE.items()}
+    values = {field: getattr(customer, column.key) for field, column in repository.CUSTOMER_READ_SOURCE.items()}
     return schemas.CustomerRead(**values | {"metadata": values["metadata"] or {}})
 
 
-CUSTOMER_WIRE_KEYS = tuple(field.alias or name for name, field in schemas.CustomerRead.model_fields.items())
-
-
 def customer_wire(row: Row[Any]) -> dict[str, Any]:
-    """A row of ``ledger.CUSTOMER_READ_COLUMNS`` as CustomerRead's JSON object."""
-    item = dict(zip(CUSTOMER_WIRE_KEYS, row, strict=True))
+    """A row of ``repository.CUSTOMER_READ_COLUMNS`` as CustomerRead's JSON object."""
+    item = dict(zip(schemas.CUSTOMER_WIRE_KEYS, row, strict=True))
     item["metadata"] = item["metadata"] or {}
     return item
 

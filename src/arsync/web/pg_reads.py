@@ -1,7 +1,8 @@
 """The customer read routes on PostgreSQL: one statement checks the API key and renders the JSON.
 
-Written by hand, without the ORM, because these are the API's busiest routes and the general
-path is too heavy for them. There, a read costs a session, two worker-thread hops, the key
+The statements are the ledger's (``ledger/repository.py``, built with SQLAlchemy Core from the
+customer read shape); they are run here without the ORM, because these are the API's busiest
+routes and the general path is too heavy for them. There, a read costs a session, two worker-thread hops, the key
 query and the read (each in its own REPEATABLE READ transaction) and a Pydantic model per row:
 about 3 ms of CPU on the server's single event loop. Here one statement, sent from the event
 loop through an asyncpg pool (its per-query cost is a fraction of psycopg's), looks the key up
@@ -15,7 +16,7 @@ one event loop, and on a small machine many busy PostgreSQL backends take the CP
 The rules are the general path's (``deps.scope_of_key`` decides 401/403, a record outside the
 scope is 404) and the JSON values are the same; tests compare the two paths on PostgreSQL.
 
-Prepared statements are allowed here, unlike on the ORM engine: every statement below is driven
+Prepared statements are allowed here, unlike on the ORM engine: every statement run here is driven
 by an index that matches its predicates and order (the key's hash; the customer's id; tenant,
 environment, id), so a generic plan cannot turn into a scan of the whole table, and PostgreSQL
 plans them again when ANALYZE updates the tables' statistics.
@@ -24,77 +25,16 @@ plans them again when ANALYZE updates the tables' statistics.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import make_url
 
-from arsync.ledger.service import CUSTOMER_READ_SOURCE
-from arsync.ledger.views import CUSTOMER_WIRE_KEYS
+from arsync.ledger import repository
+from arsync.ledger.repository import PgStatement
 from arsync.schemas import PageParams
 from arsync.vault import hash_token
 from arsync.web.deps import ApiCredentials, KeyRow, require_api_key, scope_of_key
-
-KEY_BY_HASH = "SELECT tenant_id, environment_id, revoked_at FROM api_keys WHERE key_hash = $1"
-
-# Pydantic writes a UTC datetime as 2026-01-31T09:30:00.123456Z, leaving the fraction out when it
-# is zero; to_char with a constant format (cheap: parsed once) and a replace do the same.
-_CREATED_AT = "replace(to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
-
-# Fields whose stored value is not already its wire value: metadata is never null (neither SQL
-# NULL nor JSON null), and times are written as Pydantic writes them.
-_WIRE_VALUE = {
-    "metadata": "coalesce(nullif(c.metadata, 'null'::jsonb), '{}'::jsonb)",
-    "created_at": _CREATED_AT,
-}
-# CustomerRead's wire shape for row_to_json (compact, and cheaper than json_build_object), built
-# from the ledger's one declaration of where each field is stored, under its camelCase name.
-CUSTOMER_COLUMNS = ", ".join(
-    f'{_WIRE_VALUE.get(field, "c." + column.name)} AS "{wire}"'
-    for (field, column), wire in zip(CUSTOMER_READ_SOURCE.items(), CUSTOMER_WIRE_KEYS, strict=True)
-)
-
-CUSTOMER_BY_ID = f"""
-WITH key AS ({KEY_BY_HASH})
-SELECT key.tenant_id, key.environment_id, key.revoked_at,
-       (SELECT row_to_json(found)::text
-        FROM (SELECT {CUSTOMER_COLUMNS} FROM customers c
-              WHERE c.id = $2 AND c.tenant_id = key.tenant_id AND c.environment_id = key.environment_id) AS found)
-FROM key
-"""
-
-# The optional list filters, as the ORM's list_customers applies them.
-CUSTOMER_FILTERS = {
-    "name": "lower(c.name) LIKE {} ESCAPE '/'",
-    "email": "lower(c.email) = {}",
-    "erp_debtor_id": "c.erp_debtor_id = {}",
-}
-
-
-@functools.cache
-def customer_page_sql(filters: tuple[str, ...]) -> str:
-    """A page of customers in id order, as the items joined by commas, and whether more follow.
-
-    One row past the page is read to know that. One text per combination of filters, so each
-    gets its own prepared plan.
-    """
-    conditions = "".join(
-        " AND " + CUSTOMER_FILTERS[name].format(f"${position}") for position, name in enumerate(filters, start=4)
-    )
-    return f"""
-WITH key AS ({KEY_BY_HASH})
-SELECT key.tenant_id, key.environment_id, key.revoked_at, page.items, page.has_more
-FROM key, LATERAL (
-    SELECT coalesce(string_agg(numbered.item, ',' ORDER BY numbered.id) FILTER (WHERE numbered.position <= $2), '')
-               AS items,
-           count(*) > $2 AS has_more
-    FROM (SELECT found.id, row_to_json(found)::text AS item, row_number() OVER (ORDER BY found.id) AS position
-          FROM (SELECT {CUSTOMER_COLUMNS} FROM customers c
-                WHERE c.tenant_id = key.tenant_id AND c.environment_id = key.environment_id{conditions}
-                ORDER BY c.id LIMIT $2 + 1 OFFSET $3) AS found) AS numbered
-) AS page
-"""
 
 
 def like_contains(text: str) -> str:
@@ -135,18 +75,20 @@ class PgReads:
             await self._pool.close()
             self._pool = None
 
-    async def _authorized_row(self, credentials: ApiCredentials, sql: str, *args: Any) -> tuple[Any, ...]:
-        """Run ``sql`` (which starts with the key lookup) and apply the key rules to its first columns."""
+    async def _authorized_row(
+        self, credentials: ApiCredentials, statement: PgStatement, **values: Any
+    ) -> tuple[Any, ...]:
+        """Run ``statement`` (which starts with the key lookup) and apply the key rules to its first columns."""
         key_hash = hash_token(require_api_key(credentials))
         pool = await self._connections()
-        row = await pool.fetchrow(sql, key_hash, *args)
+        row = await pool.fetchrow(statement.sql, *statement.args(key_hash=key_hash, **values))
         scope_of_key(None if row is None else KeyRow(*row[:3]), credentials)
         assert row is not None  # scope_of_key refuses a missing key
         return tuple(row[3:])
 
     async def customer(self, credentials: ApiCredentials, customer_id: str) -> str | None:
         """The customer's JSON, or None when it is not in the key's scope."""
-        (body,) = await self._authorized_row(credentials, CUSTOMER_BY_ID, customer_id)
+        (body,) = await self._authorized_row(credentials, repository.customer_by_id(), customer_id=customer_id)
         return cast(str | None, body)
 
     async def customer_page(
@@ -161,10 +103,10 @@ class PgReads:
         """A ``Page`` of customers as JSON text."""
         values = {"name": like_contains(name.lower()) if name else None, "email": email.lower() if email else None}
         values["erp_debtor_id"] = erp_debtor_id or None
-        filters = tuple(key for key, value in values.items() if value is not None)
-        sql = customer_page_sql(filters)
+        given = {key: value for key, value in values.items() if value is not None}
+        statement = repository.customer_page(tuple(given))
         items, has_more = await self._authorized_row(
-            credentials, sql, paging.limit, paging.offset, *(values[key] for key in filters)
+            credentials, statement, limit=paging.limit, offset=paging.offset, **given
         )
         more = "true" if has_more else "false"
         return f'{{"items":[{items}],"page":{paging.page},"limit":{paging.limit},"hasMore":{more}}}'
