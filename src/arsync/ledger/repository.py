@@ -103,6 +103,7 @@ def customer_by_id() -> PgStatement:
             Customer.tenant_id == key.c.tenant_id,
             Customer.environment_id == key.c.environment_id,
         )
+        .correlate(key)
         .subquery("found")
     )
     body = select(cast(func.row_to_json(found.table_valued()), Text)).scalar_subquery()
@@ -131,6 +132,7 @@ def customer_page(filters: tuple[str, ...]) -> PgStatement:
             Customer.environment_id == key.c.environment_id,
             *(CUSTOMER_FILTERS[name](bindparam(name)) for name in filters),
         )
+        .correlate(key)
         .order_by(Customer.id)
         .limit(limit + _sql("1"))
         .offset(bindparam("offset"))
