@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from arsync import migrate, models
 from arsync.config import Settings
 from arsync.db import make_engine, make_read_session_factory, make_session_factory
+from arsync.erp.flows import ConnectionFlows
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
 from arsync.erp.push import PushOptions, PushService
 from arsync.erp.rest import RestConnector, RestOptions
-from arsync.erp.service import ConnectionService
 from arsync.erp.sync import SyncEngine, SyncOptions
 from arsync.erp.tasks import erp_tasks
 from arsync.http_retry import HttpRetryOptions
@@ -41,7 +41,7 @@ class Container:
     vault: Vault
     read_session_factory: sessionmaker[Session] = field(init=False)
     sync: SyncEngine = field(init=False)
-    connections: ConnectionService = field(init=False)
+    connections: ConnectionFlows = field(init=False)
     runner: InProcessRunner = field(init=False)
     queue: JobQueue = field(init=False)
     pushes: PushService = field(init=False)
@@ -99,7 +99,7 @@ class Container:
         if isinstance(self.queue, InProcessQueue):
             for task in self.tasks:
                 self.queue.register(task.name, task.run)
-        self.connections = ConnectionService(self.session_factory, self.vault, self.connector_for, self.outbound)
+        self.connections = ConnectionFlows(self.session_factory, self.vault, self.connector_for, self.outbound)
         self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
 
     def xero_oauth(self) -> XeroOAuth | None:

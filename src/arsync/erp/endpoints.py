@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arsync.erp import flows
+from arsync.erp import flows, service
 from arsync.erp import push as pushes
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.schemas import (
@@ -72,7 +72,7 @@ def update_account_codes(
     Takes effect on the next push; no reconnect needed.
     """
     connection = _connection(session, scope, connection_id)
-    container.connections.set_account_codes(session, connection, body.model_dump(exclude_unset=True))
+    service.set_account_codes(session, connection, body.model_dump(exclude_unset=True))
     return connection_read(connection)
 
 

@@ -1,14 +1,74 @@
-"""ERP connection use cases that reach past the connection table, each the one entry point the API
-and the UI call."""
+"""ERP connection use cases that own a transaction or call the ERP, each the one entry point the
+API, the UI and the CLI call. The changes themselves are ``erp.service``'s."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from collections.abc import Callable
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from arsync.db import transaction
+from arsync.erp import service
 from arsync.erp.models import Connection
-from arsync.errors import RevokeFailed
-from arsync.tenancy.scope import Scope, get_scoped
+from arsync.erp.port import ErpConnector
+from arsync.errors import ConnectorError, RevokeFailed
+from arsync.outbound import OutboundPolicy, validate_base_url
+from arsync.tenancy.scope import Scope
+from arsync.vault import Vault
 from arsync.xero.service import XeroConnections
+
+
+class ConnectionFlows:
+    """Saving a REST connection, rotating its key and checking its health, each committed on its own.
+
+    ``scope`` is the caller's tenant and environment; None only for the operator's CLI.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        vault: Vault,
+        connector_factory: Callable[[Connection], ErpConnector],
+        outbound: OutboundPolicy,
+    ) -> None:
+        self.session_factory = session_factory
+        self.vault = vault
+        self.connector_factory = connector_factory
+        self.outbound = outbound
+
+    def save_rest(
+        self, tenant_id: str, environment_id: str, base_url: str, bank_account_code: str | None = None
+    ) -> tuple[Connection, str | None]:
+        """Create or update the environment's REST connection (see ``service.save_rest``)."""
+        base_url = validate_base_url(base_url)
+        self.outbound.check_url(base_url, "baseUrl")
+        with transaction(self.session_factory) as session:
+            return service.save_rest(
+                session, Scope(tenant_id, environment_id), base_url, bank_account_code, vault=self.vault
+            )
+
+    def rotate_key(self, connection_id: str, *, scope: Scope | None) -> tuple[Connection, str]:
+        """Replace the middleware key; the old one is no longer sent from this moment."""
+        with transaction(self.session_factory) as session:
+            connection = service.get_connection(session, connection_id, scope)
+            return connection, service.replace_key(connection, vault=self.vault)
+
+    def check_health(self, connection_id: str, *, scope: Scope | None) -> Connection:
+        """Call ``POST /health`` (no transaction held meanwhile) and record ACTIVE or FAILED with the reason."""
+        with self.session_factory() as session:
+            connection = service.get_connection(session, connection_id, scope)
+        connector = self.connector_factory(connection)
+        error: ConnectorError | None = None
+        try:
+            answer = connector.health()
+            if not answer.ok:
+                error = ConnectorError("middleware answered ok: false", endpoint="/health", http_status=200)
+        except ConnectorError as exc:
+            error = exc
+        finally:
+            connector.close()
+        with transaction(self.session_factory) as session:
+            return service.record_health(service.get_connection(session, connection_id, scope), error)
 
 
 def remove_connection(
@@ -19,7 +79,7 @@ def remove_connection(
     A native (Xero) connection's tokens are revoked at Xero first; unless ``force``, a revocation
     Xero does not confirm keeps the connection and raises RevokeFailed.
     """
-    connection = get_scoped(session, Connection, connection_id, scope, "connection")
+    connection = service.get_connection(session, connection_id, scope)
     if connection.transport == "native" and not xero.disconnect(connection) and not force:
         raise RevokeFailed("Xero did not confirm that it revoked arsync's access; try again, or delete anyway")
     session.delete(connection)

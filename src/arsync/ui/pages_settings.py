@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from arsync.erp import flows as erp_flows
+from arsync.erp import service as erp_service
 from arsync.erp.models import Connection
 from arsync.errors import ArsyncError, RevokeFailed
 from arsync.nomod.models import NomodConnection
@@ -129,7 +130,7 @@ def save_account_codes(
     def run() -> str:
         with ui.write() as session:
             connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
-            ui.container.connections.set_account_codes(session, connection, {
+            erp_service.set_account_codes(session, connection, {
                 "bank_account_code": bank_account_code.strip() or None,
                 "sales_account_code": sales_account_code.strip() or None,
             })  # fmt: skip
