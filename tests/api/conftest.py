@@ -94,8 +94,20 @@ def login_token(client: httpx.Client) -> str:
     return match.group(1)
 
 
+# Browsers signed in during a test, closed after it (so no socket is left for the garbage collector).
+_signed_in: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_signed_in_browsers() -> Iterator[None]:
+    yield
+    while _signed_in:
+        _signed_in.pop().close()
+
+
 def sign_in(server: RunningServer, email: str, password: str = PASSWORD) -> Browser:
     client = httpx.Client(base_url=server.url, timeout=30)
+    _signed_in.append(client)
     token = login_token(client)
     answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token, "next": "/"})
     assert answer.status_code == 303, answer.text

@@ -100,18 +100,13 @@ def api_server(container: Container, api_port: int) -> Iterator[RunningServer]:
 _site: dict[str, Any] = {}
 
 
-_browsers: list[httpx.Client] = []
-
-
 @pytest.fixture(autouse=True)
 def _remember_site(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Lets ``connect`` sign a tenant's user in, on the server the test uses; closes its browsers."""
+    """Lets ``connect`` sign a tenant's user in, on the server the test uses (sign_in closes its browsers)."""
     if "api_server" in request.fixturenames:
         _site.clear()
         _site.update(container=request.getfixturevalue("container"), server=request.getfixturevalue("api_server"))
     yield
-    while _browsers:
-        _browsers.pop().close()
 
 
 def signed_in_browser(tenant: Tenant) -> httpx.Client:
@@ -120,9 +115,7 @@ def signed_in_browser(tenant: Tenant) -> httpx.Client:
     with transaction(_site["container"].session_factory) as session:
         if session.query(User).filter_by(email=email).first() is None:
             accounts.create_user(session, tenant.tenant_id, email, PASSWORD)
-    browser = sign_in(_site["server"], email).client
-    _browsers.append(browser)
-    return browser
+    return sign_in(_site["server"], email).client
 
 
 def consent(browser: httpx.Client, mock: MockXero, url: str, decision: str = "allow") -> httpx.Response:
