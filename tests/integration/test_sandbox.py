@@ -202,8 +202,11 @@ def test_each_bug_of_a_fresh_middleware_is_flagged_by_its_check(bug: str) -> Non
     value: Any = 2.2 if bug == "slow_health" else True
     with _fresh(**{bug: value}) as (erp, server):
         report = run_checks(server.url, erp.token, token_env="MW_TOKEN", allow_writes=True)
+    # Latency is judged against a wall clock, so a loaded test machine can slow a correct page past
+    # the check's 2 s; only the bug that is about latency is held to it.
     flagged = [(r.name, r.verdict) for r in report.results
-               if r.verdict == "FAIL" or (r.verdict == "WARN" and r.tier == "SHOULD")]  # fmt: skip
+               if (r.verdict == "FAIL" or (r.verdict == "WARN" and r.tier == "SHOULD"))
+               and (r.name != "latency" or bug == "slow_health")]  # fmt: skip
     assert flagged == [FRESH_BUGS[bug]], [(r.name, r.verdict, r.reason) for r in report.results if r.verdict != "PASS"]
     ((name, _),) = flagged
     result = next(r for r in report.results if r.name == name)
