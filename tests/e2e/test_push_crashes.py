@@ -66,8 +66,12 @@ def _said(log: Path, text: str) -> Callable[[], bool]:
     return lambda: log.exists() and text in log.read_text()
 
 
-def _reaches(count: Callable[[], int], target: int) -> Callable[[], bool]:
-    return lambda: count() >= target
+def _above(count: Callable[[], int], floor: int) -> Callable[[], bool]:
+    return lambda: count() > floor
+
+
+def _equal(count: Callable[[], int], target: int) -> Callable[[], bool]:
+    return lambda: count() == target
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -175,9 +179,9 @@ def test_a_push_killed_mid_flight_lands_exactly_once(
         if failpoint:
             _wait(_said(log, f"failpoint {failpoint} reached"), "the failpoint")
         elif point == "while_erp_holds_it":
-            _wait(_reaches(lambda: _requests_to(forgetful_erp, endpoint), sent + 1), "the request to reach the ERP")
+            _wait(_above(lambda: _requests_to(forgetful_erp, endpoint), sent), "the request to reach the ERP")
         else:
-            _wait(_reaches(stored, before + 1), "the ERP to store it")
+            _wait(_equal(stored, before + 1), "the ERP to store it")
         _kill(pid)
         killed = _push(pg_container, push_id)
         assert killed.status == "PENDING" and killed.sending_since is not None and killed.attempts == 1

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from arsync.erp import flows, service
 from arsync.erp import push as pushes
@@ -24,16 +23,12 @@ from arsync.erp.schemas import (
 )
 from arsync.errors import RevokeFailed
 from arsync.schemas import Page
-from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
+from arsync.tenancy.scope import get_scoped, in_scope, paginate
 from arsync.web.deps import ContainerDep, PagingDep, ScopeDep, SessionDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-
-
-def _connection(session: Session, scope: Scope, connection_id: str) -> Connection:
-    return get_scoped(session, Connection, connection_id, scope, "connection")
 
 
 @router.get("/connections", response_model=list[ConnectionRead], tags=["connections"])
@@ -59,7 +54,7 @@ def save_rest_connection(body: RestConnectionSave, scope: ScopeDep, container: C
 @router.get("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
 def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> Response:
     """One connection: status, last error and masked key."""
-    return json_response(connection_read(_connection(session, scope, connection_id)))
+    return json_response(connection_read(service.get_connection(session, connection_id, scope)))
 
 
 @router.patch("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
@@ -71,7 +66,7 @@ def update_account_codes(
     Fields left out stay as they are; ``null`` removes a code (Xero then uses 200 for sales).
     Takes effect on the next push; no reconnect needed.
     """
-    connection = _connection(session, scope, connection_id)
+    connection = service.get_connection(session, connection_id, scope)
     service.set_account_codes(session, connection, body.model_dump(exclude_unset=True))
     return connection_read(connection)
 

@@ -34,9 +34,10 @@ from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
+from arsync.erp.service import get_connection
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
-from arsync.tenancy.scope import Scope, get_scoped
+from arsync.tenancy.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +220,7 @@ class SyncEngine:
     ) -> tuple[SyncRun, bool]:
         now = utcnow()
         with transaction(self.session_factory) as session:
-            if scope is not None:
-                connection = get_scoped(session, Connection, connection_id, scope, "connection")
-            else:
-                found = session.get(Connection, connection_id)
-                if found is None:
-                    raise NotFound(f"connection {connection_id} not found")
-                connection = found
+            connection = get_connection(session, connection_id, scope)
             running = self._running(session, connection_id)
             if running is not None:
                 why = self._abandoned(running, now)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 
 from arsync.ledger.models import Customer
 from arsync.ledger.schemas import CUSTOMER_WIRE_KEYS, CustomerRead
@@ -83,7 +84,7 @@ def _customer_json_columns() -> list[ColumnElement[Any]]:
     ]
 
 
-def _api_key() -> Any:
+def _api_key() -> CTE:
     """The API key's scope and revocation, looked up by hash (the statement's first three columns)."""
     return (
         select(ApiKey.tenant_id, ApiKey.environment_id, ApiKey.revoked_at)

@@ -14,7 +14,7 @@ from arsync.erp.models import Connection
 from arsync.errors import ArsyncError, RevokeFailed
 from arsync.nomod.models import NomodConnection
 from arsync.nomod.webhooks import list_deliveries
-from arsync.tenancy.scope import get_scoped, in_scope
+from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
@@ -129,7 +129,7 @@ def save_account_codes(
 
     def run() -> str:
         with ui.write() as session:
-            connection = get_scoped(session, Connection, connection_id, ui.scope, "connection")
+            connection = erp_service.get_connection(session, connection_id, ui.scope)
             erp_service.set_account_codes(session, connection, {
                 "bank_account_code": bank_account_code.strip() or None,
                 "sales_account_code": sales_account_code.strip() or None,
