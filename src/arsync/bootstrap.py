@@ -13,7 +13,7 @@ from arsync.db import make_engine, make_read_session_factory, make_session_facto
 from arsync.erp.flows import ConnectionFlows
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
-from arsync.erp.push import PushOptions, PushService
+from arsync.erp.push import PushFlows, PushOptions
 from arsync.erp.rest import RestConnector, RestOptions
 from arsync.erp.sync import SyncEngine, SyncOptions
 from arsync.erp.tasks import erp_tasks
@@ -21,15 +21,16 @@ from arsync.http_retry import HttpRetryOptions
 from arsync.jobs.queue import InProcessQueue, JobQueue, ProcrastinateQueue
 from arsync.jobs.registry import Task
 from arsync.jobs.runner import InProcessRunner
-from arsync.nomod.service import NomodService, RetryPolicy
+from arsync.nomod.flows import NomodFlows
+from arsync.nomod.service import RetryPolicy
 from arsync.nomod.tasks import nomod_tasks
 from arsync.nomod.webhooks import PaidWebhooks
 from arsync.outbound import OutboundPolicy
 from arsync.vault import Vault
 from arsync.xero.connector import XeroConnector, XeroOptions
+from arsync.xero.flows import XeroConnections
 from arsync.xero.limits import CallBudgets
 from arsync.xero.oauth import XeroApp, XeroOAuth
-from arsync.xero.service import XeroConnections
 from arsync.xero.tokens import XeroTokens
 
 
@@ -44,8 +45,8 @@ class Container:
     connections: ConnectionFlows = field(init=False)
     runner: InProcessRunner = field(init=False)
     queue: JobQueue = field(init=False)
-    pushes: PushService = field(init=False)
-    nomod: NomodService = field(init=False)
+    pushes: PushFlows = field(init=False)
+    nomod: NomodFlows = field(init=False)
     nomod_webhooks: PaidWebhooks = field(init=False)
     xero: XeroConnections = field(init=False)
     tasks: list[Task] = field(init=False)
@@ -74,7 +75,7 @@ class Container:
             ),
             queue=self.queue,
         )
-        self.pushes = PushService(
+        self.pushes = PushFlows(
             self.session_factory,
             self.connector_for,
             self.queue,
@@ -85,7 +86,7 @@ class Container:
                 failpoints=self.settings.failpoint_names,
             ),
         )
-        self.nomod = NomodService(
+        self.nomod = NomodFlows(
             self.session_factory,
             self.vault,
             self.http_retry(),

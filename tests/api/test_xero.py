@@ -191,6 +191,20 @@ def test_connect_imports_contacts_invoices_payments(alice: Tenant, mock_xero: Mo
     assert httpx.get(f"{mock_xero.url}/connections", headers={"Authorization": f"Bearer {access}"}).status_code == 401
 
 
+def test_a_revocation_xero_does_not_confirm_keeps_the_connection_unless_forced(alice: Tenant, mock_xero: MockXero):
+    connection = connected(alice, mock_xero)["connection"]
+    path = f"/api/v1/connections/{connection['id']}"
+    mock_xero.state.faults = [MockXeroFault(method="POST", path="/connect/revocation", status=503)]
+    refused = alice.client.delete(path)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "REVOKE_FAILED"
+    assert "?force=true" in refused.json()["error"]["message"]
+    assert alice.client.get(path).json()["status"] == "ACTIVE" and mock_xero.state.revocations == 0
+
+    mock_xero.state.faults = [MockXeroFault(method="POST", path="/connect/revocation", status=503)]
+    assert alice.client.delete(path, params={"force": "true"}).status_code == 204
+    assert alice.client.get(path).status_code == 404 and mock_xero.state.revocations == 0
+
+
 def test_callback_refuses_unknown_used_or_declined_states(
     alice: Tenant, mock_xero: MockXero, api_server: RunningServer
 ):

@@ -27,9 +27,9 @@ from arsync.errors import Conflict
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Invoice, Payment
+from arsync.nomod import service as nomod_service
 from arsync.nomod.models import EntityIntegrationMapping
 from arsync.nomod.repository import CUSTOMER
-from arsync.nomod.service import NomodService
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import make_settings
@@ -217,7 +217,7 @@ def test_twenty_unlinks_of_a_nomod_customer_give_one_success(
     with transaction(pg_container.session_factory) as session:
         customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Linked", email="l@example.com"))
         session.flush()
-        session.add(NomodService.new_mapping(scope, CUSTOMER, customer.id, "nomod-cust-1"))
+        session.add(nomod_service.new_mapping(scope, CUSTOMER, customer.id, "nomod-cust-1"))
         customer_id = customer.id
 
     def unlink(app: Container, _: int) -> None:

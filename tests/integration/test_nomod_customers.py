@@ -26,9 +26,9 @@ from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer
 from arsync.mocks.nomod import MockNomodState, NomodFault, create_mock_nomod_app
 from arsync.mocks.serving import serve_in_thread
+from arsync.nomod.flows import NomodFlows
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection
 from arsync.nomod.payloads import split_name
-from arsync.nomod.service import NomodService
 from arsync.tenancy.scope import Scope
 from tests.conftest import Scope as TenantScope
 
@@ -42,8 +42,8 @@ def nomod_state() -> Iterator[MockNomodState]:
 
 
 @pytest.fixture
-def service(container: Container) -> NomodService:
-    return NomodService(
+def service(container: Container) -> NomodFlows:
+    return NomodFlows(
         container.session_factory,
         container.vault,
         HttpRetryOptions(timeout_seconds=2, backoff_seconds=0.01),
@@ -52,7 +52,7 @@ def service(container: Container) -> NomodService:
 
 
 @pytest.fixture
-def nomod_scope(service: NomodService, scope: TenantScope, nomod_state: MockNomodState) -> Scope:
+def nomod_scope(service: NomodFlows, scope: TenantScope, nomod_state: MockNomodState) -> Scope:
     here = Scope(scope.tenant_id, scope.environment_id)
     service.save_connection(here, api_key="sk_test_123456", invoice_sync_outbound=True, base_url=nomod_state.base_url)
     return here
@@ -76,7 +76,7 @@ def test_split_name() -> None:
 
 
 def test_first_sync_creates_the_customer_and_stores_mapping_and_metadata(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     customer_id = _customer(container, nomod_scope)
     assert nomod_state.stats()["customers"] == 0  # creating a customer syncs nothing
@@ -103,7 +103,7 @@ def test_first_sync_creates_the_customer_and_stores_mapping_and_metadata(
 )
 def test_invalid_customers_fail_before_calling_nomod(
     container: Container,
-    service: NomodService,
+    service: NomodFlows,
     nomod_scope: Scope,
     nomod_state: MockNomodState,
     name: str,
@@ -123,7 +123,7 @@ def test_invalid_customers_fail_before_calling_nomod(
 
 
 def test_unknown_or_foreign_customer_is_not_found(
-    container: Container, service: NomodService, nomod_scope: Scope
+    container: Container, service: NomodFlows, nomod_scope: Scope
 ) -> None:
     with pytest.raises(NomodError, match=NomodCustomerNotFound.stable_message):
         service.ensure_customer(nomod_scope, "cust_nope")
@@ -134,7 +134,7 @@ def test_unknown_or_foreign_customer_is_not_found(
 
 
 def test_nomod_refusing_the_email_writes_nothing(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     nomod_state.create_customer({"first_name": "Someone", "email": "taken@example.com"})
     customer_id = _customer(container, nomod_scope, email="taken@example.com")
@@ -148,7 +148,7 @@ def test_nomod_refusing_the_email_writes_nothing(
 
 
 def test_a_create_nomod_committed_but_answered_late_is_adopted_not_repeated(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     # Nomod stores the customer, then the answer is lost (past the 2 s timeout).
     nomod_state.faults = [NomodFault(path="/v1/customers", delay=3, after_handling=True, times=1)]
@@ -160,7 +160,7 @@ def test_a_create_nomod_committed_but_answered_late_is_adopted_not_repeated(
 
 
 def test_a_create_still_unknown_is_looked_for_before_the_next_try(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     # The create is committed and answered 500; the list cannot be read either (503) for now.
     nomod_state.faults = [NomodFault(path="/v1/customers", status=500, after_handling=True, times=1),
@@ -176,7 +176,7 @@ def test_a_create_still_unknown_is_looked_for_before_the_next_try(
 
 
 def test_a_nomod_outage_writes_nothing_and_is_transient(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     nomod_state.faults = [NomodFault(path="/v1/customers", status=503)]
     customer_id = _customer(container, nomod_scope)
@@ -186,7 +186,7 @@ def test_a_nomod_outage_writes_nothing_and_is_transient(
 
 
 def test_a_rejected_key_marks_the_connection_failed(
-    container: Container, service: NomodService, scope: TenantScope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, scope: TenantScope, nomod_state: MockNomodState
 ) -> None:
     here = Scope(scope.tenant_id, scope.environment_id)
     nomod_state.api_key = "sk_test_the_real_one"
@@ -201,7 +201,7 @@ def test_a_rejected_key_marks_the_connection_failed(
 
 
 def test_twenty_concurrent_syncs_create_one_nomod_customer(
-    container: Container, service: NomodService, nomod_scope: Scope, nomod_state: MockNomodState
+    container: Container, service: NomodFlows, nomod_scope: Scope, nomod_state: MockNomodState
 ) -> None:
     customer_id = _customer(container, nomod_scope)
     nomod_state.faults = [NomodFault(path="/v1/customers", delay=0.3, times=1)]  # widen the race window
@@ -212,7 +212,7 @@ def test_twenty_concurrent_syncs_create_one_nomod_customer(
 
 
 def test_the_connection_key_is_encrypted_and_masked(
-    container: Container, service: NomodService, nomod_scope: Scope
+    container: Container, service: NomodFlows, nomod_scope: Scope
 ) -> None:
     with container.session_factory() as session:
         connection = session.scalars(select(NomodConnection)).one()
@@ -230,7 +230,7 @@ def test_the_connection_key_is_encrypted_and_masked(
     ],
 )
 def test_bad_connection_settings_are_refused(
-    service: NomodService, nomod_scope: Scope, field: str, kwargs: dict[str, str]
+    service: NomodFlows, nomod_scope: Scope, field: str, kwargs: dict[str, str]
 ) -> None:
     values = {"api_key": "sk_test_123456", "base_url": "https://api.nomod.com"} | kwargs
     with pytest.raises(InvalidInput) as raised:
@@ -244,7 +244,7 @@ def test_bad_connection_settings_are_refused(
     assert raised.value.details == {"field": field}
 
 
-def test_syncing_an_invoice_that_is_gone_is_a_not_found(service: NomodService, nomod_scope: Scope) -> None:
+def test_syncing_an_invoice_that_is_gone_is_a_not_found(service: NomodFlows, nomod_scope: Scope) -> None:
     """It was a 409 that carried the code NOT_FOUND."""
     with pytest.raises(NotFound, match="no longer exists") as gone:
         service.sync_invoice(nomod_scope, "inv_that_never_was")

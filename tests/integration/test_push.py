@@ -17,7 +17,7 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.port import ErpConnector
-from arsync.erp.push import TASK_PUSH, PushOptions, PushService
+from arsync.erp.push import TASK_PUSH, PushFlows, PushOptions
 from arsync.erp.sync import TASK_SYNC, SyncEngine
 from arsync.errors import Conflict
 from arsync.jobs.queue import InProcessQueue, ProcrastinateQueue
@@ -41,8 +41,8 @@ def queue() -> RecordingQueue:
 
 
 @pytest.fixture
-def pushes(container: Container, queue: RecordingQueue) -> PushService:
-    return PushService(
+def pushes(container: Container, queue: RecordingQueue) -> PushFlows:
+    return PushFlows(
         container.session_factory, container.connector_for, queue, PushOptions(max_attempts=3, backoff_seconds=0)
     )
 
@@ -74,7 +74,7 @@ def _finalized_invoice(container: Container, scope: Scope, *, linked: bool, numb
         ).id
 
 
-def _dispatch(container: Container, pushes: PushService, scope: Scope, invoice_id: str) -> Push:
+def _dispatch(container: Container, pushes: PushFlows, scope: Scope, invoice_id: str) -> Push:
     with transaction(container.session_factory) as session:
         pushes.dispatch_invoice(session, scope, invoice_id)
     return _push_of(container, invoice_id)
@@ -87,7 +87,7 @@ def _push_of(container: Container, invoice_id: str, kind: str = "invoice") -> Pu
         return push
 
 
-def _approve_payment(container: Container, pushes: PushService, scope: Scope, invoice_id: str, amount: Decimal) -> str:
+def _approve_payment(container: Container, pushes: PushFlows, scope: Scope, invoice_id: str, amount: Decimal) -> str:
     """Record and approve a cash application on the invoice; the payment's id."""
     with transaction(container.session_factory) as session:
         body = schemas.CashApplicationCreate(
@@ -104,7 +104,7 @@ def _push_requests(mock_erp: MockErp, endpoint: str) -> list[dict[str, object]]:
 
 
 def test_dispatch_records_a_pending_push_and_queues_it_once(
-    container: Container, pushes: PushService, queue: RecordingQueue, synced: Scope
+    container: Container, pushes: PushFlows, queue: RecordingQueue, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, pushes, synced, invoice_id)
@@ -116,7 +116,7 @@ def test_dispatch_records_a_pending_push_and_queues_it_once(
 
 
 def test_invoice_push_stores_the_erp_id_and_is_never_sent_twice(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, pushes, synced, invoice_id)
@@ -136,7 +136,7 @@ def test_invoice_push_stores_the_erp_id_and_is_never_sent_twice(
 
 
 def test_invoice_push_body_follows_the_contract(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True, number="AR-0042")
     pushes.execute(_dispatch(container, pushes, synced, invoice_id).id)
@@ -148,7 +148,7 @@ def test_invoice_push_body_follows_the_contract(
 
 
 def test_unlinked_debtor_fails_the_push_with_a_reason_and_sends_nothing(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=False)
     push = _dispatch(container, pushes, synced, invoice_id)
@@ -161,7 +161,7 @@ def test_unlinked_debtor_fails_the_push_with_a_reason_and_sends_nothing(
 
 
 def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
-    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     pushes.execute(_dispatch(container, pushes, synced, invoice_id).id)
@@ -179,7 +179,7 @@ def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
 
 
 def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason_then_goes_after_the_invoice(
-    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     _approve_payment(container, pushes, synced, invoice_id, Decimal(10))
@@ -201,7 +201,7 @@ def test_payment_push_for_an_invoice_not_in_the_erp_fails_with_a_reason_then_goe
 
 
 def test_a_payment_the_erp_refused_is_not_sent_again_when_its_invoice_arrives(
-    container: Container, pushes: PushService, synced: Scope
+    container: Container, pushes: PushFlows, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     _approve_payment(container, pushes, synced, invoice_id, Decimal(10))
@@ -215,7 +215,7 @@ def test_a_payment_the_erp_refused_is_not_sent_again_when_its_invoice_arrives(
 
 
 def test_transient_failures_retry_with_backoff_then_fail_and_can_be_retried(
-    container: Container, pushes: PushService, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, queue: RecordingQueue, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, pushes, synced, invoice_id)
@@ -245,7 +245,7 @@ def test_transient_failures_retry_with_backoff_then_fail_and_can_be_retried(
 
 @pytest.mark.parametrize("kind", ["invoice", "payment"])
 def test_an_answer_slower_than_the_timeout_is_looked_up_not_sent_again(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope, kind: str
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope, kind: str
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, pushes, synced, invoice_id)
@@ -271,7 +271,7 @@ def test_an_answer_slower_than_the_timeout_is_looked_up_not_sent_again(
 
 
 def test_every_push_carries_its_own_idempotency_key_so_equal_payments_are_two(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=True)
     assert pushes.execute(_dispatch(container, pushes, synced, invoice_id).id) == "SUCCEEDED"
@@ -290,7 +290,7 @@ def test_every_push_carries_its_own_idempotency_key_so_equal_payments_are_two(
 
 
 def test_a_key_the_middleware_remembers_is_answered_with_the_first_id(
-    container: Container, pushes: PushService, mock_erp: MockErp, synced: Scope
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
 ) -> None:
     """A resend after an uncertain failure that the look-up could not settle goes under the same key."""
     invoice_id = _finalized_invoice(container, synced, linked=True)
@@ -316,7 +316,7 @@ def test_a_key_the_middleware_remembers_is_answered_with_the_first_id(
 
 
 def test_no_connection_fails_the_push_with_a_reason(
-    container: Container, pushes: PushService, scope: TenantScope
+    container: Container, pushes: PushFlows, scope: TenantScope
 ) -> None:
     bare = Scope(scope.tenant_id, scope.environment_id)
     invoice_id = _finalized_invoice(container, bare, linked=False)
@@ -363,7 +363,7 @@ def test_an_unavailable_transport_fails_the_push_visibly(
     def no_connector(connection: Connection) -> ErpConnector:
         raise NotImplementedError(f"transport {connection.transport!r} is not available")
 
-    service = PushService(container.session_factory, no_connector, queue)
+    service = PushFlows(container.session_factory, no_connector, queue)
     invoice_id = _finalized_invoice(container, synced, linked=True)
     push = _dispatch(container, service, synced, invoice_id)
     assert service.execute(push.id) == "FAILED"

@@ -3,7 +3,8 @@
 Each top-level package (``ledger``, ``erp``, ``web``, …) is a node. Above a feature's core sit
 two more nodes of its own:
 
-- its use cases (``flows``, ``tasks``, ``views``), which may call other features that depend on
+- its use cases (``flows``, ``tasks``, ``views``, and ``webhooks``, which handles an inbound
+  webhook with a call back to the provider), which may call other features that depend on
   the feature itself: ``ledger.views`` shows an invoice's ERP push, and ``erp`` loads into the
   ledger's tables;
 - its ``endpoints``, at the top with the web app, since routes reach the wired container.
@@ -20,7 +21,7 @@ from pathlib import Path
 import arsync
 
 PACKAGE = Path(arsync.__file__).parent
-USE_CASE_MODULES = {"flows", "tasks", "views"}
+USE_CASE_MODULES = {"flows", "tasks", "views", "webhooks"}
 
 
 def node_of(module: str) -> str:

@@ -15,7 +15,7 @@ from arsync.errors import ConnectorError, RevokeFailed
 from arsync.outbound import OutboundPolicy, validate_base_url
 from arsync.tenancy.scope import Scope
 from arsync.vault import Vault
-from arsync.xero.service import XeroConnections
+from arsync.xero.flows import XeroConnections
 
 
 class ConnectionFlows:

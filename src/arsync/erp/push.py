@@ -89,7 +89,7 @@ def _failpoint(options: PushOptions, name: str) -> None:
             time.sleep(3600)
 
 
-class PushService:
+class PushFlows:
     def __init__(
         self,
         session_factory: sessionmaker[Session],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from arsync.erp.push import TASK_PUSH, PushService
+from arsync.erp.push import TASK_PUSH, PushFlows
 from arsync.erp.sync import TASK_SCHEDULED_SYNC, TASK_SYNC, TASK_SYNC_RETRY, SyncEngine
 from arsync.jobs.registry import Schedule, Task
 
 
-def erp_tasks(sync: SyncEngine, pushes: PushService, sync_cron: str) -> list[Task]:
+def erp_tasks(sync: SyncEngine, pushes: PushFlows, sync_cron: str) -> list[Task]:
     return [
         Task(TASK_PUSH, pushes.execute),
         Task(TASK_SYNC, sync.execute),

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Invoice
-from arsync.nomod.service import NomodService
+from arsync.nomod.flows import NomodFlows
 from arsync.tenancy.scope import Scope
 
 
-def finalize_invoice(session: Session, scope: Scope, invoice_id: str, *, nomod: NomodService) -> Invoice:
+def finalize_invoice(session: Session, scope: Scope, invoice_id: str, *, nomod: NomodFlows) -> Invoice:
     """DRAFT → FINALIZED, then, when Nomod's outbound invoice sync is on, queue the invoice for Nomod."""
     invoice = ledger.finalize_invoice(session, scope, invoice_id)
     nomod.queue_invoice_sync(session, scope, invoice)

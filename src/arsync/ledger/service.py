@@ -276,7 +276,7 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
 
 def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[Invoice, bool]:
     """Mark the invoice dispatched; marking twice keeps the first time. This records no push:
-    dispatching is ``PushService.dispatch_invoice``, which calls this.
+    dispatching is ``PushFlows.dispatch_invoice``, which calls this.
 
     Returns the invoice and whether this call dispatched it (only one of any number of
     concurrent calls does: the UPDATE is conditional on ``dispatched_at`` being unset).

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from arsync.errors import NotFound
 from arsync.ledger import service as ledger
 from arsync.ledger.schemas import IntegrationsRead
-from arsync.nomod import schemas
+from arsync.nomod import schemas, service
 from arsync.nomod.repository import customer_integrations
 from arsync.nomod.schemas import nomod_connection_read
 from arsync.nomod.webhooks import list_deliveries
@@ -29,7 +29,7 @@ NOMOD_ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/connections/nomod", response_model=schemas.NomodConnectionRead, tags=["nomod"])
 def get_nomod_connection(scope: ScopeDep, session: SessionDep, container: ContainerDep) -> schemas.NomodConnectionRead:
     """This environment's Nomod connection, with its masked key."""
-    connection = container.nomod.connection(session, scope)
+    connection = service.connection(session, scope)
     if connection is None:
         raise NotFound("this environment has no Nomod connection")
     return nomod_connection_read(connection)

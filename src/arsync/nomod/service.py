@@ -1,64 +1,29 @@
-"""The Nomod connection, customer and invoice sync, and payment links.
+"""Changes to the Nomod connection and sync state, made inside the caller's transaction.
 
-Customer sync makes sure an arsync customer exists in Nomod, once: the mapping is checked
-first, then name and email are validated, then the Nomod customer is created, then the
-mapping and the customer's metadata are stored in one transaction. A failure at any step
-writes no mapping; it is recorded on the customer's sync state instead.
-
-Invoice sync runs as a job queued in the transaction that finalizes the invoice (when the
-connection's ``invoice_sync.outbound`` is on). It ensures the customer, creates the Nomod
-invoice and stores its id and URL. Transient failures are retried later with doubling delays;
-the others fail at once with their stable message.
-
-Everything that creates something in Nomod is serialised per record (an advisory lock on
-PostgreSQL, a striped lock in this process), so concurrent triggers create one Nomod object,
-and the mapping's unique keys back that up. Locks are never nested.
+Every function takes the caller's session and never commits; ``nomod.flows`` owns the
+transactions and the calls to Nomod.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from arsync.db import exclusive_transaction, transaction, utcnow
-from arsync.errors import (
-    Conflict,
-    InvalidInput,
-    InvalidState,
-    NomodApiError,
-    NomodCustomerNotFound,
-    NomodError,
-    NomodInvalidEmail,
-    NomodMissingFields,
-    NotFound,
-)
-from arsync.http_retry import HttpRetryOptions
-from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
+from arsync.db import utcnow
+from arsync.errors import InvalidInput, InvalidState, NomodApiError, NomodError
+from arsync.jobs.queue import JobQueue, next_attempt_at
 from arsync.ledger import service as ledger
-from arsync.ledger.models import SENT_TO_NOMOD, Customer, Invoice, InvoiceStatus
+from arsync.ledger.models import SENT_TO_NOMOD, Invoice
 from arsync.nomod import signing
-from arsync.nomod.client import NomodClient
 from arsync.nomod.models import EntityIntegrationMapping, IntegrationSync, NomodConnection
-from arsync.nomod.payloads import customer_payload, invoice_payload, link_payload, object_id
-from arsync.nomod.repository import (
-    CUSTOMER,
-    INVOICE,
-    INVOICE_LINK,
-    PROVIDER,
-    mapped_id,
-    mapping_row,
-    sync_state,
-)
+from arsync.nomod.repository import CUSTOMER, INVOICE, PROVIDER, mapped_id, mapping_row, sync_state
 from arsync.nomod.schemas import API_KEY_PATTERN
 from arsync.outbound import OutboundPolicy, validate_base_url
-from arsync.schemas import is_email
 from arsync.tenancy.scope import Scope, in_scope
 from arsync.vault import Vault, mask
 
@@ -67,8 +32,6 @@ log = logging.getLogger(__name__)
 TASK_NOMOD_INVOICE = "arsync.nomod_invoice"  # job names are stored with queued jobs: never rename one
 
 NO_CONNECTION = "this environment has no Nomod connection (PUT /api/v1/connections/nomod)"
-ClientFactory = Callable[[str, str], NomodClient]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,486 +43,201 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class PaymentLink:
-    invoice_id: str
-    kind: str  # "invoice" (the Nomod invoice's page) or "link" (a Nomod payment link)
-    nomod_id: str
-    url: str | None
-    nomod_customer_id: str
+class ConnectionSettings:
+    """What a user saves; a None setting keeps the current one."""
 
+    api_key: str
+    invoice_sync_outbound: bool
+    base_url: str | None = None
+    webhook_secret: str | None = None
+    allow_service_fee: bool | None = None
 
-class NomodService:
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        vault: Vault,
-        options: HttpRetryOptions | None = None,
-        client_factory: ClientFactory | None = None,
-        *,
-        outbound: OutboundPolicy,
-        queue: JobQueue | None = None,
-        retry: RetryPolicy | None = None,
-        default_base_url: str = "https://api.nomod.com",
-    ) -> None:
-        self.session_factory = session_factory
-        self.vault = vault
-        self.options = options or HttpRetryOptions()
-        self.outbound = outbound
-        self.client_factory = client_factory or (
-            lambda url, key: NomodClient(url, key, self.options, outbound=self.outbound)
-        )
-        self.queue = queue
-        self.retry = retry or RetryPolicy()
-        self.default_base_url = default_base_url
-
-    # The connection -------------------------------------------------------------------------
-
-    def save_connection(
-        self,
-        scope: Scope,
-        *,
-        api_key: str,
-        invoice_sync_outbound: bool,
-        base_url: str | None = None,
-        webhook_secret: str | None = None,
-        allow_service_fee: bool | None = None,
-    ) -> NomodConnection:
-        """Create or update the environment's Nomod connection; a None setting keeps the current one."""
-
-        if not re.fullmatch(API_KEY_PATTERN, api_key):
+    def checked(self, outbound: OutboundPolicy) -> ConnectionSettings:
+        """These settings with the base URL normalised; InvalidInput names the first bad field."""
+        if not re.fullmatch(API_KEY_PATTERN, self.api_key):
             raise InvalidInput(
                 "apiKey must be a Nomod secret key (sk_test_… or sk_live_…)", details={"field": "apiKey"}
             )
+        base_url = self.base_url
         if base_url is not None:
             base_url = validate_base_url(base_url.rstrip("/"))
-            self.outbound.check_url(base_url, "baseUrl")
-        secret_problem = signing.secret_problem(webhook_secret) if webhook_secret is not None else None
+            outbound.check_url(base_url, "baseUrl")
+        secret_problem = signing.secret_problem(self.webhook_secret) if self.webhook_secret is not None else None
         if secret_problem:
             raise InvalidInput(f"webhookSecret {secret_problem}", details={"field": "webhookSecret"})
-        now = utcnow()
-        with transaction(self.session_factory) as session:
-            connection = self.connection(session, scope)
-            if connection is None:
-                connection = NomodConnection(
-                    tenant_id=scope.tenant_id, environment_id=scope.environment_id, allow_service_fee=False
-                )
-                session.add(connection)
-            connection.base_url = (base_url or connection.base_url or self.default_base_url).rstrip("/")
-            connection.api_key_encrypted = self.vault.encrypt(api_key)
-            connection.api_key_hint = mask(api_key)
-            if webhook_secret is not None:
-                connection.webhook_secret_encrypted = self.vault.encrypt(webhook_secret)
-            connection.invoice_sync_outbound = invoice_sync_outbound
-            if allow_service_fee is not None:
-                connection.allow_service_fee = allow_service_fee
-            connection.status, connection.status_reason, connection.last_error = "ACTIVE", None, None
-            connection.updated_at = now
-            session.flush()
-            session.expunge(connection)
-            return connection
+        return ConnectionSettings(
+            self.api_key, self.invoice_sync_outbound, base_url, self.webhook_secret, self.allow_service_fee
+        )
 
-    @staticmethod
-    def connection(session: Session, scope: Scope) -> NomodConnection | None:
-        return session.scalar(select(NomodConnection).where(in_scope(NomodConnection, scope)))
 
-    def _usable_connection(self, session: Session, scope: Scope) -> NomodConnection:
-        connection = self.connection(session, scope)
-        if connection is None:
-            raise NomodApiError(detail=NO_CONNECTION)
-        if connection.status == "FAILED":
-            raise NomodApiError(detail=f"the Nomod connection is FAILED: {connection.status_reason}")
-        return connection
+def connection(session: Session, scope: Scope) -> NomodConnection | None:
+    return session.scalar(select(NomodConnection).where(in_scope(NomodConnection, scope)))
 
-    # Customer sync -------------------------------------------------------------------------
 
-    def ensure_customer(self, scope: Scope, customer_id: str) -> str:
-        """The customer's Nomod id; creates the Nomod customer the first time. Raises NomodError."""
-        with self.session_factory() as session:
-            known = mapped_id(session, scope, CUSTOMER, customer_id)
-        if known is not None:
-            return known
-        try:
-            return self._create_customer(scope, customer_id)
-        except NomodError as exc:
-            if not isinstance(exc, NomodCustomerNotFound):  # there is no customer here to show it on
-                self._record_state(scope, CUSTOMER, customer_id, "FAILED", exc.as_dict())
-            raise
+def usable_connection(session: Session, scope: Scope) -> NomodConnection:
+    found = connection(session, scope)
+    if found is None:
+        raise NomodApiError(detail=NO_CONNECTION)
+    if found.status == "FAILED":
+        raise NomodApiError(detail=f"the Nomod connection is FAILED: {found.status_reason}")
+    return found
 
-    def _create_customer(self, scope: Scope, customer_id: str) -> str:
-        with self.exclusive(f"nomod:customer:{customer_id}") as session:
-            known = mapped_id(session, scope, CUSTOMER, customer_id)
-            if known is not None:
-                return known
-            customer = session.get(Customer, customer_id)
-            if customer is None or (customer.tenant_id, customer.environment_id) != (
-                scope.tenant_id,
-                scope.environment_id,
-            ):
-                raise NomodCustomerNotFound(detail=f"customer {customer_id}")
-            name, email = (customer.name or "").strip(), (customer.email or "").strip()
-            if not name or not email:
-                missing = " and ".join(f for f, v in (("name", name), ("email", email)) if not v)
-                raise NomodMissingFields(detail=f"customer {customer.id} has no {missing}; Nomod needs both")
-            if not is_email(email):
-                raise NomodInvalidEmail(detail=f"customer {customer.id}: {email!r} is not an email address")
-            connection = self._usable_connection(session, scope)
-            payload = customer_payload(customer.id, name, email, customer.phone)
-            now = utcnow()
-            created = self._create(
-                session,
-                connection,
-                scope,
-                CUSTOMER,
-                customer.id,
-                "/v1/customers",
-                payload,
-                matches=lambda found: str(found.get("email") or "").lower() == email.lower(),
-            )
-            nomod_id = _required_id(created, "customer")
-            session.add(self.new_mapping(scope, CUSTOMER, customer.id, nomod_id))
-            customer.metadata_ = (customer.metadata_ or {}) | {
-                "nomod_customer_id": nomod_id,
-                "nomod_sync_timestamp": now.isoformat(),
-            }
-            customer.updated_at = now
-            self._set_state(session, scope, CUSTOMER, customer.id, "SYNCED", None)
-            return nomod_id
 
-    def unlink_customer(self, scope: Scope, customer_id: str) -> None:
-        """Forget the customer's Nomod customer id, e.g. after the customer was deleted in Nomod.
+def save_connection(
+    session: Session, scope: Scope, settings: ConnectionSettings, *, vault: Vault, default_base_url: str
+) -> NomodConnection:
+    """Create or update the environment's Nomod connection from checked settings; it is ACTIVE after."""
+    saved = connection(session, scope)
+    if saved is None:
+        saved = NomodConnection(tenant_id=scope.tenant_id, environment_id=scope.environment_id, allow_service_fee=False)
+        session.add(saved)
+    saved.base_url = (settings.base_url or saved.base_url or default_base_url).rstrip("/")
+    saved.api_key_encrypted = vault.encrypt(settings.api_key)
+    saved.api_key_hint = mask(settings.api_key)
+    if settings.webhook_secret is not None:
+        saved.webhook_secret_encrypted = vault.encrypt(settings.webhook_secret)
+    saved.invoice_sync_outbound = settings.invoice_sync_outbound
+    if settings.allow_service_fee is not None:
+        saved.allow_service_fee = settings.allow_service_fee
+    saved.status, saved.status_reason, saved.last_error = "ACTIVE", None, None
+    saved.updated_at = utcnow()
+    session.flush()
+    return saved
 
-        Its next Nomod sync creates a new Nomod customer. Its invoices already in Nomod keep their
-        mappings and payment URLs.
-        """
-        with self.exclusive(f"nomod:customer:{customer_id}") as session:
-            customer = ledger.get_customer(session, scope, customer_id)
-            mapping = mapping_row(session, scope, CUSTOMER, customer.id)
-            if mapping is None:
-                raise InvalidState(f"customer {customer.id} is not linked to a Nomod customer")
-            session.delete(mapping)
-            state = sync_state(session, scope, CUSTOMER, customer.id)
-            if state is not None:
-                session.delete(state)
-            metadata = dict(customer.metadata_ or {})
-            metadata.pop("nomod_customer_id", None)
-            metadata.pop("nomod_sync_timestamp", None)
-            customer.metadata_ = metadata
-            customer.updated_at = utcnow()
-            log.info("customer %s unlinked from Nomod customer %s", customer.id, mapping.provider_id)
 
-    # Invoice sync ---------------------------------------------------------------------------
+def mark_connection_failed(session: Session, connection_id: str, error: NomodError) -> None:
+    """Nomod refused the key: the connection is FAILED until a valid key is saved."""
+    failed = session.get(NomodConnection, connection_id)
+    if failed is not None:
+        failed.status = "FAILED"
+        failed.status_reason = "Nomod rejected the API key; save the connection with a valid key"
+        failed.last_error = error.as_dict() | {"at": utcnow().isoformat()}
+        failed.updated_at = utcnow()
 
-    def queue_invoice_sync(self, session: Session, scope: Scope, invoice: Invoice) -> IntegrationSync | None:
-        """In the finalizing transaction: queue the invoice's sync if outbound sync is on."""
-        connection = self.connection(session, scope)
-        if connection is None or not connection.invoice_sync_outbound:
-            return None
-        return self._queue(session, scope, invoice.id)
 
-    def retry_invoice_sync(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
-        """Queue a FAILED (or never queued) invoice sync again, with a fresh budget of attempts."""
-        invoice = ledger.get_invoice(session, scope, invoice_id)
-        # Concurrent retries wait here, then the later ones find the sync PENDING and get 409.
-        session.scalars(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()).one()
-        session.expire_all()
-        if invoice.status not in SENT_TO_NOMOD:
-            raise InvalidState(f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod")
-        if mapped_id(session, scope, INVOICE, invoice.id) is not None:
-            raise InvalidState(f"invoice {invoice.id} is already in Nomod")
-        state = sync_state(session, scope, INVOICE, invoice.id)
-        if state is not None and state.status == "PENDING":
-            raise InvalidState(f"invoice {invoice.id} is already queued for Nomod")
-        if self.connection(session, scope) is None:
-            raise NomodApiError(detail=NO_CONNECTION)
-        return self._queue(session, scope, invoice.id)
+def unlink_customer(session: Session, scope: Scope, customer_id: str) -> None:
+    """Forget the customer's Nomod customer id, e.g. after the customer was deleted in Nomod.
 
-    def _queue(self, session: Session, scope: Scope, invoice_id: str) -> IntegrationSync:
-        state = self._set_state(session, scope, INVOICE, invoice_id, "PENDING", None)
-        state.attempts = 0
+    Its next Nomod sync creates a new Nomod customer. Its invoices already in Nomod keep their
+    mappings and payment URLs.
+    """
+    customer = ledger.get_customer(session, scope, customer_id)
+    mapping = mapping_row(session, scope, CUSTOMER, customer.id)
+    if mapping is None:
+        raise InvalidState(f"customer {customer.id} is not linked to a Nomod customer")
+    session.delete(mapping)
+    state = sync_state(session, scope, CUSTOMER, customer.id)
+    if state is not None:
+        session.delete(state)
+    metadata = dict(customer.metadata_ or {})
+    metadata.pop("nomod_customer_id", None)
+    metadata.pop("nomod_sync_timestamp", None)
+    customer.metadata_ = metadata
+    customer.updated_at = utcnow()
+    log.info("customer %s unlinked from Nomod customer %s", customer.id, mapping.provider_id)
+
+
+# Invoice sync state ----------------------------------------------------------------------
+
+
+def queue_invoice_sync(session: Session, scope: Scope, invoice: Invoice, queue: JobQueue) -> IntegrationSync | None:
+    """In the finalizing transaction: queue the invoice's sync if outbound sync is on."""
+    found = connection(session, scope)
+    if found is None or not found.invoice_sync_outbound:
+        return None
+    return _queue(session, scope, invoice.id, queue)
+
+
+def retry_invoice_sync(session: Session, scope: Scope, invoice_id: str, queue: JobQueue) -> IntegrationSync:
+    """Queue a FAILED (or never queued) invoice sync again, with a fresh budget of attempts."""
+    invoice = ledger.get_invoice(session, scope, invoice_id)
+    # Concurrent retries wait here, then the later ones find the sync PENDING and get 409.
+    session.scalars(select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()).one()
+    session.expire_all()
+    if invoice.status not in SENT_TO_NOMOD:
+        raise InvalidState(f"invoice {invoice.id} is {invoice.status}; only finalized invoices go to Nomod")
+    if mapped_id(session, scope, INVOICE, invoice.id) is not None:
+        raise InvalidState(f"invoice {invoice.id} is already in Nomod")
+    state = sync_state(session, scope, INVOICE, invoice.id)
+    if state is not None and state.status == "PENDING":
+        raise InvalidState(f"invoice {invoice.id} is already queued for Nomod")
+    if connection(session, scope) is None:
+        raise NomodApiError(detail=NO_CONNECTION)
+    return _queue(session, scope, invoice.id, queue)
+
+
+def _queue(session: Session, scope: Scope, invoice_id: str, queue: JobQueue) -> IntegrationSync:
+    state = set_state(session, scope, INVOICE, invoice_id, "PENDING", None)
+    state.attempts = 0
+    state.next_attempt_at = None
+    session.flush()
+    queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id})
+    return state
+
+
+def requeue_pending(session: Session, queue: JobQueue) -> int:
+    """Queue every PENDING invoice sync again (embedded mode, at start)."""
+    states = session.scalars(
+        select(IntegrationSync).where(IntegrationSync.status == "PENDING", IntegrationSync.entity_type == INVOICE)
+    ).all()
+    for state in states:
+        queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id}, run_at=state.next_attempt_at)
+    return len(states)
+
+
+def record_invoice_sync_failure(
+    session: Session, sync_id: str, error: dict[str, Any], *, transient: bool, retry: RetryPolicy, queue: JobQueue
+) -> str | None:
+    """Count a failed attempt: a transient one is queued again while attempts last; returns the status."""
+    state = session.scalars(
+        select(IntegrationSync).where(IntegrationSync.id == sync_id).with_for_update()
+    ).one_or_none()
+    if state is None or state.status != "PENDING":
+        return state.status if state else None
+    state.attempts += 1
+    now = utcnow()
+    state.updated_at = now
+    state.last_error = error | {"at": now.isoformat()}
+    if transient and state.attempts < retry.max_attempts:
+        state.next_attempt_at = next_attempt_at(state.attempts, retry.backoff_seconds)
+        queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id}, run_at=state.next_attempt_at)
+    else:
+        state.status = "FAILED"
         state.next_attempt_at = None
-        session.flush()
-        assert self.queue is not None, "queueing invoice syncs needs a job queue"
-        self.queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id})
-        return state
+    log.info("Nomod sync %s: %s after attempt %d (%s)", sync_id, state.status, state.attempts, error.get("code"))
+    return state.status
 
-    def requeue_pending(self) -> int:
-        """Queue every PENDING invoice sync again (embedded mode, at start)."""
-        assert self.queue is not None
-        with transaction(self.session_factory) as session:
-            states = session.scalars(
-                select(IntegrationSync).where(
-                    IntegrationSync.status == "PENDING", IntegrationSync.entity_type == INVOICE
-                )
-            ).all()
-            for state in states:
-                self.queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id}, run_at=state.next_attempt_at)
-            return len(states)
 
-    def run_invoice_sync(self, sync_id: str) -> str | None:
-        """The job: sync one queued invoice; returns its sync status afterwards (None if gone)."""
-        with self.session_factory() as session:
-            state = session.get(IntegrationSync, sync_id)
-            if state is None or state.status != "PENDING":
-                return state.status if state else None
-            if runs_early(state.next_attempt_at):
-                return state.status
-            scope, invoice_id = Scope(state.tenant_id, state.environment_id), state.entity_id
-        try:
-            self.sync_invoice(scope, invoice_id)
-        except NomodError as exc:
-            return self._invoice_sync_failed(sync_id, exc.as_dict(), transient=exc.transient)
-        except (Conflict, NotFound) as exc:
-            return self._invoice_sync_failed(sync_id, {"code": exc.code, "message": exc.message}, transient=False)
-        except Exception as exc:
-            log.exception("Nomod sync of invoice %s failed unexpectedly", invoice_id)
-            error = {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {str(exc)[:500]}"}
-            return self._invoice_sync_failed(sync_id, error, transient=False)
-        return "SYNCED"
+def new_mapping(
+    scope: Scope, entity_type: str, entity_id: str, provider_id: str, url: Any = None
+) -> EntityIntegrationMapping:
+    return EntityIntegrationMapping(
+        tenant_id=scope.tenant_id,
+        environment_id=scope.environment_id,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        provider=PROVIDER,
+        provider_id=provider_id,
+        url=url if isinstance(url, str) and url else None,
+    )
 
-    def sync_invoice(self, scope: Scope, invoice_id: str) -> tuple[str, str | None]:
-        """Create the invoice in Nomod once; returns its Nomod id and URL. Raises NomodError."""
-        with self.session_factory() as session:
-            existing = mapping_row(session, scope, INVOICE, invoice_id)
-            invoice = session.get(Invoice, invoice_id)
-            customer_id = invoice.customer_id if invoice is not None else None
-        if existing is not None:
-            self._record_state(scope, INVOICE, invoice_id, "SYNCED", None)
-            return existing.provider_id, existing.url
-        if customer_id is None:
-            raise NotFound(f"invoice {invoice_id} no longer exists")
-        nomod_customer_id = self.ensure_customer(scope, customer_id)
-        with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
-            existing = mapping_row(session, scope, INVOICE, invoice_id)
-            if existing is None:
-                invoice = session.get(Invoice, invoice_id)
-                assert invoice is not None
-                if invoice.status not in SENT_TO_NOMOD:
-                    raise InvalidState(f"invoice {invoice.id} is {invoice.status}; it is not sent to Nomod")
-                connection = self._usable_connection(session, scope)
-                payload = invoice_payload(
-                    invoice,
-                    ledger.invoice_lines(session, [invoice.id])[invoice.id],
-                    nomod_customer_id,
-                    allow_service_fee=connection.allow_service_fee,
-                )
-                number = invoice.invoice_number
-                created = self._create(
-                    session,
-                    connection,
-                    scope,
-                    INVOICE,
-                    invoice.id,
-                    "/v1/invoices",
-                    payload,
-                    matches=lambda found: (
-                        found.get("invoice_number") == number and object_id(found.get("customer")) == nomod_customer_id
-                    ),
-                )
-                existing = self.new_mapping(
-                    scope, INVOICE, invoice.id, _required_id(created, "invoice"), created.get("url")
-                )
-                session.add(existing)
-            state = self._set_state(session, scope, INVOICE, invoice_id, "SYNCED", None)
-            state.attempts += 1
-            state.next_attempt_at = None
-            return existing.provider_id, existing.url
 
-    def _invoice_sync_failed(self, sync_id: str, error: dict[str, Any], *, transient: bool) -> str | None:
-        with transaction(self.session_factory) as session:
-            state = session.scalars(
-                select(IntegrationSync).where(IntegrationSync.id == sync_id).with_for_update()
-            ).one_or_none()
-            if state is None or state.status != "PENDING":
-                return state.status if state else None
-            state.attempts += 1
-            now = utcnow()
-            state.updated_at = now
-            state.last_error = error | {"at": now.isoformat()}
-            if transient and state.attempts < self.retry.max_attempts:
-                state.next_attempt_at = next_attempt_at(state.attempts, self.retry.backoff_seconds)
-                assert self.queue is not None
-                self.queue.enqueue(session, TASK_NOMOD_INVOICE, {"sync_id": state.id}, run_at=state.next_attempt_at)
-            else:
-                state.status = "FAILED"
-                state.next_attempt_at = None
-            log.info(
-                "Nomod sync %s: %s after attempt %d (%s)", sync_id, state.status, state.attempts, error.get("code")
-            )
-            return state.status
-
-    # Payment links -------------------------------------------------------------------------
-
-    def payment_link(self, scope: Scope, invoice_id: str) -> PaymentLink:
-        """The URL the customer pays at: the Nomod invoice's, or else a new Nomod payment link's."""
-        with self.session_factory() as session:
-            invoice = ledger.get_invoice(session, scope, invoice_id)
-            if invoice.status != InvoiceStatus.FINALIZED:
-                hint = {"DRAFT": "finalize it first", "PAID": "it is already paid", "VOIDED": "it is voided"}
-                raise InvalidState(
-                    f"invoice {invoice.id} is {invoice.status}; {hint.get(invoice.status, '')}".rstrip("; "),
-                )
-            customer_id = invoice.customer_id
-            state = sync_state(session, scope, INVOICE, invoice.id)
-            synced = mapping_row(session, scope, INVOICE, invoice_id)
-        nomod_customer_id = self.ensure_customer(scope, customer_id)
-        if synced is None and state is not None and state.status == "PENDING":
-            # Its sync is queued: run it now rather than create a second thing to pay.
-            nomod_id, url = self.sync_invoice(scope, invoice_id)
-            return PaymentLink(invoice_id, "invoice", nomod_id, url, nomod_customer_id)
-        if synced is not None:
-            return PaymentLink(invoice_id, "invoice", synced.provider_id, synced.url, nomod_customer_id)
-        try:
-            return self._payment_link(scope, invoice_id, nomod_customer_id)
-        except NomodError as exc:
-            if exc.uncertain:  # so the next try looks for the link before making one
-                self._record_state(scope, INVOICE_LINK, invoice_id, "FAILED", exc.as_dict())
-            raise
-
-    def _payment_link(self, scope: Scope, invoice_id: str, nomod_customer_id: str) -> PaymentLink:
-        with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
-            link = mapping_row(session, scope, INVOICE_LINK, invoice_id)
-            if link is None:
-                current = session.get(Invoice, invoice_id)
-                assert current is not None
-                connection = self._usable_connection(session, scope)
-                payload = link_payload(current, allow_service_fee=connection.allow_service_fee)
-                note = payload["note"]
-                created = self._create(
-                    session,
-                    connection,
-                    scope,
-                    INVOICE_LINK,
-                    current.id,
-                    "/v1/links",
-                    payload,
-                    matches=lambda found: found.get("note") == note,
-                )
-                link = self.new_mapping(
-                    scope, INVOICE_LINK, current.id, _required_id(created, "link"), created.get("url")
-                )
-                session.add(link)
-                if sync_state(session, scope, INVOICE_LINK, current.id) is not None:
-                    self._set_state(session, scope, INVOICE_LINK, current.id, "SYNCED", None)
-            return PaymentLink(invoice_id, "link", link.provider_id, link.url, nomod_customer_id)
-
-    # Plumbing ------------------------------------------------------------------------------
-
-    @staticmethod
-    def new_mapping(
-        scope: Scope, entity_type: str, entity_id: str, provider_id: str, url: Any = None
-    ) -> EntityIntegrationMapping:
-        return EntityIntegrationMapping(
+def set_state(
+    session: Session, scope: Scope, entity_type: str, entity_id: str, status: str, error: dict[str, Any] | None
+) -> IntegrationSync:
+    state = sync_state(session, scope, entity_type, entity_id)
+    if state is None:
+        state = IntegrationSync(
             tenant_id=scope.tenant_id,
             environment_id=scope.environment_id,
             entity_type=entity_type,
             entity_id=entity_id,
             provider=PROVIDER,
-            provider_id=provider_id,
-            url=url if isinstance(url, str) and url else None,
+            attempts=0,
         )
-
-    @staticmethod
-    def _set_state(
-        session: Session, scope: Scope, entity_type: str, entity_id: str, status: str, error: dict[str, Any] | None
-    ) -> IntegrationSync:
-        state = sync_state(session, scope, entity_type, entity_id)
-        if state is None:
-            state = IntegrationSync(
-                tenant_id=scope.tenant_id,
-                environment_id=scope.environment_id,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                provider=PROVIDER,
-                attempts=0,
-            )
-            session.add(state)
-        now = utcnow()
-        state.status = status
-        state.last_error = error | {"at": now.isoformat()} if error else None
-        state.updated_at = now
-        return state
-
-    def _record_state(
-        self, scope: Scope, entity_type: str, entity_id: str, status: str, error: dict[str, Any] | None
-    ) -> None:
-        # The same key as the sync of that record, so its state row is written by one at a time.
-        with self.exclusive(f"nomod:{entity_type}:{entity_id}") as session:
-            self._set_state(session, scope, entity_type, entity_id, status, error)
-
-    def _create(
-        self,
-        session: Session,
-        connection: NomodConnection,
-        scope: Scope,
-        entity_type: str,
-        entity_id: str,
-        path: str,
-        payload: dict[str, Any],
-        *,
-        matches: Callable[[dict[str, Any]], bool],
-    ) -> dict[str, Any]:
-        """POST ``payload`` to ``path`` once, never blindly twice.
-
-        Nomod documents no idempotency key, so after a create whose outcome is unknown (a
-        timeout, a dropped connection, a 5xx) the list is searched for what it may have made,
-        at once and, since the caller records the error with ``uncertain`` on the record's sync
-        state, before the next try. Until that search has answered, nothing is created again.
-        """
-
-        def made_before() -> dict[str, Any] | None:
-            found = self.call(connection, lambda client: client.find(path, matches))
-            if found is not None:
-                log.info("adopted the Nomod object %s for %s %s", found.get("id"), entity_type, entity_id)
-            return found
-
-        state = sync_state(session, scope, entity_type, entity_id)
-        if state is not None and state.last_error and state.last_error.get("uncertain"):
-            found = made_before()
-            if found is not None:
-                return found
-        try:
-            return self.call(connection, lambda client: client.post(path, payload))
-        except NomodError as exc:
-            if not exc.uncertain:
-                raise
-            try:
-                found = made_before()
-            except NomodError:
-                raise exc from None
-            if found is None:
-                raise
-            return found
-
-    def call(self, connection: NomodConnection, request: Callable[[NomodClient], T]) -> T:
-        """Run ``request`` with the connection's key; a 401 marks the connection FAILED."""
-        client = self.client_factory(connection.base_url, self.vault.decrypt(connection.api_key_encrypted))
-        try:
-            return request(client)
-        except NomodError as exc:
-            if exc.unauthorized:
-                self._mark_failed(connection.id, exc)
-            raise
-        finally:
-            client.close()
-
-    def _mark_failed(self, connection_id: str, error: NomodError) -> None:
-        with transaction(self.session_factory) as session:
-            connection = session.get(NomodConnection, connection_id)
-            if connection is not None:
-                connection.status = "FAILED"
-                connection.status_reason = "Nomod rejected the API key; save the connection with a valid key"
-                connection.last_error = error.as_dict() | {"at": utcnow().isoformat()}
-                connection.updated_at = utcnow()
-
-    @contextmanager
-    def exclusive(self, key: str) -> Iterator[Session]:
-        """A transaction that holds ``key``: across processes on PostgreSQL, within this process everywhere."""
-        with exclusive_transaction(self.session_factory, key) as session:
-            yield session
-
-
-def _required_id(created: dict[str, Any], what: str) -> str:
-    nomod_id = created.get("id")
-    if not isinstance(nomod_id, str) or not nomod_id:
-        raise NomodApiError(detail=f"Nomod created the {what} but answered without its id")
-    return nomod_id
+        session.add(state)
+    now = utcnow()
+    state.status = status
+    state.last_error = error | {"at": now.isoformat()} if error else None
+    state.updated_at = now
+    return state

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from arsync.jobs.registry import Task
-from arsync.nomod.service import TASK_NOMOD_INVOICE, NomodService
+from arsync.nomod.flows import NomodFlows
+from arsync.nomod.service import TASK_NOMOD_INVOICE
 
 
-def nomod_tasks(nomod: NomodService) -> list[Task]:
+def nomod_tasks(nomod: NomodFlows) -> list[Task]:
     return [Task(TASK_NOMOD_INVOICE, nomod.run_invoice_sync)]

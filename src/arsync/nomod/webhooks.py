@@ -41,12 +41,13 @@ from arsync.db import transaction, utcnow
 from arsync.errors import InvalidInput, NomodApiError, NomodError, NotFound, Unauthorized
 from arsync.ledger.models import CashApplication, Invoice, InvoiceStatus
 from arsync.money import decimal_places, exponent
+from arsync.nomod import service as nomod_service
 from arsync.nomod import signing
 from arsync.nomod.client import NomodClient
+from arsync.nomod.flows import NomodFlows
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection, NomodWebhookDelivery
 from arsync.nomod.payloads import object_id
 from arsync.nomod.repository import CASH_APPLICATION, CUSTOMER, INVOICE, INVOICE_LINK, PROVIDER, entity_for
-from arsync.nomod.service import NomodService
 from arsync.tenancy.scope import Scope, in_scope
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,14 @@ def read_delivery(event: dict[str, Any]) -> Delivery:
 
 
 class PaidWebhooks:
-    def __init__(self, nomod: NomodService, approver: Approver) -> None:
+    def __init__(self, nomod: NomodFlows, approver: Approver) -> None:
         self.nomod = nomod
         self.approver = approver
 
     def handle(self, scope: Scope, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
         message_id = (headers.get("svix-id") or "")[:200] or None
         with self.nomod.session_factory() as session:
-            connection = self.nomod.connection(session, scope)
+            connection = nomod_service.connection(session, scope)
             if connection is None:
                 raise NotFound("no Nomod connection in this tenant and environment")
             session.expunge(connection)
@@ -255,7 +256,7 @@ class PaidWebhooks:
             )
             session.add(application)
             session.flush()
-            session.add(self.nomod.new_mapping(scope, CASH_APPLICATION, application.id, charge_id))
+            session.add(nomod_service.new_mapping(scope, CASH_APPLICATION, application.id, charge_id))
             problem = _why_not_applicable(invoice, amount, currency)
             if problem is None:
                 self.approver.approve_cash_application(session, scope, application.id, source="nomod")

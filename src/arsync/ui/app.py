@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from arsync.accounts import service as accounts
 from arsync.db import transaction, utcnow
 from arsync.errors import ArsyncError, NotFound
-from arsync.sandbox.history import SandboxHistory
+from arsync.sandbox.flows import SandboxHistory
 from arsync.ui.base import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

@@ -21,7 +21,7 @@ from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStat
 from arsync.ledger.views import cash_application_reads, customer_wire, invoice_reads, payment_reads
 from arsync.money import format_amount
 from arsync.nomod import repository as nomod_repository
-from arsync.nomod.service import PaymentLink
+from arsync.nomod.flows import PaymentLink
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render

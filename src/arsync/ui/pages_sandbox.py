@@ -1,6 +1,6 @@
 """The Developer Sandbox page: run the conformance checks against a middleware from the browser.
 
-Runs are kept per tenant in the database (``arsync.sandbox.history``); the page polls a
+Runs are kept per tenant in the database (``arsync.sandbox.flows``); the page polls a
 running one with htmx until it ends. The token is used for the run only: it is never stored,
 shown, or written to a report (requests record ``$TOKEN``). A passing run can be shared as a
 public conformance summary and badge.
@@ -18,7 +18,7 @@ from arsync.errors import ArsyncError, NotFound
 from arsync.outbound import validate_base_url
 from arsync.sandbox import report as reports
 from arsync.sandbox.checks import CheckResult, Report, select_checks
-from arsync.sandbox.history import SandboxHistory
+from arsync.sandbox.flows import SandboxHistory
 from arsync.sandbox.report import badge_svg
 from arsync.ui.base import ActionDep, Ui, UiDep, plain_words, redirect, render
 

@@ -12,13 +12,14 @@ from arsync.erp import flows as erp_flows
 from arsync.erp import service as erp_service
 from arsync.erp.models import Connection
 from arsync.errors import ArsyncError, RevokeFailed
+from arsync.nomod import service as nomod_service
 from arsync.nomod.models import NomodConnection
 from arsync.nomod.webhooks import list_deliveries
 from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
-from arsync.xero.service import Caller
+from arsync.xero.flows import Caller
 
 router = APIRouter(include_in_schema=False)
 
@@ -195,7 +196,7 @@ def xero_connected(connection: Connection) -> Response:
 
 def _nomod(ui: Ui) -> NomodConnection | None:
     with ui.db() as session:
-        connection = ui.container.nomod.connection(session, ui.scope)
+        connection = nomod_service.connection(session, ui.scope)
         if connection is not None:
             session.expunge(connection)
         return connection

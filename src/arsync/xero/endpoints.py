@@ -27,7 +27,7 @@ from arsync.ui.pages_settings import xero_connected
 from arsync.web.deps import ContainerDep, ScopeDep
 from arsync.web.errors import ERROR_RESPONSES
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
-from arsync.xero.service import Caller, ConnectResult
+from arsync.xero.flows import Caller, ConnectResult
 
 router = APIRouter(prefix="/api/v1/connections/xero", tags=["connections"], responses=ERROR_RESPONSES)
 

@@ -101,6 +101,12 @@ def identity_routes(state: MockXeroState) -> APIRouter:
         form = {k: str(v) for k, v in (await request.form()).items()}
         if _client_id(request, form, state.config) is None:
             return json_response({"error": "invalid_client"}, 400)
+        # A revoked token answers 200 (RFC 7009 §2.2; xero-node's XeroClient.revokeToken posts here).
+        # RFC 7009 §2.2.1: on a 503 the client must assume the token still exists. Which
+        # statuses Xero itself sends is unknown, so a fault switch answers any of them.
+        refused = state.take_fault("POST", "/connect/revocation")
+        if refused is not None and refused.status is not None:
+            return json_response({"error": "server_error"}, refused.status)
         state.revoke(form.get("token", ""))
         return Response(status_code=200)
 

@@ -67,12 +67,14 @@ class MockXeroConfig(BaseModel):
 
 
 class MockXeroFault(BaseModel):
-    """Handle a matching request, then answer late (a client timeout after Xero committed)."""
+    """Handle a matching request, then answer late (a client timeout after Xero committed); or,
+    with ``status`` (on ``/connect/revocation``), refuse it with that status and change nothing."""
 
     method: str = "PUT"
     path: str = "/Invoices"
     delay: float = Field(default=0, ge=0)
     times: int = Field(default=1, ge=1)
+    status: int | None = Field(default=None, ge=400, le=599)
 
 
 @dataclass
