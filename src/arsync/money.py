@@ -43,3 +43,22 @@ def format_amount(value: Decimal, currency: str) -> str:
     """``value`` as a plain string with the currency's number of decimals, e.g. ``1150.005``."""
     places = max(exponent(currency), decimal_places(value))
     return f"{value:.{places}f}"
+
+
+DISPLAY_LOCALE = "en_US"
+
+
+def display(value: Decimal, currency: str) -> str:
+    """``value`` as finance people read it, with Babel's locale formatting: grouped thousands, the
+    currency's ISO 4217 decimals (more only where the amount has more, so nothing is hidden) and
+    the code, e.g. ``7,040,603.39 USD`` or ``1,150.005 KWD``.
+
+    The decimals come from :func:`exponent`, not from Babel's CLDR data, which differs from
+    ISO 4217 for a few currencies (IQD), so what is shown is what is stored and sent.
+    """
+    from babel.numbers import format_currency  # on first use: the CLI starts without Babel
+
+    places = exponent(currency)
+    pattern = "#,##0" + ("." + "0" * places if places else "") + " ¤¤"
+    return format_currency(value, currency.upper(), format=pattern, locale=DISPLAY_LOCALE, currency_digits=False,
+                           decimal_quantization=False)  # fmt: skip

@@ -175,22 +175,23 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     )
     assert over.status_code == 409 and error_code(over) == "OVER_APPLICATION"
     assert "exceeds the outstanding 150.100 KWD" in over.json()["error"]["message"]
-    # Two that each fit but not together: the second is refused at approval.
-    too_much, other = (
-        alice.client.post(
-            "/api/v1/cash-applications",
-            json={"invoiceId": inv["id"], "amount": "100", "date": "2026-03-16", "reference": f"EFT 2{n}"},
-        ).json()
-        for n in "ab"
-    )
-    alice.client.post(f"/api/v1/cash-applications/{other['id']}/approve")
-    refused = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/approve")
+
+    # Two that each fit but not together: the second is refused when recorded, as the first waits.
+    def record(amount: str, reference: str) -> httpx.Response:
+        body = {"invoiceId": inv["id"], "amount": amount, "date": "2026-03-16", "reference": reference}
+        return alice.client.post("/api/v1/cash-applications", json=body)
+
+    first_of_two = record("100", "EFT 2a").json()
+    refused = record("100", "EFT 2b")
     assert refused.status_code == 409 and error_code(refused) == "OVER_APPLICATION"
+    assert "already waiting for approval" in refused.json()["error"]["message"]
+    alice.client.post(f"/api/v1/cash-applications/{first_of_two['id']}/approve")
     assert alice.client.get(f"/api/v1/invoices/{inv['id']}").json()["amountOutstanding"] == "50.100"
-    assert alice.client.get(f"/api/v1/cash-applications/{too_much['id']}").json()["status"] == "PENDING"
-    rejected = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/reject").json()
+    set_aside = record("50", "EFT 2c").json()
+    assert alice.client.get(f"/api/v1/cash-applications/{set_aside['id']}").json()["status"] == "PENDING"
+    rejected = alice.client.post(f"/api/v1/cash-applications/{set_aside['id']}/reject").json()
     assert rejected["status"] == "REJECTED" and rejected["paymentId"] is None
-    again = alice.client.post(f"/api/v1/cash-applications/{too_much['id']}/approve")
+    again = alice.client.post(f"/api/v1/cash-applications/{set_aside['id']}/approve")
     assert again.status_code == 409 and error_code(again) == "INVALID_STATE"
 
     rest = alice.client.post(
@@ -212,7 +213,7 @@ def test_cash_application_lowers_outstanding_exactly(alice: Tenant):
     assert all(p["source"] == "cash_application" for p in payments)
     assert alice.client.get(f"/api/v1/payments/{payments[0]['id']}").json()["id"] == payments[0]["id"]
     rejected = alice.client.get("/api/v1/cash-applications", params={"status": "REJECTED"}).json()["items"]
-    assert [a["id"] for a in rejected] == [too_much["id"]]
+    assert [a["id"] for a in rejected] == [set_aside["id"]]
     assert alice.client.get("/api/v1/cash-applications", params={"status": "PENDING"}).json()["items"] == []
     decimals = alice.client.post(
         "/api/v1/cash-applications",

@@ -196,7 +196,7 @@ def test_save_rest_connection_then_sync_now_and_watch_it_finish(page: Page, site
     nav(page, "Invoices")
     expect(page.locator("tbody tr")).to_have_count(25)
     page.get_by_label("Status").select_option("PAID")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Apply").click()
     expect(page.locator("tbody .badge").first).to_have_text("PAID")
     shoot(page, "invoices")
 
@@ -267,6 +267,7 @@ def test_finalize_and_dispatch_an_invoice_and_see_the_push_succeed(page: Page, s
     expect(page.get_by_role("status").first).to_contain_text("approve it to post the payment")
     nav(page, "Cash applications")
     row = page.locator("tbody tr", has_text="BANK-1")
+    page.once("dialog", lambda dialog: dialog.accept())  # Approve asks first: it posts to the ERP
     row.get_by_role("button", name="Approve").click()
     expect(page.get_by_role("status").first).to_contain_text("Approved: payment")
     page.get_by_role("link", name=number).first.click()

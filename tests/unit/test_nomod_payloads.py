@@ -78,7 +78,15 @@ def test_the_service_fee_setting_is_always_sent() -> None:
     invoice, lines = _invoice("10.000", [("1", "10.000", "10.000")])
     assert invoice_payload(invoice, lines, "c", allow_service_fee=False)["allow_service_fee"] is False
     assert link_payload(invoice, allow_service_fee=True)["allow_service_fee"] is True
-    assert link_payload(invoice, allow_service_fee=False)["note"] == "arsync invoice inv_1"
+    assert link_payload(invoice, allow_service_fee=False)["note"] == "arsync invoice inv_1 for 10.000 KWD"
+
+
+def test_a_link_asks_for_what_is_outstanding_and_says_so_in_its_note() -> None:
+    invoice, _ = _invoice("250.000", [("1", "250.000", "250.000")])
+    invoice.amount_outstanding = Decimal("150.000")
+    payload = link_payload(invoice, allow_service_fee=False)
+    assert payload["items"] == [{"name": "Invoice AR-1", "amount": "150.000", "quantity": 1}]
+    assert payload["note"].endswith("for 150.000 KWD")
 
 
 @pytest.mark.parametrize(

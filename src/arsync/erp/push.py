@@ -113,12 +113,21 @@ class PushFlows:
         return invoice
 
     def approve_cash_application(
-        self, session: Session, scope: Scope, application_id: str, *, source: str = "cash_application"
+        self,
+        session: Session,
+        scope: Scope,
+        application_id: str,
+        *,
+        keep_rest_as_credit: bool = False,
     ) -> CashApplication:
-        """Approve a cash application and record the push of the payment it creates."""
-        application = ledger.approve_cash_application(session, scope, application_id, source=source)
-        assert application.payment_id is not None
-        if application.payment_id not in pushes_by_payment(session, [application.payment_id]):
+        """Approve a cash application and record the push of the payment it creates (none when
+        all of it was kept as credit)."""
+        application = ledger.approve_cash_application(
+            session, scope, application_id, keep_rest_as_credit=keep_rest_as_credit
+        )
+        if application.payment_id and application.payment_id not in pushes_by_payment(
+            session, [application.payment_id]
+        ):
             self._record(session, Push(tenant_id=scope.tenant_id, environment_id=scope.environment_id,
                                        kind="payment", invoice_id=application.invoice_id,
                                        payment_id=application.payment_id))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,8 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from arsync.bootstrap import Container
-from arsync.ledger import flows, schemas, views
+from arsync.ledger import flows, reports, schemas, views
 from arsync.ledger import service as ledger
+from arsync.ledger.listing import Direction, InvoiceQuery, InvoiceSort, PaymentQuery, PaymentSort, PaymentSource
 from arsync.ledger.models import InvoiceStatus
 from arsync.nomod import repository as nomod_repository
 from arsync.schemas import IsoDate, Page
@@ -99,6 +101,24 @@ def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep
     return schemas.IntegrationsRead(**nomod_repository.customer_integrations(session, scope, customer))
 
 
+@router.get("/customers/{customer_id}/balance", response_model=schemas.CustomerBalanceRead, tags=["customers"])
+def customer_balance(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CustomerBalanceRead:
+    """What the customer owes, how much is overdue, and its credit, per currency, as of today."""
+    customer = ledger.get_customer(session, scope, customer_id)
+    today = date.today()
+    balances = reports.customer_balances(session, scope, customer.id, today)
+    return views.customer_balance_read(customer.id, today, balances)
+
+
+@router.get("/reports/aging", response_model=schemas.AgingRead, tags=["reports"])
+def aging_report(
+    scope: ScopeDep, session: SessionDep, top: Annotated[int, Query(ge=1, le=500)] = 20
+) -> schemas.AgingRead:
+    """Outstanding on finalized invoices by days past due (current, 1–30, 31–60, 61–90, 90+), per
+    currency and, per currency, for the ``top`` customers that owe most."""
+    return views.aging_read(reports.aging(session, scope, date.today(), top=top))
+
+
 # Invoices -------------------------------------------------------------------------------
 
 
@@ -117,11 +137,21 @@ def list_invoices(
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
     due_before: Annotated[IsoDate | None, Query(alias="dueBefore")] = None,
     due_after: Annotated[IsoDate | None, Query(alias="dueAfter")] = None,
+    issued_before: Annotated[IsoDate | None, Query(alias="issuedBefore")] = None,
+    issued_after: Annotated[IsoDate | None, Query(alias="issuedAfter")] = None,
+    currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
+    overdue: Annotated[bool, Query(description="Only finalized invoices still owed and past due today")] = False,
+    q: Annotated[str | None, Query(max_length=200, description="Part of the invoice number or customer name")] = None,
+    sort: Annotated[InvoiceSort, Query()] = "id",
+    order: Annotated[Direction, Query()] = "asc",
 ) -> Response:
-    """List invoices, filtered by status, customer and due date."""
-    rows, more = ledger.list_invoices(
-        session, scope, paging, status=status, customer_id=customer_id, due_before=due_before, due_after=due_after
-    )
+    """List invoices, filtered and sorted; the same filters as the UI's list and its CSV export."""
+    query = InvoiceQuery(
+        search=q, status=status, customer_id=customer_id, currency=currency, issued_from=issued_after,
+        issued_to=issued_before, due_from=due_after, due_to=due_before, overdue_on=date.today() if overdue else None,
+        sort=sort, direction=order,
+    )  # fmt: skip
+    rows, more = ledger.list_invoices(session, scope, paging, query)
     return json_response(
         Page(items=views.invoice_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
     )
@@ -173,9 +203,23 @@ def list_payments(
     session: SessionDep,
     paging: PagingDep,
     invoice_id: Annotated[str | None, Query(alias="invoiceId", max_length=40)] = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
+    currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
+    source: Annotated[PaymentSource | None, Query()] = None,
+    paid_before: Annotated[IsoDate | None, Query(alias="paidBefore")] = None,
+    paid_after: Annotated[IsoDate | None, Query(alias="paidAfter")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Part of the invoice number, customer name or ERP payment id")
+    ] = None,
+    sort: Annotated[PaymentSort, Query()] = "id",
+    order: Annotated[Direction, Query()] = "asc",
 ) -> Response:
-    """List payments, optionally of one invoice."""
-    rows, more = ledger.list_payments(session, scope, paging, invoice_id=invoice_id)
+    """List payments, filtered and sorted; the same filters as the UI's list and its CSV export."""
+    query = PaymentQuery(
+        search=q, invoice_id=invoice_id, customer_id=customer_id, currency=currency, source=source,
+        paid_from=paid_after, paid_to=paid_before, sort=sort, direction=order,
+    )  # fmt: skip
+    rows, more = ledger.list_payments(session, scope, paging, query)
     return json_response(
         Page(items=views.payment_reads(session, rows), page=paging.page, limit=paging.limit, has_more=more)
     )
@@ -223,14 +267,21 @@ def get_cash_application(application_id: str, scope: ScopeDep, session: SessionD
     tags=["cash applications"],
 )
 def approve_cash_application(
-    application_id: str, scope: ScopeDep, session: SessionDep, container: ContainerDep
+    application_id: str,
+    scope: ScopeDep,
+    session: SessionDep,
+    container: ContainerDep,
+    keep_rest_as_credit: Annotated[bool, Query(alias="keepRestAsCredit")] = False,
 ) -> schemas.CashApplicationRead:
     """PENDING → APPROVED: records the payment and lowers the invoice's outstanding amount, once.
 
-    A second approval (or a concurrent one) gets 409 INVALID_STATE and records nothing;
-    over-application is refused.
+    A second approval (or a concurrent one) gets 409 INVALID_STATE and records nothing.
+    Over-application is refused, unless ``keepRestAsCredit=true``: then what the invoice still
+    owes is applied and the rest is kept as the customer's credit (``creditedAmount``).
     """
-    approved = container.pushes.approve_cash_application(session, scope, application_id)
+    approved = container.pushes.approve_cash_application(
+        session, scope, application_id, keep_rest_as_credit=keep_rest_as_credit
+    )
     return views.cash_application_reads(session, [approved])[0]
 
 

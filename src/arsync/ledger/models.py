@@ -66,6 +66,8 @@ EDITABLE = (InvoiceStatus.DRAFT,)
 DISPATCHABLE = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 VOIDABLE = (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED)
 CASH_APPLICABLE = (InvoiceStatus.FINALIZED,)
+# Money that does not fit may still be applied in part, the rest kept as the customer's credit.
+CREDITABLE = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 SENT_TO_NOMOD = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 
 
@@ -161,11 +163,16 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-CASH_APPLICATION_STATUSES = ("PENDING", "APPROVED")
+CASH_APPLICATION_STATUSES = ("PENDING", "APPROVED", "REJECTED")
 
 
 class CashApplication(Base):
-    """Money received and matched to an invoice; approving it records the payment."""
+    """Money received and matched to an invoice; approving it records the payment.
+
+    ``currency`` is the money's own (NULL: the invoice's, as for every manual entry).
+    ``review_reason`` says why it waits for a person rather than being approved on arrival.
+    ``credited_amount`` is what an approval kept as the customer's credit instead of applying.
+    """
 
     __tablename__ = "cash_applications"
     __table_args__ = (Index("ix_cash_applications_invoice", "invoice_id"),)
@@ -178,6 +185,10 @@ class CashApplication(Base):
     application_date: Mapped[date] = mapped_column(Date)
     reference: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    source: Mapped[str] = mapped_column(String(30), default="cash_application")  # the payment's, once approved
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    review_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    credited_amount: Mapped[Decimal | None] = mapped_column(Money, default=None)
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

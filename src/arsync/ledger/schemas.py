@@ -160,8 +160,12 @@ class CashApplicationCreate(RequestModel):
 class CashApplicationRead(ApiModel):
     id: str
     invoice_id: str
-    currency: str = Field(description="The invoice's currency")
+    currency: str = Field(description="The money's currency: the invoice's, unless a provider paid in another")
     amount: str = Field(description="Exact decimal string with the currency's decimals")
+    credited_amount: str | None = Field(
+        description="What the approval kept as the customer's credit instead of applying to the invoice"
+    )
+    review_reason: str | None = Field(description="Why it waits for a person instead of being approved on arrival")
     date: date
     reference: str
     status: CashApplicationStatus
@@ -175,3 +179,36 @@ class IntegrationsRead(BaseModel):
 
     customer_id: str
     integrations: dict[str, dict[str, Any]]
+
+
+class BalanceRead(ApiModel):
+    currency: str
+    outstanding: str = Field(description="Owed on finalized invoices")
+    overdue: str = Field(description="The part of outstanding past its due date")
+    credit: str = Field(description="Paid beyond its invoices and kept as the customer's credit")
+    open_invoices: int
+
+
+class CustomerBalanceRead(ApiModel):
+    customer_id: str
+    as_of: date
+    balances: list[BalanceRead]
+
+
+AgingBucket = Literal["current", "1-30", "31-60", "61-90", "90+"]
+
+
+class AgingRowRead(ApiModel):
+    currency: str
+    customer_id: str | None = None
+    customer_name: str | None = None
+    buckets: dict[AgingBucket, str] = Field(description="Outstanding by days past due")
+    total: str
+    invoices: int
+
+
+class AgingRead(ApiModel):
+    as_of: date
+    by_currency: list[AgingRowRead]
+    by_customer: list[AgingRowRead] = Field(description="Per currency, the customers that owe most")
+    customers_owing: int

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from arsync.db import update_if, utcnow
 from arsync.errors import DuplicateInvoiceNumber, ErpOwned, InvalidInput, InvalidState, OverApplication
 from arsync.ledger import repository, schemas
+from arsync.ledger.listing import InvoiceQuery, PaymentQuery
 from arsync.ledger.models import (
     CASH_APPLICABLE,
+    CREDITABLE,
     DISPATCHABLE,
     EDITABLE,
     FINALIZABLE,
@@ -151,28 +153,9 @@ def create_invoice(session: Session, scope: Scope, body: schemas.InvoiceCreate) 
 
 
 def list_invoices(
-    session: Session,
-    scope: Scope,
-    params: PageParams,
-    *,
-    status: str | None,
-    customer_id: str | None,
-    due_before: Any,
-    due_after: Any,
-    number: str | None = None,
+    session: Session, scope: Scope, params: PageParams, query: InvoiceQuery
 ) -> tuple[list[Invoice], bool]:
-    statement = select(Invoice).where(in_scope(Invoice, scope))
-    if number:
-        statement = statement.where(func.lower(Invoice.invoice_number).contains(number.lower(), autoescape=True))
-    if status:
-        statement = statement.where(Invoice.status == status)
-    if customer_id:
-        statement = statement.where(Invoice.customer_id == customer_id)
-    if due_before:
-        statement = statement.where(Invoice.due_date <= due_before)
-    if due_after:
-        statement = statement.where(Invoice.due_date >= due_after)
-    return paginate(session, statement.order_by(Invoice.id), params)
+    return paginate(session, query.rows(scope), params)
 
 
 def get_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
@@ -296,12 +279,9 @@ def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[In
 
 
 def list_payments(
-    session: Session, scope: Scope, params: PageParams, *, invoice_id: str | None
+    session: Session, scope: Scope, params: PageParams, query: PaymentQuery
 ) -> tuple[list[Payment], bool]:
-    statement = select(Payment).where(in_scope(Payment, scope))
-    if invoice_id:
-        statement = statement.where(Payment.invoice_id == invoice_id)
-    return paginate(session, statement.order_by(Payment.id), params)
+    return paginate(session, query.rows(scope), params)
 
 
 def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:
@@ -315,7 +295,7 @@ def create_cash_application(session: Session, scope: Scope, body: schemas.CashAp
         raise InvalidInput(
             f"amount {body.amount} has more decimals than {invoice.currency} allows", details={"field": "amount"}
         )
-    _refuse_over_application(body.amount, invoice)
+    _refuse_over_application(body.amount, invoice, pending=_pending_total(session, invoice.id))
     application = CashApplication(
         tenant_id=scope.tenant_id,
         environment_id=scope.environment_id,
@@ -344,9 +324,17 @@ def get_cash_application(session: Session, scope: Scope, application_id: str) ->
 
 
 def approve_cash_application(
-    session: Session, scope: Scope, application_id: str, *, source: str = "cash_application"
+    session: Session,
+    scope: Scope,
+    application_id: str,
+    *,
+    keep_rest_as_credit: bool = False,
 ) -> CashApplication:
     """Record the payment and lower the invoice's outstanding amount exactly, once.
+
+    With ``keep_rest_as_credit`` money that is more than the invoice still owes is applied up to
+    the outstanding amount (nothing, on a paid invoice) and the rest is kept as the customer's
+    credit (``credited_amount``); without it, such money is refused.
 
     The invoice row is locked first (every change to its outstanding amount takes that lock),
     then the application moves from PENDING in a conditional UPDATE: of any number of
@@ -356,21 +344,36 @@ def approve_cash_application(
     invoice = session.scalars(select(Invoice).where(Invoice.id == application.invoice_id).with_for_update()).one()
     session.refresh(application)
     _require_pending(application, "approve")
-    _require_status(invoice, CASH_APPLICABLE, "apply cash to")
-    _refuse_over_application(application.amount, invoice)
+    if application.currency not in (None, invoice.currency):
+        raise InvalidState(
+            f"the money of cash application {application.id} is in {application.currency} and invoice "
+            f"{invoice.invoice_number} is in {invoice.currency}; reject it and record the payment in "
+            f"{invoice.currency}",
+        )
+    if keep_rest_as_credit:
+        _require_status(invoice, CREDITABLE, "apply cash to")
+        applied = min(application.amount, invoice.amount_outstanding)
+    else:
+        _require_status(invoice, CASH_APPLICABLE, "apply cash to")
+        _refuse_over_application(application.amount, invoice)
+        applied = application.amount
+    credited = application.amount - applied
     now = utcnow()
-    _claim_pending(session, application, "approve", status="APPROVED", approved_at=now)
+    _claim_pending(session, application, "approve", status="APPROVED", approved_at=now,
+                   credited_amount=credited if credited else None)  # fmt: skip
+    if applied == 0:
+        return application
     payment = Payment(
         tenant_id=scope.tenant_id,
         environment_id=scope.environment_id,
         invoice_id=invoice.id,
-        amount=application.amount,
+        amount=applied,
         payment_date=application.application_date,
-        source=source,
+        source=application.source,
     )
     session.add(payment)
     session.flush()
-    invoice.amount_outstanding -= application.amount
+    invoice.amount_outstanding -= applied
     if invoice.amount_outstanding == 0:
         invoice.status = InvoiceStatus.PAID
     invoice.updated_at = now
@@ -378,14 +381,27 @@ def approve_cash_application(
     return application
 
 
-def _refuse_over_application(amount: Decimal, invoice: Invoice) -> None:
-    """Checked when the application is recorded and again when it is approved (the invoice may
+def _pending_total(session: Session, invoice_id: str) -> Decimal:
+    pending = select(func.sum(CashApplication.amount)).where(
+        CashApplication.invoice_id == invoice_id, CashApplication.status == "PENDING"
+    )
+    return session.scalar(pending) or Decimal(0)
+
+
+def _refuse_over_application(amount: Decimal, invoice: Invoice, *, pending: Decimal = Decimal(0)) -> None:
+    """Checked when the application is recorded (counting the ones still waiting for approval,
+    which would otherwise over-apply together) and again when it is approved (the invoice may
     have been paid in between)."""
-    if amount > invoice.amount_outstanding:
+    room = invoice.amount_outstanding - pending
+    if amount > room:
         outstanding = format_amount(invoice.amount_outstanding, invoice.currency)
+        waiting = (
+            f", and {format_amount(pending, invoice.currency)} of it is already waiting for approval"
+            if pending else ""
+        )  # fmt: skip
         raise OverApplication(
-            f"amount {format_amount(amount, invoice.currency)} exceeds the outstanding {outstanding} "
-            f"{invoice.currency}",
+            f"amount {format_amount(amount, invoice.currency)} {invoice.currency} exceeds the outstanding "
+            f"{outstanding} {invoice.currency}{waiting}",
         )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from arsync.erp.models import Push
 from arsync.erp.push import pushes_by_invoice, pushes_by_payment
 from arsync.erp.schemas import PushRead, push_read
-from arsync.ledger import repository, schemas
+from arsync.ledger import reports, repository, schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
 from arsync.ledger.schemas import LineRead
@@ -146,15 +146,56 @@ def cash_application_reads(session: Session, applications: list[CashApplication]
 
 
 def cash_application_read(application: CashApplication, currency: str) -> schemas.CashApplicationRead:
+    currency = application.currency or currency
+    credited = application.credited_amount
     return schemas.CashApplicationRead(
         id=application.id,
         invoice_id=application.invoice_id,
         currency=currency,
         amount=format_amount(application.amount, currency),
+        credited_amount=format_amount(credited, currency) if credited is not None else None,
+        review_reason=application.review_reason,
         date=application.application_date,
         reference=application.reference,
         status=application.status,
         payment_id=application.payment_id,
         created_at=application.created_at,
         approved_at=application.approved_at,
+    )
+
+
+def aging_row_read(row: reports.AgingRow) -> schemas.AgingRowRead:
+    buckets = {name: format_amount(amount, row.currency) for name, amount in row.buckets.items()}
+    return schemas.AgingRowRead(
+        currency=row.currency, customer_id=row.customer_id, customer_name=row.customer_name,
+        buckets=buckets,
+        total=format_amount(row.total, row.currency), invoices=row.invoices,
+    )  # fmt: skip
+
+
+def aging_read(report: reports.Aging) -> schemas.AgingRead:
+    return schemas.AgingRead(
+        as_of=report.as_of,
+        by_currency=[aging_row_read(row) for row in report.by_currency],
+        by_customer=[aging_row_read(row) for row in report.by_customer],
+        customers_owing=report.customers_total,
+    )
+
+
+def customer_balance_read(
+    customer_id: str, as_of: date, balances: list[reports.Balance]
+) -> schemas.CustomerBalanceRead:
+    return schemas.CustomerBalanceRead(
+        customer_id=customer_id,
+        as_of=as_of,
+        balances=[
+            schemas.BalanceRead(
+                currency=b.currency,
+                outstanding=format_amount(b.outstanding, b.currency),
+                overdue=format_amount(b.overdue, b.currency),
+                credit=format_amount(b.credit, b.currency),
+                open_invoices=b.open_invoices,
+            )
+            for b in balances
+        ],
     )

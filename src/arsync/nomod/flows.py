@@ -280,10 +280,12 @@ class NomodFlows:
                     f"invoice {invoice.id} is {invoice.status}; {hint.get(invoice.status, '')}".rstrip("; "),
                 )
             customer_id = invoice.customer_id
+            # A Nomod invoice asks for the whole total; once part is paid, a link asks for the rest.
+            untouched = invoice.amount_outstanding == invoice.amount_total
             state = sync_state(session, scope, INVOICE, invoice.id)
-            synced = mapping_row(session, scope, INVOICE, invoice_id)
+            synced = mapping_row(session, scope, INVOICE, invoice_id) if untouched else None
         nomod_customer_id = self.ensure_customer(scope, customer_id)
-        if synced is None and state is not None and state.status == "PENDING":
+        if untouched and synced is None and state is not None and state.status == "PENDING":
             # Its sync is queued: run it now rather than create a second thing to pay.
             nomod_id, url = self.sync_invoice(scope, invoice_id)
             return PaymentLink(invoice_id, "invoice", nomod_id, url, nomod_customer_id)
@@ -299,9 +301,15 @@ class NomodFlows:
     def _payment_link(self, scope: Scope, invoice_id: str, nomod_customer_id: str) -> PaymentLink:
         with self.exclusive(f"nomod:invoice:{invoice_id}") as session:
             link = mapping_row(session, scope, INVOICE_LINK, invoice_id)
+            current = session.get(Invoice, invoice_id)
+            assert current is not None
+            if link is not None and link.amount != current.amount_outstanding:
+                # Cash was applied since it was made: it asks for too much. A payment through it
+                # still reaches the invoice by its note, and waits for review if it does not fit.
+                session.delete(link)
+                session.flush()
+                link = None
             if link is None:
-                current = session.get(Invoice, invoice_id)
-                assert current is not None
                 connection = service.usable_connection(session, scope)
                 payload = link_payload(current, allow_service_fee=connection.allow_service_fee)
                 note = payload["note"]
@@ -318,6 +326,7 @@ class NomodFlows:
                 link = service.new_mapping(
                     scope, INVOICE_LINK, current.id, _required_id(created, "link"), created.get("url")
                 )
+                link.amount = current.amount_outstanding
                 session.add(link)
                 if sync_state(session, scope, INVOICE_LINK, current.id) is not None:
                     service.set_state(session, scope, INVOICE_LINK, current.id, "SYNCED", None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from arsync.db import Base, UTCDateTime, new_id, utcnow
-from arsync.ledger.models import JSONType
+from arsync.ledger.models import JSONType, Money
 
 
 class NomodConnection(Base):
@@ -68,6 +69,7 @@ class EntityIntegrationMapping(Base):
     provider: Mapped[str] = mapped_column(String(20))  # nomod
     provider_id: Mapped[str] = mapped_column(String(200))
     url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    amount: Mapped[Decimal | None] = mapped_column(Money, default=None)  # what a payment link asks for
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

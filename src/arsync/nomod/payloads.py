@@ -80,13 +80,13 @@ def invoice_payload(
 def link_payload(invoice: Invoice, *, allow_service_fee: bool) -> dict[str, Any]:
     """``POST /v1/links`` for what is outstanding on an invoice."""
     title = f"Invoice {invoice.invoice_number}"[:TITLE_MAX]
+    amount = format_amount(invoice.amount_outstanding, invoice.currency)
     return {
         "title": title,
         "currency": invoice.currency,
-        "items": [
-            {"name": title, "amount": format_amount(invoice.amount_outstanding, invoice.currency), "quantity": 1}
-        ],
-        "note": _note(invoice),
+        "items": [{"name": title, "amount": amount, "quantity": 1}],
+        # The amount tells this link from an earlier one for the same invoice that asked for more.
+        "note": f"{_note(invoice)} for {amount} {invoice.currency}"[:NOTE_MAX],
         "allow_service_fee": allow_service_fee,
     }
 

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from arsync.db import transaction, utcnow
 from arsync.errors import InvalidInput, NomodApiError, NomodError, NotFound, Unauthorized
 from arsync.ledger.models import CashApplication, Invoice, InvoiceStatus
-from arsync.money import decimal_places, exponent
+from arsync.money import decimal_places, exponent, format_amount
 from arsync.nomod import service as nomod_service
 from arsync.nomod import signing
 from arsync.nomod.client import NomodClient
@@ -64,7 +64,7 @@ MAX_CUSTOMER_CANDIDATES = 20
 
 class Approver(Protocol):
     def approve_cash_application(
-        self, session: Session, scope: Scope, application_id: str, *, source: str = ...
+        self, session: Session, scope: Scope, application_id: str, *, keep_rest_as_credit: bool = ...
     ) -> CashApplication: ...
 
 
@@ -253,13 +253,16 @@ class PaidWebhooks:
                 application_date=paid_on,
                 reference=f"Nomod charge {charge_id}"[:200],
                 status="PENDING",
+                source="nomod",
+                currency=currency,
+                review_reason=_why_not_applicable(invoice, amount, currency),
             )
             session.add(application)
             session.flush()
             session.add(nomod_service.new_mapping(scope, CASH_APPLICATION, application.id, charge_id))
-            problem = _why_not_applicable(invoice, amount, currency)
+            problem = application.review_reason
             if problem is None:
-                self.approver.approve_cash_application(session, scope, application.id, source="nomod")
+                self.approver.approve_cash_application(session, scope, application.id)
                 log.info("Nomod charge %s paid %s %s on invoice %s", charge_id, amount, currency, invoice.id)
                 return WebhookOutcome("recorded", None, charge_id, invoice.id, application.id, application.payment_id)
             log.warning("Nomod charge %s needs attention: %s", charge_id, problem)
@@ -392,12 +395,14 @@ def _open_nomod_invoices_of(session: Session, scope: Scope, nomod_customer_id: s
 
 
 def _why_not_applicable(invoice: Invoice, amount: Decimal, currency: str) -> str | None:
+    """Why the charge cannot be applied on arrival, in words for the person who reviews it."""
     if currency != invoice.currency:
-        return f"the charge is in {currency}, the invoice in {invoice.currency}"
+        return f"the charge is in {currency} and invoice {invoice.invoice_number} is in {invoice.currency}"
     if invoice.status != InvoiceStatus.FINALIZED:
-        return f"invoice {invoice.id} is {invoice.status}"
+        return f"invoice {invoice.invoice_number} is {invoice.status.lower()}"
     if amount > invoice.amount_outstanding:
-        return f"the charge of {amount} exceeds the outstanding {invoice.amount_outstanding} {invoice.currency}"
+        paid, owed = format_amount(amount, currency), format_amount(invoice.amount_outstanding, currency)
+        return f"the charge of {paid} {currency} is more than the {owed} {currency} still outstanding"
     return None
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -18,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from arsync import money
 from arsync.accounts import service as accounts
 from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
@@ -283,6 +285,15 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def fmt_money(value: Decimal | str | None, currency: str) -> str:
+    """An amount (a Decimal, or the API's exact string) as ``money.display`` shows it."""
+    if value is None or value == "":
+        return "—"
+    return money.display(Decimal(value), currency)
+
+
 templates.env.filters["dt"] = fmt_datetime
+templates.env.filters["money"] = fmt_money
+templates.env.tests["nonzero"] = lambda amount: Decimal(amount) != 0
 templates.env.filters["duration"] = fmt_duration
 templates.env.globals["CSRF_FIELD"] = CSRF_FIELD

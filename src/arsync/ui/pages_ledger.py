@@ -13,11 +13,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arsync.erp.push import pushes_by_invoice
-from arsync.errors import ArsyncError, InvalidInput
+from arsync.errors import ArsyncError
 from arsync.ledger import flows as ledger_flows
-from arsync.ledger import schemas
+from arsync.ledger import reports, schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
+from arsync.ledger.listing import INVOICE_SORTS, InvoiceQuery, PaymentQuery
+from arsync.ledger.models import (
+    CashApplication,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+)
 from arsync.ledger.views import cash_application_reads, customer_wire, invoice_reads, payment_reads
 from arsync.money import format_amount
 from arsync.nomod import repository as nomod_repository
@@ -25,21 +32,12 @@ from arsync.nomod.flows import PaymentLink
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
-from arsync.ui.pages_sync import toolbar_context
+from arsync.ui.lists import Column, Filters, PageQuery, csv_download, ledger_page, page_count, paging, sort_headers
 
 router = APIRouter(include_in_schema=False)
-PAGE_SIZE = 25
-PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
+
 SearchQuery = Annotated[str | None, Query(max_length=200)]
 NEW_INVOICE_LINES = 5
-
-
-def _paging(page: int) -> PageParams:
-    return PageParams(page=page, limit=PAGE_SIZE)
-
-
-def _ledger_page(ui: Ui, request: Request, template: str, **context: Any) -> Response:
-    return render(ui, request, template, **toolbar_context(ui), **context)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -77,7 +75,7 @@ def overview(request: Request, ui: UiDep) -> Response:
                 in_scope(CashApplication, scope), CashApplication.status == "PENDING"
             )
         ) or 0  # fmt: skip
-    return _ledger_page(
+    return ledger_page(
         ui, request, "overview.html", customers=customers, by_status=by_status, outstanding=outstanding,
         overdue=overdue, payments=payments, pending_applications=pending,
     )  # fmt: skip
@@ -92,11 +90,11 @@ def customers(request: Request, ui: UiDep, q: SearchQuery = None, page: PageQuer
     by_email = "@" in query
     with ui.db() as session:
         rows, more = ledger.list_customers(
-            session, ui.scope, _paging(page), name=None if by_email else query or None,
+            session, ui.scope, paging(page), name=None if by_email else query or None,
             email=query if by_email else None, erp_debtor_id=None,
         )  # fmt: skip
     items = [customer_wire(row) for row in rows]
-    return _ledger_page(ui, request, "customers.html", customers=items, q=query, page=page, has_more=more)
+    return ledger_page(ui, request, "customers.html", customers=items, q=query, page=page, has_more=more)
 
 
 CUSTOMER_FIELDS = ("name", "email", "phone")
@@ -164,13 +162,15 @@ def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery
         customer = ledger.get_customer(session, ui.scope, customer_id)
         integrations = nomod_repository.customer_integrations(session, ui.scope, customer)
         invoices, more = ledger.list_invoices(
-            session, ui.scope, _paging(page), status=None, customer_id=customer.id, due_before=None, due_after=None
+            session, ui.scope, paging(page), InvoiceQuery(customer_id=customer.id, sort="issued", direction="desc")
         )
         reads = invoice_reads(session, invoices)
+        today = date.today()
+        balances = reports.customer_balances(session, ui.scope, customer.id, today)
     nomod = integrations["integrations"].get("nomod")
-    return _ledger_page(
+    return ledger_page(
         ui, request, "customer.html", customer=customer, nomod=nomod, invoices=reads, page=page, has_more=more,
-        today=date.today(),
+        today=today, balances=balances,
         nomod_error=error_advice(nomod.get("error")) if nomod and nomod.get("error") else None,
     )  # fmt: skip
 
@@ -191,26 +191,58 @@ def unlink_nomod_customer(request: Request, ui: ActionDep, customer_id: str) -> 
 INVOICE_STATUSES = tuple(InvoiceStatus)
 
 
+INVOICE_COLUMNS = [
+    Column("number", "Number"), Column("customer", "Customer"), Column("issued", "Issued", narrow_hidden=True),
+    Column("due", "Due"), Column("status", "Status"), Column("total", "Total", numeric=True),
+    Column("outstanding", "Outstanding", numeric=True),
+]  # fmt: skip
+INVOICE_FILTERS = ("q", "status", "currency", "customer", "issued_from", "issued_to", "due_from", "due_to", "overdue",
+                   "sort", "order")  # fmt: skip
+
+
+def _invoice_query(filters: Filters, today: date) -> InvoiceQuery:
+    status = filters.text("status")
+    if status and status not in INVOICE_STATUSES:
+        filters.problems.append(f"status {status!r} is not one of {', '.join(INVOICE_STATUSES)}; it was left out")
+        filters.values.pop("status")
+        status = None
+    return InvoiceQuery(
+        search=filters.text("q"), status=status, customer_id=filters.text("customer"), currency=filters.currency(),
+        issued_from=filters.day("issued_from", "issued from"), issued_to=filters.day("issued_to", "issued to"),
+        due_from=filters.day("due_from", "due from"), due_to=filters.day("due_to", "due to"),
+        overdue_on=today if filters.text("overdue") else None,
+        sort=filters.choice("sort", tuple(INVOICE_SORTS), "issued"),  # type: ignore[arg-type]
+        direction=filters.choice("order", ("asc", "desc"), "desc"),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 @router.get("/invoices", response_class=HTMLResponse)
-def invoices(
-    request: Request,
-    ui: UiDep,
-    q: SearchQuery = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    page: PageQuery = 1,
-) -> Response:
-    status = status if status in INVOICE_STATUSES else None
+def invoices(request: Request, ui: UiDep, page: PageQuery = 1) -> Response:
+    """Newest first unless sorted otherwise; every filter is in the address, so a view can be shared."""
+    today = date.today()
+    filters = Filters.read(request, INVOICE_FILTERS)
+    query = _invoice_query(filters, today)
     with ui.db() as session:
-        rows, more = ledger.list_invoices(
-            session, ui.scope, _paging(page), status=status, customer_id=None, due_before=None, due_after=None,
-            number=(q or "").strip() or None,
-        )  # fmt: skip
+        totals = query.totals(session, ui.scope)
+        page = min(page, page_count(totals.count))
+        rows, more = ledger.list_invoices(session, ui.scope, paging(page), query)
         reads = invoice_reads(session, rows)
         names = _customer_names(session, {i.customer_id for i in reads})
-    return _ledger_page(
-        ui, request, "invoices.html", invoices=reads, names=names, q=q or "", status=status,
-        statuses=INVOICE_STATUSES, page=page, has_more=more, today=date.today(),
+        customer = session.get(Customer, query.customer_id) if query.customer_id else None
+    return ledger_page(
+        ui, request, "invoices.html", invoices=reads, names=names, filters=filters, query=query, totals=totals,
+        statuses=INVOICE_STATUSES, page=page, pages=page_count(totals.count), has_more=more, today=today,
+        headers=sort_headers(filters, "/invoices", INVOICE_COLUMNS, query.sort, query.direction),
+        customer_name=customer.name if customer is not None and customer.tenant_id == ui.scope.tenant_id else None,
+        export_url=filters.url("/invoices.csv"), page_url=filters.url("/invoices"),
     )  # fmt: skip
+
+
+@router.get("/invoices.csv")
+def invoices_csv(request: Request, ui: UiDep) -> Response:
+    """What the list shows with the same filters and order, every page of it."""
+    query = _invoice_query(Filters.read(request, INVOICE_FILTERS), date.today())
+    return csv_download(ui, "invoices", lambda session: query.csv(session, ui.scope))
 
 
 def _customer_names(session: Session, ids: set[str]) -> dict[str, str]:
@@ -276,7 +308,9 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
     with ui.db() as session:
         invoice = invoice_reads(session, [ledger.get_invoice(session, ui.scope, invoice_id)])[0]
         customer = session.get(Customer, invoice.customer_id)
-        payments, _ = ledger.list_payments(session, ui.scope, PageParams(page=1, limit=100), invoice_id=invoice.id)
+        payments, _ = ledger.list_payments(
+            session, ui.scope, PageParams(page=1, limit=100), PaymentQuery(invoice_id=invoice.id, sort="date")
+        )
         payment_rows = payment_reads(session, payments)
         applications = cash_application_reads(
             session,
@@ -290,7 +324,7 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
         )
     push_error = error_advice(invoice.push.last_error) if invoice.push and invoice.push.last_error else None
     nomod_error = error_advice(invoice.nomod.error) if invoice.nomod and invoice.nomod.error else None
-    return _ledger_page(
+    return ledger_page(
         ui, request, "invoice.html", invoice=invoice, customer=customer, payments=payment_rows,
         applications=applications, push_error=push_error, nomod_error=nomod_error, today=date.today(),
     )  # fmt: skip
@@ -333,88 +367,3 @@ def invoice_action(request: Request, ui: ActionDep, invoice_id: str, verb: Invoi
         raise AssertionError(verb)
 
     return act(request, f"/invoices/{invoice_id}", run, lambda message: message)
-
-
-# Payments and cash applications --------------------------------------------------------
-
-
-@router.get("/payments", response_class=HTMLResponse)
-def payments(request: Request, ui: UiDep, page: PageQuery = 1) -> Response:
-    with ui.db() as session:
-        rows, more = ledger.list_payments(session, ui.scope, _paging(page), invoice_id=None)
-        reads = payment_reads(session, rows)
-        numbers = dict(
-            session.execute(
-                select(Invoice.id, Invoice.invoice_number).where(Invoice.id.in_({p.invoice_id for p in reads}))
-            ).all()
-        )
-    return _ledger_page(ui, request, "payments.html", payments=reads, numbers=numbers, page=page, has_more=more)
-
-
-@router.get("/cash-applications", response_class=HTMLResponse)
-def cash_applications(
-    request: Request,
-    ui: UiDep,
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    page: PageQuery = 1,
-    invoice: Annotated[str | None, Query(max_length=200)] = None,
-) -> Response:
-    status = status if status in ("PENDING", "APPROVED") else None
-    with ui.db() as session:
-        rows, more = ledger.list_cash_applications(session, ui.scope, _paging(page), status=status)
-        reads = cash_application_reads(session, rows)
-        invoices = {
-            i.id: i for i in session.scalars(select(Invoice).where(Invoice.id.in_({a.invoice_id for a in reads})))
-        }
-    return _ledger_page(
-        ui, request, "cash_applications.html", applications=reads, invoices=invoices, status=status, page=page,
-        has_more=more, invoice_ref=invoice or "", today=date.today(),
-    )  # fmt: skip
-
-
-def _find_invoice(session: Session, ui: Ui, reference: str) -> str:
-    """An invoice given by id or by its number."""
-    reference = reference.strip()
-    found = session.scalar(
-        select(Invoice.id).where(
-            in_scope(Invoice, ui.scope), (Invoice.id == reference) | (Invoice.invoice_number == reference)
-        )
-    )
-    if found is None:
-        raise InvalidInput(
-            f"no invoice has the number or id {reference!r} in this environment", details={"field": "invoice"}
-        )
-    invoice_id: str = found
-    return invoice_id
-
-
-@router.post("/cash-applications")
-async def create_cash_application(request: Request, ui: ActionDep) -> Response:
-    form = await request.form()
-    values = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
-
-    def run() -> CashApplication:
-        with ui.write() as session:
-            body = schemas.CashApplicationCreate.model_validate({
-                "invoiceId": _find_invoice(session, ui, values.get("invoice", "")),
-                "amount": values.get("amount", ""), "date": values.get("date", ""),
-                "reference": values.get("reference", ""),
-            })  # fmt: skip
-            return ledger.create_cash_application(session, ui.scope, body)
-
-    return act(
-        request,
-        "/cash-applications",
-        run,
-        lambda a: f"Cash application of {a.amount} recorded; approve it to post the payment.",
-    )
-
-
-@router.post("/cash-applications/{application_id}/approve")
-def approve_cash_application(request: Request, ui: ActionDep, application_id: str) -> Response:
-    def run() -> str:
-        with ui.write() as session:
-            application = ui.container.pushes.approve_cash_application(session, ui.scope, application_id)
-            return f"Approved: payment {application.payment_id} recorded and being sent to the ERP."
-
-    return act(request, "/cash-applications", run, lambda message: message)

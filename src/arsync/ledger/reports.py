@@ -1,0 +1,152 @@
+"""What is owed, read from the ledger as an AR team reads it: aging buckets, balances, credit.
+
+Everything here is one aggregate statement over the ledger's indexes, never a cached figure
+that could go stale. "Outstanding" is the amount still owed on FINALIZED invoices; drafts are
+not owed yet, and paid or voided invoices owe nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus
+from arsync.tenancy.scope import Scope, in_scope
+
+# Days past due, as collections tools bucket them.
+BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
+BUCKET_LABELS = {"current": "Current", "1-30": "1–30 days", "31-60": "31–60 days", "61-90": "61–90 days",
+                 "90+": "Over 90 days"}  # fmt: skip
+
+
+def bucket_of(due_date: Any, today: date) -> ColumnElement[str]:
+    """The aging bucket of a due date, as SQL (comparisons with fixed dates, so any index on the
+    due date serves and SQLite and PostgreSQL agree)."""
+    return case(
+        (due_date >= today, "current"),
+        (due_date >= today - timedelta(days=30), "1-30"),
+        (due_date >= today - timedelta(days=60), "31-60"),
+        (due_date >= today - timedelta(days=90), "61-90"),
+        else_="90+",
+    )
+
+
+def _owed(scope: Scope) -> list[ColumnElement[bool]]:
+    return [
+        in_scope(Invoice, scope),
+        Invoice.status == InvoiceStatus.FINALIZED,
+        Invoice.amount_outstanding > Decimal(0),
+    ]
+
+
+@dataclass
+class AgingRow:
+    """One line of the report: a currency's (or one customer's, in one currency) outstanding by bucket."""
+
+    currency: str
+    buckets: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(BUCKETS, Decimal(0)))
+    invoices: int = 0
+    customer_id: str | None = None
+    customer_name: str | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.buckets.values(), Decimal(0))
+
+    @property
+    def overdue(self) -> Decimal:
+        return self.total - self.buckets["current"]
+
+
+@dataclass
+class Aging:
+    as_of: date
+    by_currency: list[AgingRow]
+    by_customer: list[AgingRow]  # per currency, the largest balances first
+    customers_total: int  # how many customers owe anything, of which ``by_customer`` is the top
+
+
+def aging(session: Session, scope: Scope, today: date, *, top: int = 20) -> Aging:
+    """Outstanding by currency and by customer, in the five buckets, as of ``today``."""
+    bucket = bucket_of(Invoice.due_date, today).label("bucket")
+    by_currency: dict[str, AgingRow] = {}
+    for currency, name, amount, count in session.execute(
+        select(Invoice.currency, bucket, func.sum(Invoice.amount_outstanding), func.count())
+        .where(*_owed(scope))
+        .group_by(Invoice.currency, bucket)
+    ):
+        row = by_currency.setdefault(currency, AgingRow(currency))
+        row.buckets[name] += amount
+        row.invoices += count
+    by_customer: dict[tuple[str, str], AgingRow] = {}
+    for customer_id, currency, name, amount, count in session.execute(
+        select(Invoice.customer_id, Invoice.currency, bucket, func.sum(Invoice.amount_outstanding), func.count())
+        .where(*_owed(scope))
+        .group_by(Invoice.customer_id, Invoice.currency, bucket)
+    ):
+        row = by_customer.setdefault((customer_id, currency), AgingRow(currency, customer_id=customer_id))
+        row.buckets[name] += amount
+        row.invoices += count
+    # Amounts in different currencies do not compare, so the largest are chosen per currency.
+    shown: list[AgingRow] = []
+    for currency in sorted(by_currency):
+        rows = [row for row in by_customer.values() if row.currency == currency]
+        shown += sorted(rows, key=lambda r: (-r.total, r.customer_id or ""))[:top]
+    ids = {r.customer_id for r in shown}
+    names = {customer_id: name for customer_id, name in session.execute(
+        select(Customer.id, Customer.name).where(Customer.id.in_(ids)))}  # fmt: skip
+    for row in shown:
+        row.customer_name = names.get(row.customer_id or "")
+    owing = len({customer_id for customer_id, _ in by_customer})
+    return Aging(today, [by_currency[c] for c in sorted(by_currency)], shown, owing)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A customer's position in one currency."""
+
+    currency: str
+    outstanding: Decimal
+    overdue: Decimal
+    credit: Decimal
+    open_invoices: int
+
+
+def customer_balances(session: Session, scope: Scope, customer_id: str, today: date) -> list[Balance]:
+    """What the customer owes, how much of it is overdue, and its credit, per currency."""
+    overdue = case((Invoice.due_date < today, Invoice.amount_outstanding), else_=Decimal(0))
+    zero = Decimal(0)
+    balances = {
+        currency: Balance(currency, Decimal(outstanding), Decimal(late), zero, count)
+        for currency, outstanding, late, count in session.execute(
+            select(Invoice.currency, func.sum(Invoice.amount_outstanding), func.sum(overdue), func.count())
+            .where(*_owed(scope), Invoice.customer_id == customer_id)
+            .group_by(Invoice.currency)
+        )
+    }
+    for currency, credit in credit_balances(session, scope, customer_id).items():
+        owed = balances.get(currency, Balance(currency, zero, zero, zero, 0))
+        balances[currency] = Balance(currency, owed.outstanding, owed.overdue, credit, owed.open_invoices)
+    return [balances[currency] for currency in sorted(balances)]
+
+
+def credit_balances(session: Session, scope: Scope, customer_id: str) -> dict[str, Decimal]:
+    """What the customer paid beyond its invoices and arsync kept as its credit, per currency."""
+    rows = session.execute(
+        select(Invoice.currency, func.sum(CashApplication.credited_amount))
+        .join(Invoice, Invoice.id == CashApplication.invoice_id)
+        .where(
+            in_scope(CashApplication, scope),
+            CashApplication.status == "APPROVED",
+            CashApplication.credited_amount.is_not(None),
+            Invoice.customer_id == customer_id,
+        )
+        .group_by(Invoice.currency)
+    ).all()
+    return {currency: amount for currency, amount in rows if amount}
