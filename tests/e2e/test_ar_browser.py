@@ -118,9 +118,15 @@ def _confirming(page: Page, asked: list[str]) -> None:
 def _invoice(site: Site, name: str, number: str, amount: str, *, currency: str = "KWD", due_in: int = 30) -> dict:
     customer = site.api.post("/api/v1/customers", json={"name": name, "email": f"{number.lower()}@pay.example"})
     assert customer.status_code == 201, customer.text
-    body = {"customerId": customer.json()["id"], "invoiceNumber": number, "issueDate": (TODAY + timedelta(days=due_in - 30)).isoformat(),
-            "dueDate": (TODAY + timedelta(days=due_in)).isoformat(), "currency": currency,
-            "lines": [{"description": "Wholesale order", "quantity": "1", "unitPrice": amount}]}  # fmt: skip
+    due = TODAY + timedelta(days=due_in)
+    body = {
+        "customerId": customer.json()["id"],
+        "invoiceNumber": number,
+        "issueDate": (due - timedelta(days=30)).isoformat(),
+        "dueDate": due.isoformat(),
+        "currency": currency,
+        "lines": [{"description": "Wholesale order", "quantity": "1", "unitPrice": amount}],
+    }
     created = site.api.post("/api/v1/invoices", json=body)
     assert created.status_code == 201, created.text
     finalized = site.api.post(f"/api/v1/invoices/{created.json()['id']}/finalize").json()
