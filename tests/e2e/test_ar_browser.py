@@ -115,7 +115,9 @@ def _confirming(page: Page, asked: list[str]) -> None:
     page.once("dialog", accept)
 
 
-def _invoice(site: Site, name: str, number: str, amount: str, *, currency: str = "KWD", due_in: int = 30) -> dict:
+def _invoice(
+    site: Site, name: str, number: str, amount: str, *, currency: str = "KWD", due_in: int = 30
+) -> dict[str, Any]:
     customer = site.api.post("/api/v1/customers", json={"name": name, "email": f"{number.lower()}@pay.example"})
     assert customer.status_code == 201, customer.text
     due = TODAY + timedelta(days=due_in)
