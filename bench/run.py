@@ -1,4 +1,4 @@
-"""``make bench``: the API, push, huge-body, CLI start-up and sync benchmarks. Figures go to bench/results.json.
+"""``make bench``: API, push, huge-body, CLI start-up, ledger-page and sync benchmarks, into bench/results.json.
 
 The mock ERP runs as its own process (``arsync mock-erp``). Each measured step runs in a fresh
 process (bench/sync_once.py) so that its peak RSS is its own:
@@ -30,6 +30,7 @@ from arsync.tenancy import service as tenancy
 from bench import api as api_bench
 from bench import bodies as bodies_bench
 from bench import cli as cli_bench
+from bench import pages as pages_bench
 from bench import push as push_bench
 from bench.common import RESULTS, ROOT, Database, MockErpProcess
 
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="Fraction of the full data set (default 1.0).")
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument(
-        "--only", choices=["sync", "api", "push", "bodies", "cli"], help="Run one benchmark instead of all."
+        "--only", choices=["sync", "api", "push", "bodies", "cli", "pages"], help="Run one benchmark instead of all."
     )
     args = parser.parse_args()
 
@@ -134,6 +135,9 @@ def main() -> None:
     if args.only in (None, "cli"):
         print("CLI start-up (SQLite, fresh processes)", flush=True)
         results["cli"] = cli_bench.run()
+    if args.only in (None, "pages"):
+        print(f"Ledger pages (PostgreSQL, {pages_bench.INVOICES:,} invoices)", flush=True)
+        results["pages"] = pages_bench.run()
     if args.only in (None, "sync"):
         results["sync"] = sync_benchmark(args, env)
     RESULTS.write_text(json.dumps(previous | results, indent=2, default=str) + "\n")

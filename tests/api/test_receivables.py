@@ -191,7 +191,7 @@ def test_the_aging_report_adds_up_to_the_ledger(alice: Tenant, ledger_of_four: d
     assert by_currency["ZAR"]["buckets"] == {"current": "700.00", "1-30": "0.00", "31-60": "750.30",
                                              "61-90": "0.00", "90+": "0.00"}  # fmt: skip
     assert by_currency["USD"]["buckets"]["90+"] == "3000.50" and by_currency["USD"]["total"] == "3000.50"
-    assert report["customersOwing"] == 2
+    assert report["openBalances"] == 2
     # Each currency's total is what the finalized invoices still owe, read one by one.
     for currency, row in by_currency.items():
         owed = sum(

@@ -211,4 +211,4 @@ class AgingRead(ApiModel):
     as_of: date
     by_currency: list[AgingRowRead]
     by_customer: list[AgingRowRead] = Field(description="Per currency, the customers that owe most")
-    customers_owing: int
+    open_balances: int = Field(description="How many (customer, currency) balances are owed")

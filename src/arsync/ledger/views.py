@@ -178,7 +178,7 @@ def aging_read(report: reports.Aging) -> schemas.AgingRead:
         as_of=report.as_of,
         by_currency=[aging_row_read(row) for row in report.by_currency],
         by_customer=[aging_row_read(row) for row in report.by_customer],
-        customers_owing=report.customers_total,
+        open_balances=report.open_balances,
     )
 
 
