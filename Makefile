@@ -12,9 +12,11 @@ help: ## List every target with its purpose
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "Installing arsync and its pinned dependencies into $(VENV) (once; a minute or two)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "Installed."
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install arsync with its pinned dependencies

@@ -30,6 +30,7 @@ from arsync.accounts.models import User
 from arsync.app import create_app
 from arsync.bootstrap import Container
 from arsync.db import transaction
+from arsync.errors import InvalidInput
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
@@ -185,9 +186,16 @@ def demo_nomod(c: Container) -> Iterator[DemoNomod]:
         stored.write_bytes(state.dump())
 
 
-def serve_api(c: Container) -> RunningServer:
-    """The API on 127.0.0.1:8000, or on a free port when 8000 is taken."""
+def serve_api(c: Container, port: int | None = None) -> RunningServer:
+    """The API on 127.0.0.1:``port``; without one, on 8000, or a free port when 8000 is taken.
+    A port asked for that is taken is an error, not a silent other port."""
     app_ = create_app(c, background_jobs=True)
+    if port is not None:
+        try:
+            return serve_in_thread(app_, port=port, lifespan="on")
+        except OSError as exc:
+            taken = f"port {port} on 127.0.0.1 is taken ({exc.strerror}); choose another with --port"
+            raise InvalidInput(taken) from None
     try:
         return serve_in_thread(app_, port=DEMO_API_PORT, lifespan="on")
     except OSError:

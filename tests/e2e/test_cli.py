@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -190,7 +191,9 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
     # The embedded default, as a new user runs it: private addresses refused.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARSYNC_")}
     env["COLUMNS"] = "250"
-    process = subprocess.Popen([ARSYNC, "demo"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    port = _dead_url().rsplit(":", 1)[1]  # a free port, asked for by --port
+    process = subprocess.Popen([ARSYNC, "demo", "--port", port], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
     try:
         assert process.stdout is not None
         api = mock = nomod = curl = password = None
@@ -206,6 +209,7 @@ def test_demo_serves_api_until_interrupted(tmp_path: Path):
             elif line.startswith("Press Ctrl-C"):
                 break
         assert api and mock and curl, "the demo did not print where it serves"
+        assert api == f"http://127.0.0.1:{port}"
         headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", curl))
         runs = httpx.get(f"{api}/api/v1/sync-runs", headers=headers).json()
         assert runs["items"][0]["status"] == "SUCCEEDED"
@@ -349,3 +353,31 @@ def test_user_create_and_set_password(cli_env: dict[str, str]):
     reset = run_cli("user", "set-password", email, "--password-env", "UI_PASSWORD",
                     env=cli_env | {"UI_PASSWORD": "another long password"})  # fmt: skip
     assert "sessions were signed out" in reset.stdout
+
+
+def test_a_connection_to_a_dead_address_is_kept_but_says_so_in_words_and_exit_codes(cli_env: dict[str, str]) -> None:
+    name = f"dead-{secrets.token_hex(3)}"
+    first_run = run_cli("tenant", "create", name, "--json", env=cli_env)
+    if "ARSYNC_DATABASE_URL" not in cli_env:  # the default SQLite file, new in this data directory
+        assert "no arsync database in" in first_run.stderr and "ARSYNC_DATA_DIR" in first_run.stderr
+    dead_url = _dead_url()
+    added = run_cli("connection", "add-rest", "--tenant", name, "--environment", "prod", "--base-url", dead_url,
+                    "--json", env=cli_env, expect=1)  # fmt: skip
+    assert "no arsync database" not in added.stderr  # the database exists now
+    connection = one_json(added)
+    assert connection["status"] == "FAILED" and connection["statusReason"]
+    failed = run_cli("sync", connection["connectionId"], env=cli_env, expect=1)
+    assert "None" not in failed.stdout and "could not be reached" in failed.stdout
+    # Piped, the list is tab-separated and no id is cut to the terminal's width.
+    listed = run_cli("connection", "list", "--tenant", name, "--environment", "prod", env=cli_env | {"COLUMNS": "40"})
+    header, row = listed.stdout.splitlines()
+    assert header.split("\t") == ["id", "transport", "base URL", "status", "key"]
+    assert row.split("\t")[:4] == [connection["connectionId"], "rest", dead_url, "FAILED"]
+
+
+def _dead_url() -> str:
+    """A loopback URL whose port was free a moment ago and is closed now: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -11,12 +11,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from arsync.bootstrap import Container, bootstrap
+from arsync.config import Settings
 from arsync.errors import ArsyncError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A Rich table on a terminal; piped, tab-separated lines, so no value is cut to the width."""
+    if not console.is_terminal:
+        for line in (headers, *rows):
+            print("\t".join(value if value is not None else "" for value in line))
+        return
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id or name.")]
@@ -32,7 +47,14 @@ def container() -> Iterator[Container]:
     """The wired application; arsync errors become a one-line message and exit code 1."""
     wired: Container | None = None
     try:
-        wired = bootstrap()
+        settings = Settings()
+        if settings.database_url is None and not (settings.data_dir / "arsync.db").exists():
+            # Run from another directory, the default database is a new, empty one: say so.
+            err_console.print(
+                f"[yellow]note:[/yellow] no arsync database in {settings.data_dir.resolve()}; creating a new one. "
+                "Set ARSYNC_DATA_DIR (or ARSYNC_DATABASE_URL) to use an existing one."
+            )
+        wired = bootstrap(settings)
         yield wired
     except ArsyncError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")

@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from sqlalchemy import select
 
-from arsync.cli.common import EnvOpt, JsonFlag, TenantOpt, console, container, print_json, secret_from_env
+from arsync.cli.common import (
+    EnvOpt,
+    JsonFlag,
+    TenantOpt,
+    console,
+    container,
+    print_json,
+    print_table,
+    secret_from_env,
+)
 from arsync.erp.models import Connection
 from arsync.nomod.schemas import nomod_connection_read
 from arsync.tenancy import service as tenancy
@@ -41,7 +49,10 @@ def connection_add_rest(
     bank_account_code: Annotated[str | None, typer.Option(help="Sent on payment pushes.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Save a REST-middleware connection, generate its key (shown once) and run the health check."""
+    """Save a REST-middleware connection, generate its key (shown once) and run the health check.
+
+    Exits 1 when the health check fails; the connection is kept (fix the middleware, then run
+    ``arsync connection health``)."""
     with container() as c:
         with c.session_factory() as session:
             tenant_row, env = tenancy.resolve_scope(session, tenant, environment)
@@ -50,13 +61,16 @@ def connection_add_rest(
     payload = {"connectionId": connection.id, "apiKey": key, "status": connection.status}
     if as_json:
         print_json(payload | {"statusReason": connection.status_reason})
-        return
-    console.print(f"connection: [bold]{connection.id}[/bold]")
-    if key:
-        console.print(f"middleware key: [bold]{key}[/bold]  [dim](shown once; configure it in your middleware)[/dim]")
     else:
-        console.print(f"middleware key unchanged ({connection.secret_hint})")
-    _print_status(connection)
+        console.print(f"connection: [bold]{connection.id}[/bold]")
+        if key:
+            console.print(
+                f"middleware key: [bold]{key}[/bold]  [dim](shown once; configure it in your middleware)[/dim]"
+            )
+        else:
+            console.print(f"middleware key unchanged ({connection.secret_hint})")
+        _print_status(connection)
+    raise typer.Exit(0 if connection.status == "ACTIVE" else 1)
 
 
 def _print_status(connection: Connection) -> None:
@@ -152,10 +166,10 @@ def connection_list(tenant: TenantOpt, environment: EnvOpt, as_json: JsonFlag = 
     if as_json:
         print_json({"connections": items})
         return
-    table = Table("id", "transport", "base URL", "status", "key")
-    for item in items:
-        table.add_row(item["connectionId"], item["transport"], item["baseUrl"], item["status"], item["keyHint"])
-    console.print(table)
+    print_table(
+        ("id", "transport", "base URL", "status", "key"),
+        [(i["connectionId"], i["transport"], i["baseUrl"], i["status"], i["keyHint"]) for i in items],
+    )
 
 
 @connection_app.command("health")

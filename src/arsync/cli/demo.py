@@ -39,6 +39,10 @@ demo_app = typer.Typer(add_completion=False)
 @demo_app.command("demo")
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the summary.")] = False,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Serve the UI and API here (default 8000, or a free port)."),
+    ] = None,
 ) -> None:
     """Offline demo: mock ERP and mock Nomod on loopback, a demo tenant, a sync, a Nomod round trip, a summary."""
     with container() as c:
@@ -79,7 +83,7 @@ def demo(
                 f"export the ledger: arsync export --tenant {DEMO_TENANT} --environment {DEMO_ENVIRONMENT} --json"
             )
             console.print("run the demo again for an incremental sync")
-            with demo_nomod(c) as nomod, c.outbound.trusted(nomod.url), serve_api(c) as api:
+            with demo_nomod(c) as nomod, c.outbound.trusted(nomod.url), serve_api(c, port) as api:
                 webhook_secret = signing.new_secret()
                 c.nomod.save_connection(Scope(tenant_id, env_id), api_key=DEMO_NOMOD_KEY, invoice_sync_outbound=True,
                                         base_url=nomod.url, webhook_secret=webhook_secret)  # fmt: skip

@@ -81,10 +81,13 @@ def print_run(run: SyncRun) -> None:
     if run.error:
         console.print(f"[red]error:[/red] {run.error.get('message')}")
         if run.error.get("endpoint"):
-            console.print(
-                f"  at {run.error['endpoint']} page {run.error.get('page')}, "
-                f"HTTP {run.error.get('httpStatus')}, code {run.error.get('code')}"
-            )
+            where = [f"at {run.error['endpoint']}"]
+            where += [f"page {run.error['page']}"] if run.error.get("page") is not None else []
+            where += [f"HTTP {run.error['httpStatus']}"] if run.error.get("httpStatus") is not None else []
+            where += [f"code {run.error['code']}"] if run.error.get("code") else []
+            if run.error.get("httpStatus") is None:
+                where.append("no answer (the middleware could not be reached)")
+            console.print("  " + ", ".join(where))
         console.print(f"  hint: {run.error.get('hint')}")
 
 
