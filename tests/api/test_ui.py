@@ -15,9 +15,10 @@ from arsync.accounts import service as accounts
 from arsync.accounts.models import UiSession, User
 from arsync.bootstrap import Container
 from arsync.db import transaction, utcnow
-from arsync.erp.models import Connection
+from arsync.erp.models import Connection, SyncRun
 from arsync.ledger.models import Invoice
 from arsync.mocks.serving import RunningServer, serve_in_thread
+from arsync.nomod import signing
 from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from tests.api.conftest import PASSWORD, Browser, Tenant, create_ui_user, login_token, sign_in
@@ -272,6 +273,15 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     runs = alice_ui.client.get("/sync-runs")
     assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
 
+    # Full sync, offered next to Sync now, reads everything again rather than what changed since.
+    assert 'name="full" value="true"' in toolbar and ">Full sync</button>" in toolbar
+    full = alice_ui.client.post("/ui/sync-now", data={"csrf_token": alice_ui.csrf, "connection_id": saved.id,
+                                                      "full": "true"})  # fmt: skip
+    assert full.status_code == 303
+    with container.session_factory() as session:
+        latest = session.scalars(select(SyncRun).order_by(SyncRun.started_at.desc())).first()
+    assert latest is not None and latest.modified_since is None
+
 
 def test_nomod_settings_mask_the_key_and_keep_it_when_left_empty(container: Container, alice_ui: Browser, alice):
     key = "sk_test_secret_0123456789"
@@ -294,6 +304,32 @@ def test_nomod_settings_mask_the_key_and_keep_it_when_left_empty(container: Cont
 
     refused = alice_ui.client.post("/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": "pk_live_x"})
     assert refused.status_code == 400 and "Nomod API key: apiKey must be a Nomod secret key" in refused.text
+
+
+def test_nomod_setup_is_finished_in_the_ui_with_the_webhook_url_and_secret(
+    container: Container, alice_ui: Browser, alice: Tenant
+):
+    key, secret = "sk_test_secret_0123456789", signing.new_secret()
+    first = alice_ui.client.post(
+        "/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": key}, follow_redirects=True
+    )
+    url = f"/api/v1/webhooks/nomod/{alice.tenant_id}/{alice.environment_id}"
+    assert re.search(rf'id="webhook-url" class="secret">http://127\.0\.0\.1:\d+{url}<', first.text)
+    assert "payments cannot arrive until the webhook secret is set" in first.text
+    saved = alice_ui.client.post(
+        "/settings/nomod",
+        data={"csrf_token": alice_ui.csrf, "api_key": "", "webhook_secret": secret},
+        follow_redirects=True,
+    )
+    assert secret not in saved.text and "payments cannot arrive" not in saved.text
+    with container.session_factory() as session:
+        stored = session.scalars(select(NomodConnection)).one()
+    assert stored.webhook_secret_encrypted and container.vault.decrypt(stored.webhook_secret_encrypted) == secret
+    # Saved again with the field empty, the secret stays.
+    alice_ui.client.post("/settings/nomod", data={"csrf_token": alice_ui.csrf, "api_key": ""})
+    with container.session_factory() as session:
+        kept = session.scalars(select(NomodConnection)).one()
+    assert container.vault.decrypt(kept.webhook_secret_encrypted or "") == secret
 
 
 def test_customers_are_created_and_edited_from_the_ui(alice_ui: Browser, alice: Tenant, bob: Tenant):

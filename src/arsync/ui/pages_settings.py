@@ -214,8 +214,14 @@ def nomod_settings(request: Request, ui: UiDep) -> Response:
         session.expunge_all()
     return render(
         ui, request, "settings_nomod.html", nomod=connection, nomod_problem=problem,
-        deliveries=deliveries[:WEBHOOK_LOG_ROWS],
+        deliveries=deliveries[:WEBHOOK_LOG_ROWS], webhook_url=_webhook_url(request, ui),
     )  # fmt: skip
+
+
+def _webhook_url(request: Request, ui: Ui) -> str:
+    """Where Nomod is to send this environment's webhooks (registered in Nomod's dashboard)."""
+    base = str(request.base_url).rstrip("/")
+    return f"{base}/api/v1/webhooks/nomod/{ui.scope.tenant_id}/{ui.scope.environment_id}"
 
 
 @router.post("/settings/nomod", response_class=HTMLResponse)
@@ -226,8 +232,9 @@ def save_nomod(
     base_url: Annotated[str, Form(max_length=2000)] = "",
     invoice_sync_outbound: Annotated[bool, Form()] = False,
     allow_service_fee: Annotated[bool, Form()] = False,
+    webhook_secret: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """Save the Nomod settings; an empty key field keeps the stored key."""
+    """Save the Nomod settings; an empty key or secret field keeps the stored one."""
     current = _nomod(ui)
     key = api_key.strip()
     if not key and current is not None:
@@ -235,12 +242,12 @@ def save_nomod(
     try:
         ui.container.nomod.save_connection(
             ui.scope, api_key=key, invoice_sync_outbound=invoice_sync_outbound, base_url=base_url.strip() or None,
-            allow_service_fee=allow_service_fee,
+            allow_service_fee=allow_service_fee, webhook_secret=webhook_secret.strip() or None,
         )  # fmt: skip
     except ArsyncError as exc:
         return render(
             ui, request, "settings_nomod.html", nomod=current, nomod_problem=None, form_error=plain_words(exc),
-            deliveries=[], status_code=400,
+            deliveries=[], status_code=400, webhook_url=_webhook_url(request, ui),
         )  # fmt: skip
     state = "on" if invoice_sync_outbound else "off"
     return redirect("/settings/nomod", notice=f"Nomod settings saved. Invoice sync to Nomod is {state}.")
