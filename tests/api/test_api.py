@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from arsync.mocks.serving import RunningServer
+from arsync.mocks.erp import MockErpState, create_mock_erp_app
+from arsync.mocks.erp_data import MockErpData
+from arsync.mocks.serving import RunningServer, serve_in_thread
 from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp
 
@@ -283,3 +286,23 @@ def test_error_shapes(api_server: RunningServer, alice: Tenant):
     assert broken.status_code == 400 and error_code(broken) == "INVALID_JSON"
     wrong_method = alice.client.delete("/api/v1/customers")
     assert wrong_method.status_code == 405 and error_code(wrong_method) == "METHOD_NOT_ALLOWED"
+
+
+def test_a_new_address_replaces_a_working_connection_only_once_it_passes_the_health_check(
+    alice: Tenant, mock_erp: MockErp
+) -> None:
+    working = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+    assert working["status"] == "ACTIVE"
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing answers there
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    typo = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": dead})
+    assert typo.status_code == 422 and typo.json()["error"]["details"]["field"] == "baseUrl"
+    assert f"the working connection to {mock_erp.url} was kept" in typo.json()["error"]["message"]
+    kept = alice.client.get(f"/api/v1/connections/{working['id']}").json()
+    assert (kept["baseUrl"], kept["status"]) == (mock_erp.url, "ACTIVE")
+
+    with serve_in_thread(create_mock_erp_app(MockErpState(MockErpData(debtors=2, invoices=2, payments=1)))) as moved:
+        answer = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": moved.url})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["baseUrl"], answer.json()["status"]) == (moved.url, "ACTIVE")

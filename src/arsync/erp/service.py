@@ -37,6 +37,17 @@ def get_connection(session: Session, connection_id: str, scope: Scope | None) ->
     return connection
 
 
+def rest_connection(session: Session, scope: Scope) -> Connection | None:
+    """The environment's REST connection (there is at most one)."""
+    return session.scalar(
+        select(Connection).where(
+            Connection.tenant_id == scope.tenant_id,
+            Connection.environment_id == scope.environment_id,
+            Connection.transport == "rest",
+        )
+    )
+
+
 def save_rest(
     session: Session, scope: Scope, base_url: str, bank_account_code: str | None, *, vault: Vault
 ) -> tuple[Connection, str | None]:
@@ -44,13 +55,7 @@ def save_rest(
     already checked). Returns the connection and, on creation, the generated key: the only time
     it is ever shown."""
     bank_account_code = clean_account_code(bank_account_code)
-    connection = session.scalar(
-        select(Connection).where(
-            Connection.tenant_id == scope.tenant_id,
-            Connection.environment_id == scope.environment_id,
-            Connection.transport == "rest",
-        )
-    )
+    connection = rest_connection(session, scope)
     key = None
     if connection is None:
         key = new_token(MIDDLEWARE_KEY_PREFIX)
