@@ -474,3 +474,59 @@ def test_the_invoice_page_offers_exactly_the_actions_the_ledger_accepts(
             assert not offered and action not in listed and accepted.status_code == 200
             continue
         assert offered == (action in listed) == (accepted.status_code == 200), (state, action, accepted.text)
+
+
+def test_the_invoice_form_picks_customers_lists_currencies_and_says_what_is_wrong_where(
+    alice_ui: Browser, alice: Tenant, bob: Tenant
+):
+    acme = alice.client.post("/api/v1/customers", json={"name": "Acme Trading", "email": "ap@acme.example"}).json()
+    alice.client.post("/api/v1/customers", json={"name": "Zeta Foods"})
+    bob.client.post("/api/v1/customers", json={"name": "Acme of another tenant"})
+    form = alice_ui.client.get("/invoices/new")
+    assert '<option value="KWD" ' in form.text and "KWD · Kuwaiti Dinar" in form.text
+    assert 'name="q"' in form.text and 'hx-get="/ui/customer-options"' in form.text
+    found = alice_ui.client.get("/ui/customer-options", params={"q": "acme"})
+    assert f'value="{acme["id"]}"' in found.text and "Acme Trading (ap@acme.example)" in found.text
+    assert "another tenant" not in found.text and "Zeta" not in found.text
+    assert "No customer matches" in alice_ui.client.get("/ui/customer-options", params={"q": "nobody"}).text
+
+    lines = {f"line{n}_{field}": value for n in range(7) for field, value in
+             (("description", f"Item {n}"), ("quantity", "2"), ("unit_price", "1.5"))}  # fmt: skip
+    bad = alice_ui.client.post("/invoices", data={
+        "csrf_token": alice_ui.csrf, "customer_id": acme["id"], "invoice_number": "F-1", "currency": "KWD",
+        "issue_date": "2026-03-10", "due_date": "2026-03-01", **lines, "line4_quantity": "two",
+    })  # fmt: skip
+    assert bad.status_code == 400
+    assert '<p class="field-error" id="line4_quantity-error">Must be a plain decimal below' in bad.text
+    assert 'value="two"' in bad.text and 'value="Item 6"' in bad.text  # what was typed stays, all seven lines
+    assert "^[A-Z]" not in bad.text
+    fixed = alice_ui.client.post("/invoices", data={
+        "csrf_token": alice_ui.csrf, "customer_id": acme["id"], "invoice_number": "F-1", "currency": "KWD",
+        "issue_date": "2026-03-10", "due_date": "2026-03-01", **lines,
+    })  # fmt: skip
+    assert fixed.status_code == 400 and 'id="due_date-error">DueDate must not be before issueDate.' in fixed.text
+    created = alice_ui.client.post("/invoices", data={
+        "csrf_token": alice_ui.csrf, "customer_id": acme["id"], "invoice_number": "F-1", "currency": "KWD",
+        "issue_date": "2026-03-01", "due_date": "2026-03-31", **lines,
+    })  # fmt: skip
+    assert created.status_code == 303
+    invoice_id = created.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    invoice = alice.client.get(f"/api/v1/invoices/{invoice_id}").json()
+    assert invoice["amountTotal"] == "21.000" and len(invoice["lines"]) == 7
+
+    # A draft is edited in the same form: one line fewer, another number.
+    edit = alice_ui.client.get(f"/invoices/{invoice_id}/edit")
+    assert edit.status_code == 200 and 'value="Item 6"' in edit.text and "a draft keeps its customer" in edit.text
+    fewer = {k: v for k, v in lines.items() if not k.startswith("line6_")}
+    saved = alice_ui.client.post(f"/invoices/{invoice_id}/edit", data={
+        "csrf_token": alice_ui.csrf, "invoice_number": "F-1b", "currency": "KWD", "issue_date": "2026-03-01",
+        "due_date": "2026-03-31", **fewer,
+    })  # fmt: skip
+    assert saved.status_code == 303
+    edited = alice.client.get(f"/api/v1/invoices/{invoice_id}").json()
+    assert (edited["invoiceNumber"], edited["amountTotal"], len(edited["lines"])) == ("F-1b", "18.000", 6)
+    alice.client.post(f"/api/v1/invoices/{invoice_id}/finalize")
+    refused = alice_ui.client.get(f"/invoices/{invoice_id}/edit", follow_redirects=True)
+    assert (
+        refused.url.path == f"/invoices/{invoice_id}" and "Only a draft made in arsync can be edited." in refused.text
+    )

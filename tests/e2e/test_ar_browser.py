@@ -240,6 +240,35 @@ def test_a_wrong_cash_application_is_rejected_and_changes_nothing(page: Page, si
     assert (untouched["status"], untouched["amountOutstanding"]) == ("FINALIZED", "80.000")
 
 
+# The invoice form --------------------------------------------------------------------------
+
+
+def test_a_new_invoice_with_a_searched_customer_and_lines_added_and_removed(page: Page, site: Site) -> None:
+    site.api.post("/api/v1/customers", json={"name": "Sandstone Builders", "email": "ap@sandstone.example"})
+    page.goto("/invoices/new")
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+    page.get_by_label("Find a customer").fill("sandst")
+    customer = page.get_by_label("Customer", exact=True)
+    expect(customer.locator("option")).to_have_text(["Sandstone Builders (ap@sandstone.example)"])
+    customer.select_option(label="Sandstone Builders (ap@sandstone.example)")
+    page.get_by_label("Invoice number").fill("SAND-1")
+    page.get_by_label("Currency").select_option("KWD")
+    page.get_by_label("Line 1 description").fill("Survey")
+    page.get_by_label("Line 1 quantity").fill("2")
+    page.get_by_label("Line 1 unit price").fill("1.5")
+    page.get_by_role("button", name="Add line").click()
+    page.get_by_label("Line 2 description").fill("Drawings")
+    page.get_by_label("Line 2 quantity").fill("1")
+    page.get_by_label("Line 2 unit price").fill("10.125")
+    expect(page.locator("#invoice-total")).to_have_text("13.125 KWD")
+    shoot(page, "invoice-form")
+    page.get_by_role("row", name=re.compile("Survey")).get_by_role("button", name="Remove").click()
+    expect(page.locator("#invoice-total")).to_have_text("10.125 KWD")
+    page.get_by_role("button", name="Create draft").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Invoice SAND-1 DRAFT")
+    expect(page.locator("dd", has_text="10.125 KWD").first).to_be_visible()
+
+
 # Lists, export and the aging report ---------------------------------------------------------
 
 

@@ -239,7 +239,7 @@ def test_finalize_and_dispatch_an_invoice_and_see_the_push_succeed(page: Page, s
     page.get_by_role("link", name="New invoice for this customer").click()
     number = f"UI-{os.getpid()}"
     page.get_by_label("Invoice number").fill(number)
-    page.get_by_label("Currency").fill("KWD")
+    page.get_by_label("Currency").select_option("KWD")
     page.get_by_label("Line 1 description").fill("Consulting hours")
     page.get_by_label("Line 1 quantity").fill("3")
     page.get_by_label("Line 1 unit price").fill("12.345")

@@ -31,6 +31,7 @@ from arsync.ui.base import (
     render,
 )
 from arsync.ui.pages_cash import router as cash_router
+from arsync.ui.pages_invoice_form import router as invoice_form_router
 from arsync.ui.pages_ledger import router as ledger_router
 from arsync.ui.pages_reports import router as reports_router
 from arsync.ui.pages_sandbox import router as sandbox_router
@@ -155,7 +156,17 @@ def install_ui(app: FastAPI) -> None:
     """Add the pages to ``app`` (whose ``state.container`` is set) and HTML error pages for them."""
     app.state.sandbox_history = SandboxHistory(app.state.container.session_factory, app.state.container.outbound)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for part in (router, ledger_router, cash_router, reports_router, sync_router, settings_router, sandbox_router):
+    # The form's /invoices/new and /invoices/{id}/edit come before the ledger's /invoices/{id}.
+    for part in (
+        router,
+        invoice_form_router,
+        ledger_router,
+        cash_router,
+        reports_router,
+        sync_router,
+        settings_router,
+        sandbox_router,
+    ):
         app.include_router(part)
 
     async def login_required(request: Request, _exc: Exception) -> Response:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -37,7 +37,6 @@ from arsync.ui.lists import Column, Filters, PageQuery, csv_download, ledger_pag
 router = APIRouter(include_in_schema=False)
 
 SearchQuery = Annotated[str | None, Query(max_length=200)]
-NEW_INVOICE_LINES = 5
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -249,58 +248,6 @@ def _customer_names(session: Session, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
     return dict(session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all())
-
-
-def _new_invoice_form(request: Request, ui: Ui, values: dict[str, Any], error: str | None = None) -> Response:
-    with ui.db() as session:
-        customer_id = values.get("customer_id") or ""
-        customer = session.get(Customer, customer_id) if customer_id else None
-        if customer is not None and (customer.tenant_id, customer.environment_id) != (
-            ui.scope.tenant_id,
-            ui.scope.environment_id,
-        ):
-            customer = None  # another tenant's, or another environment's of this tenant
-    return render(
-        ui, request, "invoice_new.html", values=values, customer=customer, error=error,
-        line_count=NEW_INVOICE_LINES, status_code=400 if error else 200,
-    )  # fmt: skip
-
-
-@router.get("/invoices/new", response_class=HTMLResponse)
-def new_invoice(
-    request: Request, ui: UiDep, customer_id: Annotated[str | None, Query(max_length=40)] = None
-) -> Response:
-    today = date.today()
-    values = {"customer_id": customer_id or "", "currency": "USD", "issue_date": today.isoformat(),
-              "due_date": (today + timedelta(days=30)).isoformat()}  # fmt: skip
-    return _new_invoice_form(request, ui, values)
-
-
-@router.post("/invoices", response_class=HTMLResponse)
-async def create_invoice(request: Request, ui: ActionDep) -> Response:
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    lines = []
-    for index in range(NEW_INVOICE_LINES):
-        description = values.get(f"line{index}_description", "").strip()
-        if not description:
-            continue
-        lines.append({"description": description, "quantity": values.get(f"line{index}_quantity", "").strip(),
-                      "unitPrice": values.get(f"line{index}_unit_price", "").strip()})  # fmt: skip
-    try:
-        body = schemas.InvoiceCreate.model_validate({
-            "customerId": values.get("customer_id", "").strip(),
-            "invoiceNumber": values.get("invoice_number", "").strip(),
-            "issueDate": values.get("issue_date"), "dueDate": values.get("due_date"),
-            "currency": values.get("currency", "").strip().upper(), "lines": lines,
-        })  # fmt: skip
-        with ui.write() as session:
-            invoice = ledger.create_invoice(session, ui.scope, body)
-            invoice_id = invoice.id
-    except (ValidationError, ArsyncError) as exc:
-        message = "Add at least one line with a description." if not lines else plain_words(exc)
-        return _new_invoice_form(request, ui, values, error=message)
-    return redirect(f"/invoices/{invoice_id}", notice="Draft invoice created.")
 
 
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
