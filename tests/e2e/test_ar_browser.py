@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from arsync.accounts import service as accounts
 from arsync.app import create_app
@@ -31,17 +31,12 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.money import display
 from arsync.nomod import signing
 from arsync.tenancy import service as tenancy
-from tests.conftest import IN_CI, make_settings
-from tests.e2e.test_ui_browser import CHROMIUM, shoot
+from tests.conftest import make_settings
+from tests.e2e.chromium import shoot
 
 EMAIL, PASSWORD = "finance@example.com", "receivables-before-lunch"
 NOMOD_KEY = "sk_test_browser_day"
 TODAY = date.today()
-
-if not Path(CHROMIUM).exists():
-    if IN_CI:
-        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium for these tests")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @dataclass
@@ -74,16 +69,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(server.url, api, nomod)
             api.close()
     container.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield chromium
-        chromium.close()
 
 
 def _signed_in(browser: Browser, site: Site, width: int = 1280) -> Page:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 
 from arsync.accounts import service as accounts
 from arsync.app import create_app
@@ -26,16 +26,10 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.tenancy import service as tenancy
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import make_settings
+from tests.e2e.chromium import shoot
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 EMAIL, PASSWORD = "ann@example.com", "ledger-and-coffee"
-
-if not Path(CHROMIUM).exists():
-    if IN_CI:
-        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium for these tests")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @dataclass
@@ -66,16 +60,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with server:
             yield Site(server.url, container, created.tenant_id, created.environment_id, healthy_server.url)
     container.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield chromium
-        chromium.close()
 
 
 def _sign_in(page: Page, site: Site) -> None:
@@ -131,11 +115,6 @@ def test_the_api_docs_render_offline(page: Page) -> None:
 
 def nav(page: Page, name: str) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
-
-
-def shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _connect_prod(site: Site) -> str:

@@ -47,6 +47,15 @@ class Filters:
             self.values.pop(name)
             return None
 
+    def one_of(self, name: str, allowed: tuple[str, ...]) -> str | None:
+        """An optional filter that must be one of ``allowed``; anything else is left out, and said."""
+        value = self.values.get(name)
+        if value and value not in allowed:
+            self.problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}; it was left out")
+            self.values.pop(name)
+            return None
+        return value or None
+
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         value = self.values.get(name, default)
         if value not in allowed:

@@ -40,13 +40,9 @@ PAYMENT_FILTERS = ("q", "source", "currency", "paid_from", "paid_to", "sort", "o
 
 
 def _payment_query(filters: Filters) -> PaymentQuery:
-    source = filters.text("source")
-    if source and source not in PAYMENT_SOURCES:
-        filters.problems.append(f"source {source!r} is not one of {', '.join(PAYMENT_SOURCES)}; it was left out")
-        filters.values.pop("source")
-        source = None
     return PaymentQuery(
-        search=filters.text("q"), currency=filters.currency(), source=source,
+        search=filters.text("q"), currency=filters.currency(),
+        source=filters.one_of("source", PAYMENT_SOURCES),
         paid_from=filters.day("paid_from", "paid from"), paid_to=filters.day("paid_to", "paid to"),
         sort=filters.choice("sort", tuple(PAYMENT_SORTS), "date"),  # type: ignore[arg-type]
         direction=filters.choice("order", ("asc", "desc"), "desc"),  # type: ignore[arg-type]

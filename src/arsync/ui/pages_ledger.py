@@ -200,13 +200,9 @@ INVOICE_FILTERS = ("q", "status", "currency", "customer", "issued_from", "issued
 
 
 def _invoice_query(filters: Filters, today: date) -> InvoiceQuery:
-    status = filters.text("status")
-    if status and status not in INVOICE_STATUSES:
-        filters.problems.append(f"status {status!r} is not one of {', '.join(INVOICE_STATUSES)}; it was left out")
-        filters.values.pop("status")
-        status = None
     return InvoiceQuery(
-        search=filters.text("q"), status=status, customer_id=filters.text("customer"), currency=filters.currency(),
+        search=filters.text("q"), status=filters.one_of("status", INVOICE_STATUSES),
+        customer_id=filters.text("customer"), currency=filters.currency(),
         issued_from=filters.day("issued_from", "issued from"), issued_to=filters.day("issued_to", "issued to"),
         due_from=filters.day("due_from", "due from"), due_to=filters.day("due_to", "due to"),
         overdue_on=today if filters.text("overdue") else None,
