@@ -19,6 +19,7 @@ from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.nomod import signing
 from tests.api.conftest import Tenant, create_ui_user, sign_in, until
+from tests.conftest import MockErp
 from tests.factories import api_customer, api_invoice
 
 NOMOD_KEY = "sk_test_receivables"
@@ -222,3 +223,37 @@ def test_the_ui_exports_what_its_list_shows_as_csv(
     assert [(p["invoice_number"], p["amount"], p["currency"]) for p in payments] == [("A-2", "50.30", "ZAR")]
     bad = browser.client.get("/invoices", params={"due_from": "31/12/2026"})
     assert bad.status_code == 200 and "is not a date like 2026-12-31" in bad.text
+
+
+# A customer made in arsync, linked to its ERP debtor --------------------------------------
+
+
+def test_a_new_customer_linked_to_its_erp_debtor_gets_its_invoice_into_the_erp(
+    alice: Tenant, mock_erp: MockErp
+) -> None:
+    connection = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+    run = alice.client.post(f"/api/v1/connections/{connection['id']}/sync").json()
+    _until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda r: r["status"] != "RUNNING", timeout=60)
+    debtor = alice.client.get("/api/v1/customers", params={"erpDebtorId": "DEB-000002"}).json()["items"][0]
+
+    made_here = api_customer(alice.client, "New Client Ltd", "ap@newclient.example")
+    invoice = api_invoice(alice.client, made_here, "NEW-1", issue_date=TODAY, due_date=TODAY + timedelta(days=30))
+    alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch")
+    failed = _until(alice.client, f"/api/v1/invoices/{invoice['id']}", lambda i: i["push"]["status"] == "FAILED")
+    assert "Link to an ERP debtor" in failed["push"]["lastError"]["hint"]
+
+    refused = alice.client.post(f"/api/v1/customers/{made_here}/merge", json={"debtorCustomerId": made_here})
+    assert refused.status_code == 422
+    merged = alice.client.post(f"/api/v1/customers/{made_here}/merge", json={"debtorCustomerId": debtor["id"]})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["id"] == debtor["id"] and merged.json()["erpDebtorId"] == "DEB-000002"
+    assert alice.client.get(f"/api/v1/customers/{made_here}").status_code == 404
+    moved = alice.client.get(f"/api/v1/invoices/{invoice['id']}").json()
+    assert moved["customerId"] == debtor["id"]
+
+    retried = alice.client.post(f"/api/v1/pushes/{moved['push']['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    pushed = _until(alice.client, f"/api/v1/invoices/{invoice['id']}", lambda i: i["push"]["status"] != "PENDING")
+    assert pushed["push"]["status"] == "SUCCEEDED" and pushed["erpInvoiceId"]
+    assert any(p["invoiceNumber"] == "NEW-1" and p["erpDebtorId"] == "DEB-000002"
+               for p in mock_erp.data._pushed_invoices)  # fmt: skip

@@ -26,6 +26,8 @@ from arsync.accounts import service as accounts
 from arsync.app import create_app
 from arsync.bootstrap import bootstrap
 from arsync.db import transaction
+from arsync.mocks.erp import MockErpState, create_mock_erp_app
+from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.nomod import MockNomodState, create_mock_nomod_app
 from arsync.mocks.serving import serve_in_thread
 from arsync.money import display
@@ -361,3 +363,53 @@ def test_every_list_fits_a_phone_and_shows_total_and_outstanding(
         box = cell.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
     phone.context.close()
+
+
+# Last in this module: it connects the ERP, which the tests above do without. ---------------------
+
+
+def test_a_brand_new_customer_is_invoiced_into_the_erp_by_linking_it_to_its_debtor(page: Page, site: Site) -> None:
+    erp = MockErpState(MockErpData(debtors=4, invoices=1, payments=0, seed=11))
+    with serve_in_thread(create_mock_erp_app(erp)) as mock_erp:
+        connection = site.api.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+        run = site.api.post(f"/api/v1/connections/{connection['id']}/sync").json()
+        for _ in range(120):
+            if site.api.get(f"/api/v1/sync-runs/{run['id']}").json()["status"] != "RUNNING":
+                break
+            time.sleep(0.25)
+        debtor = site.api.get("/api/v1/customers", params={"erpDebtorId": "DEB-000003"}).json()["items"][0]
+        invoice = _invoice(site, "Brand New Trading", "BRAND-1", "75.000")
+
+        page.goto(f"/invoices/{invoice['id']}")
+        page.get_by_role("button", name="Dispatch to the ERP").click()
+        for _ in range(60):
+            page.reload()
+            if page.locator("#push-status").inner_text() == "FAILED":
+                break
+            page.wait_for_timeout(250)
+        expect(page.get_by_text("Link to an ERP debtor").first).to_be_visible()  # the advice names the fix
+
+        page.goto(f"/customers/{invoice['customerId']}")
+        page.get_by_label("Debtor name or email").fill(debtor["name"])
+        page.get_by_role("button", name="Find").click()
+        asked: list[str] = []
+        _confirming(page, asked)
+        page.get_by_role("row", name=re.compile(re.escape(debtor["name"]))).get_by_role(
+            "button", name="Link to this debtor"
+        ).click()
+        expect(page.get_by_role("status").first).to_contain_text("Linked: the invoices are now")
+        assert "is removed from arsync" in asked[0]
+        shoot(page, "customer-linked-to-debtor")
+
+        page.goto(f"/invoices/{invoice['id']}")
+        page.get_by_role("button", name="Send to the ERP again").click()
+        for _ in range(60):
+            if page.locator("#push-status").inner_text() == "SUCCEEDED":
+                break
+            page.wait_for_timeout(250)
+            page.reload()
+        expect(page.locator("#push-status")).to_have_text("SUCCEEDED")
+        shoot(page, "brand-new-customer-invoice-in-erp")
+        pushed = [p for p in erp.data._pushed_invoices if p["invoiceNumber"] == "BRAND-1"]
+        assert [p["erpDebtorId"] for p in pushed] == ["DEB-000003"]
+        site.api.delete(f"/api/v1/connections/{connection['id']}")

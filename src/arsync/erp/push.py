@@ -345,7 +345,8 @@ class PushFlows:
         if not customer.erp_debtor_id:
             raise PrerequisiteMissing(
                 f"debtor not linked: customer {customer.id} ({customer.name}) has no ERP debtor id",
-                "run a sync so the customer is matched to its ERP debtor, then retry the push",
+                "link the customer to its ERP debtor (the customer's page: Link to an ERP debtor; or POST "
+                "/api/v1/customers/{id}/merge), then retry the push",
             )
         lines = ledger.invoice_lines(session, [invoice.id])[invoice.id]
         return contract.InvoicePushRequest(

@@ -101,6 +101,15 @@ def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep
     return schemas.IntegrationsRead(**nomod_repository.customer_integrations(session, scope, customer))
 
 
+@router.post("/customers/{customer_id}/merge", response_model=schemas.CustomerRead, tags=["customers"])
+def merge_customer(
+    customer_id: str, body: schemas.CustomerMerge, scope: ScopeDep, session: SessionDep
+) -> schemas.CustomerRead:
+    """Link a customer made in arsync to its ERP debtor: its invoices (and Nomod customer) move to
+    the debtor's record, which keeps the ERP's id, and this customer is removed. Answers the debtor."""
+    return views.customer_read(flows.merge_customer(session, scope, customer_id, body.debtor_customer_id))
+
+
 @router.get("/customers/{customer_id}/balance", response_model=schemas.CustomerBalanceRead, tags=["customers"])
 def customer_balance(customer_id: str, scope: ScopeDep, session: SessionDep) -> schemas.CustomerBalanceRead:
     """What the customer owes, how much is overdue, and its credit, per currency, as of today."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from arsync.ledger import service as ledger
-from arsync.ledger.models import Invoice
+from arsync.ledger.models import Customer, Invoice
+from arsync.nomod import service as nomod_service
 from arsync.nomod.flows import NomodFlows
 from arsync.tenancy.scope import Scope
 
@@ -19,3 +20,13 @@ def finalize_invoice(session: Session, scope: Scope, invoice_id: str, *, nomod: 
     invoice = ledger.finalize_invoice(session, scope, invoice_id)
     nomod.queue_invoice_sync(session, scope, invoice)
     return invoice
+
+
+def merge_customer(session: Session, scope: Scope, customer_id: str, debtor_id: str) -> Customer:
+    """Link a customer made in arsync to the ERP debtor it is, by merging it into the debtor's
+    record (``ledger.merge_customer``); its Nomod customer goes with it. Its invoices can then
+    be dispatched, and their failed pushes retried."""
+    ledger.get_customer(session, scope, customer_id)
+    ledger.get_customer(session, scope, debtor_id)
+    nomod_service.move_customer_links(session, scope, customer_id, debtor_id)
+    return ledger.merge_customer(session, scope, customer_id, debtor_id)

@@ -212,3 +212,9 @@ class AgingRead(ApiModel):
     by_currency: list[AgingRowRead]
     by_customer: list[AgingRowRead] = Field(description="Per currency, the customers that owe most")
     open_balances: int = Field(description="How many (customer, currency) balances are owed")
+
+
+class CustomerMerge(RequestModel):
+    debtor_customer_id: str = Field(
+        max_length=40, description="The customer synced from the ERP (it has an erpDebtorId) to merge into"
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from arsync.db import update_if, utcnow
@@ -84,6 +84,31 @@ def update_customer(session: Session, scope: Scope, customer_id: str, body: sche
         setattr(customer, "metadata_" if field == "metadata" else field, value)
     customer.updated_at = utcnow()
     return customer
+
+
+def merge_customer(session: Session, scope: Scope, customer_id: str, debtor_id: str) -> Customer:
+    """Fold a customer made in arsync into the ERP debtor it really is: its invoices move to the
+    debtor's record, which keeps the ERP's id, and the arsync record goes. The caller moves what
+    other features hold of the customer first."""
+    customer = get_customer(session, scope, customer_id)
+    debtor = get_customer(session, scope, debtor_id)
+    if customer.id == debtor.id:
+        raise InvalidInput("a customer cannot be merged into itself", details={"field": "debtorCustomerId"})
+    if customer.erp_debtor_id:
+        raise InvalidState(f"customer {customer.name} is already ERP debtor {customer.erp_debtor_id}; nothing to link")
+    if not debtor.erp_debtor_id:
+        raise InvalidInput(
+            f"customer {debtor.name} is not an ERP debtor; choose one synced from the ERP",
+            details={"field": "debtorCustomerId"},
+        )
+    session.execute(update(Invoice).where(Invoice.customer_id == customer.id).values(customer_id=debtor.id))
+    for field in ("email", "phone"):
+        if getattr(debtor, field) is None and getattr(customer, field) is not None:
+            setattr(debtor, field, getattr(customer, field))
+    debtor.updated_at = utcnow()
+    session.delete(customer)
+    session.flush()
+    return debtor
 
 
 # Invoices -------------------------------------------------------------------------------

@@ -241,3 +241,27 @@ def set_state(
     state.last_error = error | {"at": now.isoformat()} if error else None
     state.updated_at = now
     return state
+
+
+def move_customer_links(session: Session, scope: Scope, customer_id: str, debtor_id: str) -> None:
+    """Before ``customer_id`` is merged into ``debtor_id``: its Nomod customer (and that link's
+    sync state) become the debtor's, unless the debtor has its own already; then the merged
+    one's are forgotten here (its Nomod customer stays in Nomod)."""
+    mapping, debtor_mapping = (
+        mapping_row(session, scope, CUSTOMER, customer_id),
+        mapping_row(session, scope, CUSTOMER, debtor_id),
+    )
+    state, debtor_state = (
+        sync_state(session, scope, CUSTOMER, customer_id),
+        sync_state(session, scope, CUSTOMER, debtor_id),
+    )
+    if mapping is not None and debtor_mapping is None:
+        mapping.entity_id = debtor_id
+        if state is not None and debtor_state is None:
+            state.entity_id = debtor_id
+            state = None
+    elif mapping is not None:
+        session.delete(mapping)
+    if state is not None:
+        session.delete(state)
+    session.flush()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arsync.erp.models import Connection
 from arsync.erp.push import pushes_by_invoice
 from arsync.errors import ArsyncError
 from arsync.ledger import flows as ledger_flows
@@ -156,9 +157,14 @@ async def update_customer(request: Request, ui: ActionDep, customer_id: str) -> 
 
 
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
-def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery = 1) -> Response:
+def customer_page(
+    request: Request, ui: UiDep, customer_id: str, page: PageQuery = 1, debtor_q: SearchQuery = None
+) -> Response:
+    debtor_q = (debtor_q or "").strip()
     with ui.db() as session:
         customer = ledger.get_customer(session, ui.scope, customer_id)
+        has_erp = session.scalar(select(func.count()).select_from(Connection).where(in_scope(Connection, ui.scope)))
+        debtors = _debtors_matching(session, ui, debtor_q) if debtor_q and not customer.erp_debtor_id else []
         integrations = nomod_repository.customer_integrations(session, ui.scope, customer)
         invoices, more = ledger.list_invoices(
             session, ui.scope, paging(page), InvoiceQuery(customer_id=customer.id, sort="issued", direction="desc")
@@ -169,9 +175,42 @@ def customer_page(request: Request, ui: UiDep, customer_id: str, page: PageQuery
     nomod = integrations["integrations"].get("nomod")
     return ledger_page(
         ui, request, "customer.html", customer=customer, nomod=nomod, invoices=reads, page=page, has_more=more,
-        today=today, balances=balances,
+        today=today, balances=balances, has_erp=bool(has_erp), debtors=debtors, debtor_q=debtor_q,
         nomod_error=error_advice(nomod.get("error")) if nomod and nomod.get("error") else None,
     )  # fmt: skip
+
+
+def _debtors_matching(session: Session, ui: Ui, text: str) -> list[Customer]:
+    """Up to 20 customers synced from the ERP whose name or email contains ``text``."""
+    like = text.lower()
+    return list(
+        session.scalars(
+            select(Customer)
+            .where(
+                in_scope(Customer, ui.scope),
+                Customer.erp_debtor_id.is_not(None),
+                func.lower(Customer.name).contains(like, autoescape=True)
+                | func.lower(Customer.email).contains(like, autoescape=True),
+            )
+            .order_by(Customer.name)
+            .limit(20)
+        )
+    )
+
+
+@router.post("/customers/{customer_id}/merge")
+async def merge_customer(request: Request, ui: ActionDep, customer_id: str) -> Response:
+    debtor_id = str((await request.form()).get("debtor_customer_id", ""))
+    try:
+        with ui.write() as session:
+            debtor = ledger_flows.merge_customer(session, ui.scope, customer_id, debtor_id)
+            debtor_id, name, erp_id = debtor.id, debtor.name, debtor.erp_debtor_id
+    except ArsyncError as exc:
+        return redirect(f"/customers/{customer_id}", error=plain_words(exc))
+    return redirect(
+        f"/customers/{debtor_id}",
+        notice=f"Linked: the invoices are now {name}'s (ERP debtor {erp_id}). Retry any push that failed for it.",
+    )
 
 
 @router.post("/customers/{customer_id}/nomod-unlink")
