@@ -21,6 +21,7 @@ from tests.conftest import MockErp
 BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/customers/{customer_id}": {"name": "Stolen"},
     "/api/v1/invoices/{invoice_id}": {"invoiceNumber": "STOLEN"},
+    "/api/v1/customers/{customer_id}/merge": {"debtorCustomerId": "cust_anything"},
 }
 
 

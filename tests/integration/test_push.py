@@ -156,7 +156,7 @@ def test_unlinked_debtor_fails_the_push_with_a_reason_and_sends_nothing(
     failed = _push_of(container, invoice_id)
     assert failed.last_error is not None
     assert failed.last_error["kind"] == "PrerequisiteMissing"
-    assert "debtor not linked" in failed.last_error["message"] and "sync" in failed.last_error["hint"]
+    assert "debtor not linked" in failed.last_error["message"] and "Link to an ERP debtor" in failed.last_error["hint"]
     assert _push_requests(mock_erp, "/invoices/push") == []
 
 
