@@ -35,6 +35,13 @@ def _contains(column: Any, text: str) -> ColumnElement[bool]:
     return func.lower(column).contains(text.lower(), autoescape=True)
 
 
+def _ordered(column: Any, id_column: Any, direction: Direction) -> list[Any]:
+    """ORDER BY the sort column, then the id the same way, so equal values keep one order."""
+    if direction == "desc":
+        return [column.desc(), id_column.desc()]
+    return [column.asc(), id_column.asc()]
+
+
 def _customer_named(scope: Scope, text: str) -> ColumnElement[bool]:
     """The invoice's customer's name contains ``text``: the few matching customers are found
     first, so the invoices are not joined to every customer to be searched."""
@@ -129,8 +136,7 @@ class InvoiceQuery:
         return statement
 
     def _order(self) -> list[Any]:
-        column = INVOICE_SORTS.get(self.sort, Invoice.id)
-        return [column.desc(), Invoice.id.desc()] if self.direction == "desc" else [column.asc(), Invoice.id.asc()]
+        return _ordered(INVOICE_SORTS.get(self.sort, Invoice.id), Invoice.id, self.direction)
 
     def rows(self, scope: Scope) -> AnySelect:
         """The invoices, sorted; the caller adds paging."""
@@ -267,8 +273,7 @@ class PaymentQuery:
         )
 
     def _order(self) -> list[Any]:
-        column = PAYMENT_SORTS.get(self.sort, Payment.id)
-        return [column.desc(), Payment.id.desc()] if self.direction == "desc" else [column.asc(), Payment.id.asc()]
+        return _ordered(PAYMENT_SORTS.get(self.sort, Payment.id), Payment.id, self.direction)
 
     def rows(self, scope: Scope) -> AnySelect:
         return self._from(select(Payment)).where(*self.where(scope)).order_by(*self._order())
