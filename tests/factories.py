@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from arsync.db import transaction
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.models import Invoice
+from arsync.ledger.models import Customer, Invoice
 from arsync.tenancy.scope import Scope
 
 ISSUED = date(2026, 3, 1)
@@ -88,3 +89,12 @@ def ledger_invoice(
     if finalize:
         ledger.finalize_invoice(session, scope, invoice.id)
     return invoice
+
+
+def link_to_erp(session_factory: sessionmaker[Session], customer_id: str, erp_debtor_id: str) -> None:
+    """Link a customer to an ERP debtor as a sync would have (the API cannot set the ERP's id), so
+    its invoices can be dispatched."""
+    with transaction(session_factory) as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        customer.erp_debtor_id = erp_debtor_id

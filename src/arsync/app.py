@@ -24,7 +24,7 @@ from arsync.ui.app import install_ui
 from arsync.web import errors
 from arsync.web.limits import RequestLimits
 from arsync.web.pg_reads import PgReads
-from arsync.web.security_headers import SecurityHeaders
+from arsync.web.security_headers import SecurityHeaders, origin_of
 from arsync.xero.endpoints import router as xero_router
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.state.container = container
     app.state.pg_reads = pg_reads
     errors.install(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, redirect_origins=(origin_of(settings.xero_authorize_url),))
     app.add_middleware(
         RequestLimits, default=settings.max_body_bytes, limits=(("/api/v1/webhooks/", settings.max_webhook_body_bytes),)
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from arsync import migrate, models
 from arsync.config import Settings
 from arsync.db import make_engine, make_read_session_factory, make_session_factory
+from arsync.erp.debtors import DebtorFlows
 from arsync.erp.flows import ConnectionFlows
 from arsync.erp.models import Connection
 from arsync.erp.port import ErpConnector
@@ -101,6 +102,7 @@ class Container:
             for task in self.tasks:
                 self.queue.register(task.name, task.run)
         self.connections = ConnectionFlows(self.session_factory, self.vault, self.connector_for, self.outbound)
+        self.debtors = DebtorFlows(self.session_factory, self.connector_for, self.pushes)
         self.xero = XeroConnections(self.session_factory, self.vault, self.xero_oauth(), self.sync)
 
     def xero_oauth(self) -> XeroOAuth | None:

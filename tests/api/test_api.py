@@ -8,11 +8,13 @@ from typing import Any
 
 import httpx
 
+from arsync.bootstrap import Container
 from arsync.mocks.erp import MockErpState, create_mock_erp_app
 from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp
+from tests.factories import link_to_erp
 
 
 def customer(tenant: Tenant, **fields: Any) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def test_customers(alice: Tenant):
     assert alice.client.get("/api/v1/customers/cust_missing").status_code == 404
 
 
-def test_invoice_lifecycle_and_exact_money(alice: Tenant):
+def test_invoice_lifecycle_and_exact_money(alice: Tenant, container: Container):
     owner = customer(alice)
     draft = invoice(alice, owner["id"])
     # 2 × 575.0025 = 1150.005 exactly (KWD has 3 decimals); 1 × 0.1 = 0.100
@@ -139,6 +141,11 @@ def test_invoice_lifecycle_and_exact_money(alice: Tenant):
     assert finalized["status"] == "FINALIZED"
     locked = alice.client.patch(f"/api/v1/invoices/{draft['id']}", json={"invoiceNumber": "AS-9"})
     assert locked.status_code == 409 and error_code(locked) == "INVALID_STATE"
+    not_in_erp = alice.client.post(f"/api/v1/invoices/{draft['id']}/dispatch")
+    assert not_in_erp.status_code == 409 and error_code(not_in_erp) == "PREREQUISITE_MISSING"
+    assert "dispatch" not in finalized["allowedActions"]
+    link_to_erp(container.session_factory, owner["id"], "DEB-1")
+    assert "dispatch" in alice.client.get(f"/api/v1/invoices/{draft['id']}").json()["allowedActions"]
     dispatched = alice.client.post(f"/api/v1/invoices/{draft['id']}/dispatch").json()
     assert dispatched["dispatchedAt"] is not None
     again = alice.client.post(f"/api/v1/invoices/{draft['id']}/dispatch").json()

@@ -197,6 +197,9 @@ def test_every_response_carries_the_security_headers(api_server: RunningServer, 
         assert answer.headers["referrer-policy"] == "same-origin"
         policy = answer.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in policy and "script-src 'self';" in policy
+        # Connect Xero posts here and is redirected to Xero's sign-in, which Chromium checks
+        # against form-action too: nowhere else is allowed.
+        assert "form-action 'self' https://login.xero.com;" in policy
 
 
 def test_the_api_docs_load_nothing_from_elsewhere(api_server: RunningServer) -> None:

@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from arsync.bootstrap import Container
 from arsync.mocks.serving import RunningServer
 from arsync.nomod import signing
 from tests.api.conftest import Tenant, until
 from tests.conftest import MockErp
+from tests.factories import link_to_erp
 
 BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/customers/{customer_id}": {"name": "Stolen"},
@@ -26,7 +28,7 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
+def alice_data(alice: Tenant, mock_erp: MockErp, container: Container) -> dict[str, str]:
     c = alice.client.post(
         "/api/v1/customers", json={"name": "Alice Secret Customer", "email": "secret@alice.example"}
     ).json()
@@ -42,6 +44,7 @@ def alice_data(alice: Tenant, mock_erp: MockErp) -> dict[str, str]:
         },
     ).json()
     alice.client.post(f"/api/v1/invoices/{inv['id']}/finalize")
+    link_to_erp(container.session_factory, c["id"], "DEB-ALICE-SECRET")
     pushed = alice.client.post(f"/api/v1/invoices/{inv['id']}/dispatch").json()["push"]
     cap = alice.client.post(
         "/api/v1/cash-applications", json={"invoiceId": inv["id"], "amount": 5, "date": "2026-01-05", "reference": "r"}

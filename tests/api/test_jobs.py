@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 
+from arsync.bootstrap import Container
 from arsync.mocks.erp import Fault
 from tests.api.conftest import Tenant
 from tests.api.conftest import until as _until
 from tests.conftest import MockErp
-from tests.factories import api_invoice
+from tests.factories import api_invoice, link_to_erp
 
 
 def _synced_connection(alice: Tenant, mock_erp: MockErp) -> str:
@@ -56,13 +57,14 @@ def test_dispatch_and_approval_push_to_the_erp(alice: Tenant, mock_erp: MockErp)
     assert one == listed["items"][0]
 
 
-def test_a_failed_push_shows_why_and_can_be_retried(alice: Tenant, mock_erp: MockErp) -> None:
+def test_a_failed_push_shows_why_and_can_be_retried(alice: Tenant, mock_erp: MockErp, container: Container) -> None:
     _synced_connection(alice, mock_erp)
-    unlinked = alice.client.post("/api/v1/customers", json={"name": "Not in the ERP"}).json()
-    invoice = _invoice(alice, unlinked["id"], "AR-API-2")
+    gone = alice.client.post("/api/v1/customers", json={"name": "Removed from the ERP"}).json()
+    link_to_erp(container.session_factory, gone["id"], "DEB-DELETED-IN-THE-ERP")
+    invoice = _invoice(alice, gone["id"], "AR-API-2")
     push_id = alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch").json()["push"]["id"]
     failed = _until(alice.client, f"/api/v1/pushes/{push_id}", lambda p: p["status"] != "PENDING")
-    assert failed["status"] == "FAILED" and "debtor not linked" in failed["lastError"]["message"]
+    assert failed["status"] == "FAILED" and "Unknown debtor" in failed["lastError"]["message"], failed
 
     retried = alice.client.post(f"/api/v1/pushes/{push_id}/retry")
     assert retried.status_code == 202 and retried.json()["status"] == "PENDING"

@@ -238,9 +238,10 @@ def test_a_new_customer_linked_to_its_erp_debtor_gets_its_invoice_into_the_erp(
 
     made_here = api_customer(alice.client, "New Client Ltd", "ap@newclient.example")
     invoice = api_invoice(alice.client, made_here, "NEW-1", issue_date=TODAY, due_date=TODAY + timedelta(days=30))
-    alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch")
-    failed = _until(alice.client, f"/api/v1/invoices/{invoice['id']}", lambda i: i["push"]["status"] == "FAILED")
-    assert "Link to an ERP debtor" in failed["push"]["lastError"]["hint"]
+    assert "dispatch" not in invoice["allowedActions"]
+    refused_dispatch = alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch")
+    assert refused_dispatch.status_code == 409, refused_dispatch.text
+    assert f"/customers/{made_here}/merge" in refused_dispatch.json()["error"]["details"]["hint"]
 
     refused = alice.client.post(f"/api/v1/customers/{made_here}/merge", json={"debtorCustomerId": made_here})
     assert refused.status_code == 422
@@ -249,10 +250,9 @@ def test_a_new_customer_linked_to_its_erp_debtor_gets_its_invoice_into_the_erp(
     assert merged.json()["id"] == debtor["id"] and merged.json()["erpDebtorId"] == "DEB-000002"
     assert alice.client.get(f"/api/v1/customers/{made_here}").status_code == 404
     moved = alice.client.get(f"/api/v1/invoices/{invoice['id']}").json()
-    assert moved["customerId"] == debtor["id"]
+    assert moved["customerId"] == debtor["id"] and "dispatch" in moved["allowedActions"]
 
-    retried = alice.client.post(f"/api/v1/pushes/{moved['push']['id']}/retry")
-    assert retried.status_code == 202, retried.text
+    assert alice.client.post(f"/api/v1/invoices/{invoice['id']}/dispatch").status_code == 200
     pushed = _until(alice.client, f"/api/v1/invoices/{invoice['id']}", lambda i: i["push"]["status"] != "PENDING")
     assert pushed["push"]["status"] == "SUCCEEDED" and pushed["erpInvoiceId"]
     assert any(p["invoiceNumber"] == "NEW-1" and p["erpDebtorId"] == "DEB-000002"

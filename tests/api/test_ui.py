@@ -23,6 +23,7 @@ from arsync.nomod.models import NomodConnection
 from arsync.tenancy import service as tenancy
 from tests.api.conftest import PASSWORD, Browser, Tenant, create_ui_user, login_token, sign_in
 from tests.conftest import MockErp
+from tests.factories import link_to_erp
 from tests.polling import eventually
 
 
@@ -448,6 +449,7 @@ def _invoice_in(alice: Tenant, container: Container, state: str, number: str) ->
         }).json()  # fmt: skip
         assert alice.client.post(f"/api/v1/cash-applications/{application['id']}/approve").status_code == 200
     if state == "dispatched":
+        link_to_erp(container.session_factory, customer_id, f"DEB-{number}")
         assert alice.client.post(f"/api/v1/invoices/{invoice_id}/dispatch").status_code == 200
     if state in ("imported draft", "imported"):
         with transaction(container.session_factory) as session:  # as a sync would have stored it

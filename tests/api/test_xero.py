@@ -621,6 +621,65 @@ def test_a_push_while_the_daily_limit_is_spent_waits_for_it(alice: Tenant, mock_
     assert "sent by itself" in push["lastError"]["hint"] and "Sync now" not in push["lastError"]["hint"]
 
 
+def test_a_customer_made_in_arsync_is_created_in_xero_once_and_its_invoice_follows(alice: Tenant, mock_xero: MockXero):
+    connection_id = connected(alice, mock_xero)["connection"]["id"]
+    org = next(iter(mock_xero.state.organisations.values()))
+    customer = alice.client.post("/api/v1/customers", json={"name": "Brand New Trading",
+                                                            "email": "ap@brandnew.example"}).json()  # fmt: skip
+    lines = [{"description": "Audit", "quantity": 1, "unitPrice": 10}]
+    invoice_id = api_invoice(alice.client, customer["id"], "ARS-NEW", currency="USD", lines=lines)["id"]
+    not_yet = alice.client.post(f"/api/v1/invoices/{invoice_id}/dispatch")
+    assert not_yet.status_code == 409 and "/erp-debtor" in not_yet.json()["error"]["details"]["hint"]
+
+    # Xero makes the contact, then answers after arsync has given up; the second try finds it by
+    # its ContactNumber instead of making another.
+    mock_xero.state.faults = [MockXeroFault(method="PUT", path="/Contacts", delay=3.0, times=1)]
+    timed_out = alice.client.post(f"/api/v1/customers/{customer['id']}/erp-debtor")
+    assert timed_out.status_code == 502 and timed_out.json()["error"]["code"] == "ERP_ERROR"
+    linked = alice.client.post(f"/api/v1/customers/{customer['id']}/erp-debtor")
+    assert linked.status_code == 200, linked.text
+    made = [c for c in org.contacts.values() if c["Name"] == "Brand New Trading"]
+    assert len(made) == 1 and made[0]["ContactNumber"] == customer["id"]
+    assert made[0]["EmailAddress"] == "ap@brandnew.example"
+    assert linked.json()["id"] == customer["id"] and linked.json()["erpDebtorId"] == made[0]["ContactID"]
+
+    # Its invoice now goes to the new contact.
+    done = _pushed(alice, invoice_id)
+    assert done["push"]["status"] == "SUCCEEDED", done["push"]
+    sent = org.invoices[done["erpInvoiceId"]]
+    assert sent["Contact"]["ContactID"] == made[0]["ContactID"] and made[0]["IsCustomer"] is True
+
+    again = alice.client.post(f"/api/v1/customers/{customer['id']}/erp-debtor")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_STATE"
+    # The next sync brings the contact in as the same customer, not a second one.
+    run = alice.client.post(f"/api/v1/connections/{connection_id}/sync").json()
+    assert until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda r: r["status"] != "RUNNING")["status"] == (
+        "SUCCEEDED")  # fmt: skip
+    same = alice.client.get("/api/v1/customers", params={"name": "Brand New Trading"}).json()["items"]
+    assert [c["id"] for c in same] == [customer["id"]]
+
+
+def test_creating_a_contact_xero_already_has_or_without_xero_says_to_link_instead(
+    alice: Tenant, mock_xero: MockXero, mock_erp: Any
+):
+    rest = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url})
+    assert rest.status_code == 200, rest.text
+    lone = alice.client.post("/api/v1/customers", json={"name": "Demo Company (NZ) Customer 1"}).json()
+    on_rest = alice.client.post(f"/api/v1/customers/{lone['id']}/erp-debtor")
+    assert on_rest.status_code == 409 and on_rest.json()["error"]["code"] == "PREREQUISITE_MISSING"
+    assert "Link to an ERP debtor" in on_rest.json()["error"]["details"]["hint"]
+
+    connected(alice, mock_xero)
+    taken = alice.client.post(f"/api/v1/customers/{lone['id']}/erp-debtor")
+    assert taken.status_code == 502, taken.text
+    error = taken.json()["error"]
+    assert "is already assigned to another contact" in error["message"]
+    assert "link this customer to it" in error["details"]["hint"]
+    org = next(iter(mock_xero.state.organisations.values()))
+    assert sum(c["Name"] == lone["name"] for c in org.contacts.values()) == 1
+    assert alice.client.get(f"/api/v1/customers/{lone['id']}").json()["erpDebtorId"] is None
+
+
 def test_pushes_use_the_active_rest_connection_while_xero_needs_reauth(
     alice: Tenant, mock_xero: MockXero, container: Container, mock_erp: Any
 ):

@@ -19,10 +19,11 @@ from arsync.erp.models import Connection, Push, SyncRun
 from arsync.erp.port import ErpConnector
 from arsync.erp.push import TASK_PUSH, PushFlows, PushOptions
 from arsync.erp.sync import TASK_SYNC, SyncEngine
-from arsync.errors import Conflict
+from arsync.errors import Conflict, PrerequisiteMissing
 from arsync.jobs.queue import InProcessQueue, ProcrastinateQueue
 from arsync.jobs.runner import InProcessRunner
 from arsync.jobs.worker import build_app, remove_finished_jobs
+from arsync.ledger import flows as ledger_flows
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, Payment
@@ -31,7 +32,7 @@ from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import MockErp
 from tests.conftest import Scope as TenantScope
-from tests.factories import ledger_invoice
+from tests.factories import ledger_invoice, link_to_erp
 from tests.fakes import RecordingQueue
 
 
@@ -147,17 +148,48 @@ def test_invoice_push_body_follows_the_contract(
     assert body["lines"] == [{"description": "Services", "quantity": 2, "unitPrice": 500.25, "amount": 1000.5}]
 
 
-def test_unlinked_debtor_fails_the_push_with_a_reason_and_sends_nothing(
-    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
+def test_an_invoice_of_an_unlinked_customer_is_not_dispatched_and_the_refusal_names_the_fix(
+    container: Container, pushes: PushFlows, queue: RecordingQueue, synced: Scope
 ) -> None:
     invoice_id = _finalized_invoice(container, synced, linked=False)
-    push = _dispatch(container, pushes, synced, invoice_id)
+    with pytest.raises(PrerequisiteMissing) as refused, transaction(container.session_factory) as session:
+        pushes.dispatch_invoice(session, synced, invoice_id)
+    assert "is not in the ERP yet" in refused.value.message
+    assert "/merge" in refused.value.hint and "/erp-debtor" in refused.value.hint
+    with container.session_factory() as session:
+        assert session.get(Invoice, invoice_id).dispatched_at is None  # type: ignore[union-attr]
+        assert session.scalar(select(Push).where(Push.invoice_id == invoice_id)) is None
+    assert not queue.jobs
+
+
+def test_a_push_recorded_for_an_unlinked_customer_fails_with_a_reason_and_sends_nothing(
+    container: Container, pushes: PushFlows, mock_erp: MockErp, synced: Scope
+) -> None:
+    """Dispatch refuses such an invoice; a push recorded before it did still fails plainly."""
+    invoice_id = _finalized_invoice(container, synced, linked=False)
+    with transaction(container.session_factory) as session:
+        push = Push(tenant_id=synced.tenant_id, environment_id=synced.environment_id, kind="invoice",
+                    invoice_id=invoice_id)  # fmt: skip
+        session.add(push)
     assert pushes.execute(push.id) == "FAILED"
     failed = _push_of(container, invoice_id)
     assert failed.last_error is not None
     assert failed.last_error["kind"] == "PrerequisiteMissing"
     assert "debtor not linked" in failed.last_error["message"] and "Link to an ERP debtor" in failed.last_error["hint"]
     assert _push_requests(mock_erp, "/invoices/push") == []
+
+    # Linking the customer to its debtor sends it again by itself.
+    with transaction(container.session_factory) as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None
+        debtor_id = session.scalars(
+            select(Customer.id).where(Customer.tenant_id == synced.tenant_id, Customer.erp_debtor_id.is_not(None))
+        ).first()
+        assert debtor_id is not None
+        ledger_flows.merge_customer(session, synced, invoice.customer_id, debtor_id, pushes=pushes)
+    assert _push_of(container, invoice_id).status == "PENDING"
+    assert pushes.execute(push.id) == "SUCCEEDED"
+    assert len(_push_requests(mock_erp, "/invoices/push")) == 1
 
 
 def test_payment_push_carries_the_bank_account_code_and_stores_the_erp_id(
@@ -320,6 +352,9 @@ def test_no_connection_fails_the_push_with_a_reason(
 ) -> None:
     bare = Scope(scope.tenant_id, scope.environment_id)
     invoice_id = _finalized_invoice(container, bare, linked=False)
+    with container.session_factory() as session:
+        customer_id = session.get(Invoice, invoice_id).customer_id  # type: ignore[union-attr]
+    link_to_erp(container.session_factory, customer_id, "DEB-FROM-A-REMOVED-CONNECTION")
     push = _dispatch(container, pushes, bare, invoice_id)
     assert pushes.execute(push.id) == "FAILED"
     assert "no ERP connection" in (_push_of(container, invoice_id).last_error or {})["message"]

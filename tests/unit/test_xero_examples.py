@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import httpx
 import orjson
+import pytest
 
 from arsync.erp import contract
+from arsync.erp.debtors import NAME_TAKEN
+from arsync.erp.port import NewDebtor
 from arsync.xero import api
+from arsync.xero.connector import _xero_message
 from tests.fixtures import xero_examples as examples
 
 
@@ -62,3 +67,26 @@ def test_unit_prices_beyond_four_decimals_go_as_one_unit_of_the_line_amount() ->
     assert (first["Quantity"], first["UnitAmount"], first["LineAmount"]) == (3, Decimal("12.345"), Decimal("37.04"))
     assert (second["Quantity"], second["UnitAmount"], second["LineAmount"]) == (1, Decimal("0.31"), Decimal("0.31"))
     assert "2.5 × 0.123456" in second["Description"]
+
+
+def test_a_new_contact_is_sent_as_xeros_example_with_the_customer_id_as_its_contact_number() -> None:
+    body = api.contact_body(NewDebtor(reference="cust_01J9", name="Foo9987", email="sid32476@blah.com"))
+    documented = examples.CONTACTS_CREATE_REQUEST["Contacts"][0]
+    assert body["Contacts"][0] == documented | {"ContactNumber": "cust_01J9"}
+    assert "EmailAddress" not in api.contact_body(NewDebtor("cust_1", "No Email Ltd", None))["Contacts"][0]
+    with pytest.raises(ValueError):
+        api.contact_body(NewDebtor('x"==""', "Quote Injection", None))  # it goes into a where filter too
+    assert api.contact_number_filter("cust_01J9") == {"where": 'ContactNumber=="cust_01J9"'}
+
+
+def test_the_created_contact_example_parses_and_is_not_yet_a_customer() -> None:
+    page = api.ContactsPage.model_validate_json(orjson.dumps(examples.CONTACTS_CREATED))
+    assert [c.ContactID for c in page.Contacts] == ["3ff6d40c-af9a-40a3-89ce-3c1556a25591"]
+    # Until its first sales invoice a sync leaves it out; the customer that made it keeps the link.
+    assert not api.is_customer(page.Contacts[0])
+
+
+def test_xeros_duplicate_name_refusal_is_read_in_its_own_words() -> None:
+    response = httpx.Response(400, content=orjson.dumps(examples.CONTACT_NAME_TAKEN))
+    message = _xero_message(response)
+    assert message.startswith("The contact name Buzz Lightyear is already assigned") and NAME_TAKEN in message

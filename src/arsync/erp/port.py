@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from arsync.erp import contract
 
@@ -38,6 +38,29 @@ class PushAttempt:
     """
 
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class NewDebtor:
+    """A customer made in arsync, to be created as a debtor in the ERP.
+
+    ``reference`` is arsync's customer id, stored on the ERP's record so that after an uncertain
+    failure the record can be found again instead of made twice.
+    """
+
+    reference: str
+    name: str
+    email: str | None
+
+
+@runtime_checkable
+class CreatesDebtors(Protocol):
+    """What a connector that can create debtors implements besides :class:`ErpConnector` (Xero's
+    contacts; the REST contract has no such endpoint)."""
+
+    def find_debtor(self, reference: str) -> str | None: ...
+
+    def create_debtor(self, debtor: NewDebtor, attempt: PushAttempt) -> str: ...
 
 
 class ErpConnector(Protocol):

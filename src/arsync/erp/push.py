@@ -149,6 +149,22 @@ class PushFlows:
         self._queue_again(session, push)
         return push
 
+    def release_invoices_of(self, session: Session, scope: Scope, customer_id: str) -> int:
+        """Queue again the customer's invoice pushes that failed only because it was not linked to an
+        ERP debtor (or another prerequisite, now perhaps met); those the ERP refused stay FAILED."""
+        waiting = session.scalars(
+            select(Push)
+            .join(Invoice, Invoice.id == Push.invoice_id)
+            .where(
+                in_scope(Push, scope), Push.kind == "invoice", Push.status == "FAILED",
+                Invoice.customer_id == customer_id,
+            )
+        ).all()  # fmt: skip
+        released = [push for push in waiting if (push.last_error or {}).get("kind") == "PrerequisiteMissing"]
+        for push in released:
+            self._queue_again(session, push)
+        return len(released)
+
     def _queue_again(self, session: Session, push: Push) -> None:
         """A FAILED push back to PENDING with a fresh budget of attempts, and queued."""
         push.status = "PENDING"

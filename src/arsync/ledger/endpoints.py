@@ -103,11 +103,22 @@ def customer_integrations(customer_id: str, scope: ScopeDep, session: SessionDep
 
 @router.post("/customers/{customer_id}/merge", response_model=schemas.CustomerRead, tags=["customers"])
 def merge_customer(
-    customer_id: str, body: schemas.CustomerMerge, scope: ScopeDep, session: SessionDep
+    customer_id: str, body: schemas.CustomerMerge, scope: ScopeDep, session: SessionDep, container: ContainerDep
 ) -> schemas.CustomerRead:
     """Link a customer made in arsync to its ERP debtor: its invoices (and Nomod customer) move to
-    the debtor's record, which keeps the ERP's id, and this customer is removed. Answers the debtor."""
-    return views.customer_read(flows.merge_customer(session, scope, customer_id, body.debtor_customer_id))
+    the debtor's record, which keeps the ERP's id, and this customer is removed. Pushes that failed
+    for want of the link go again. Answers the debtor."""
+    debtor = flows.merge_customer(session, scope, customer_id, body.debtor_customer_id, pushes=container.pushes)
+    return views.customer_read(debtor)
+
+
+@router.post("/customers/{customer_id}/erp-debtor", response_model=schemas.CustomerRead, tags=["customers"])
+def create_erp_debtor(customer_id: str, scope: ScopeDep, container: ContainerDep) -> schemas.CustomerRead:
+    """Create a customer made in arsync as a contact in the connected Xero organisation and link it
+    to that contact; its invoices can then be dispatched. Safe to repeat: a contact made before is
+    found again (it carries the customer's id as its ContactNumber). REST middleware cannot create
+    debtors: link the customer to a synced one instead (``POST /customers/{id}/merge``)."""
+    return views.customer_read(container.debtors.create_in_erp(scope, customer_id))
 
 
 @router.get("/customers/{customer_id}/balance", response_model=schemas.CustomerBalanceRead, tags=["customers"])

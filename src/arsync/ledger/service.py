@@ -13,7 +13,14 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from arsync.db import update_if, utcnow
-from arsync.errors import DuplicateInvoiceNumber, ErpOwned, InvalidInput, InvalidState, OverApplication
+from arsync.errors import (
+    DuplicateInvoiceNumber,
+    ErpOwned,
+    InvalidInput,
+    InvalidState,
+    OverApplication,
+    PrerequisiteMissing,
+)
 from arsync.ledger import repository, schemas
 from arsync.ledger.listing import InvoiceQuery, PaymentQuery
 from arsync.ledger.models import (
@@ -282,6 +289,15 @@ def void_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
     return invoice
 
 
+def customers_in_erp(session: Session, customer_ids: set[str]) -> set[str]:
+    """Which of these customers are linked to an ERP debtor: only their invoices can be dispatched,
+    since an invoice push names the ERP's debtor."""
+    if not customer_ids:
+        return set()
+    linked = select(Customer.id).where(Customer.id.in_(customer_ids), Customer.erp_debtor_id.is_not(None))
+    return set(session.scalars(linked))
+
+
 def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[Invoice, bool]:
     """Mark the invoice dispatched; marking twice keeps the first time. This records no push:
     dispatching is ``PushFlows.dispatch_invoice``, which calls this.
@@ -292,6 +308,14 @@ def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[In
     invoice = get_invoice(session, scope, invoice_id)
     _editable(invoice, "dispatch")
     _require_status(invoice, DISPATCHABLE, "dispatch")
+    if invoice.dispatched_at is None and invoice.customer_id not in customers_in_erp(session, {invoice.customer_id}):
+        customer = get_customer(session, scope, invoice.customer_id)
+        raise PrerequisiteMissing(
+            f"customer {customer.name} is not in the ERP yet, so its invoice cannot be sent there",
+            f"link the customer to its ERP debtor (POST /api/v1/customers/{customer.id}/merge, or the customer's "
+            f"page: Link to an ERP debtor), or on Xero create it there (POST /api/v1/customers/{customer.id}"
+            "/erp-debtor); then dispatch",
+        )
     now = utcnow()
     first = update_if(session, invoice, Invoice.dispatched_at.is_(None), Invoice.status.in_(DISPATCHABLE),
                       dispatched_at=now, updated_at=now)  # fmt: skip

@@ -37,7 +37,8 @@ class InvoiceRead(ApiModel):
     amount_outstanding: str = Field(description="Exact decimal string with the currency's decimals")
     status: InvoiceStatus
     allowed_actions: list[Literal["finalize", "dispatch", "void", "applyCash"]] = Field(
-        description="What the ledger would accept for this invoice now; the UI offers exactly these"
+        description="What the ledger would accept for this invoice now; the UI offers exactly these. Dispatch "
+        "needs the customer linked to an ERP debtor"
     )
     erp_status: str | None
     erp_invoice_id: str | None
@@ -79,6 +80,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[InvoiceRead
     lines = ledger.invoice_lines(session, [i.id for i in invoices])
     pushes = pushes_by_invoice(session, [i.id for i in invoices if i.dispatched_at is not None])
     nomod = nomod_repository.invoice_states(session, [i.id for i in invoices if i.status != InvoiceStatus.DRAFT])
+    in_erp = ledger.customers_in_erp(session, {i.customer_id for i in invoices if i.can_dispatch})
     return [
         InvoiceRead(
             id=i.id,
@@ -90,7 +92,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[InvoiceRead
             amount_total=format_amount(i.amount_total, i.currency),
             amount_outstanding=format_amount(i.amount_outstanding, i.currency),
             status=i.status,
-            allowed_actions=i.allowed_actions,
+            allowed_actions=[a for a in i.allowed_actions if a != "dispatch" or i.customer_id in in_erp],
             erp_status=i.erp_status,
             erp_invoice_id=i.erp_invoice_id,
             dispatched_at=i.dispatched_at,

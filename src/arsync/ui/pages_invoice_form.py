@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arsync.erp.debtors import erp_reach
 from arsync.errors import ArsyncError, DuplicateInvoiceNumber, InvalidInput
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
@@ -45,7 +46,8 @@ def currencies() -> list[tuple[str, str]]:
 def _customer_options(session: Session, scope: Scope, text: str, chosen: str | None) -> list[Any]:
     """Up to ``PICKER_SIZE`` customers whose name or email contains ``text``, by name; the chosen
     one always among them."""
-    statement = select(Customer.id, Customer.name, Customer.email).where(in_scope(Customer, scope))
+    columns = (Customer.id, Customer.name, Customer.email, Customer.erp_debtor_id)
+    statement = select(*columns).where(in_scope(Customer, scope))
     if text:
         like = text.lower()
         statement = statement.where(
@@ -54,9 +56,7 @@ def _customer_options(session: Session, scope: Scope, text: str, chosen: str | N
         )
     rows = list(session.execute(statement.order_by(Customer.name, Customer.id).limit(PICKER_SIZE)))
     if chosen and all(row.id != chosen for row in rows):
-        picked = session.execute(
-            select(Customer.id, Customer.name, Customer.email).where(in_scope(Customer, scope), Customer.id == chosen)
-        ).first()
+        picked = session.execute(select(*columns).where(in_scope(Customer, scope), Customer.id == chosen)).first()
         rows = ([picked] if picked else []) + rows
     return rows
 
@@ -71,7 +71,10 @@ def customer_options(
     """The picker's options for what was typed (htmx swaps them into the select)."""
     with ui.db() as session:
         options = _customer_options(session, ui.scope, q.strip(), chosen)
-    return render(ui, request, "_customer_options.html", options=options, chosen=chosen, searched=q.strip())
+        reach = erp_reach(session, ui.scope)
+    return render(
+        ui, request, "_customer_options.html", options=options, chosen=chosen, searched=q.strip(), reach=reach
+    )
 
 
 def _usual_currency(session: Session, scope: Scope) -> str:
@@ -89,8 +92,9 @@ def _form(
 ) -> Response:  # fmt: skip
     with ui.db() as session:
         options = _customer_options(session, ui.scope, "", values.get("customer_id"))
+        reach = erp_reach(session, ui.scope)
     return render(
-        ui, request, "invoice_form.html", values=values, lines=lines or [{}], options=options,
+        ui, request, "invoice_form.html", values=values, lines=lines or [{}], options=options, reach=reach,
         currencies=currencies(), invoice_id=invoice_id, errors=errors or {}, summary=summary,
         total=running_total(lines),
         status_code=400 if errors or summary else 200,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arsync.erp.models import Connection
+from arsync.erp.debtors import erp_reach
 from arsync.erp.push import pushes_by_invoice
 from arsync.errors import ArsyncError
 from arsync.ledger import flows as ledger_flows
@@ -32,7 +32,7 @@ from arsync.nomod import repository as nomod_repository
 from arsync.nomod.flows import PaymentLink
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import in_scope
-from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
+from arsync.ui.base import ActionDep, Ui, UiDep, act, back_to, error_advice, plain_words, redirect, render
 from arsync.ui.lists import Column, Filters, PageQuery, csv_download, ledger_page, page_count, paging, sort_headers
 
 router = APIRouter(include_in_schema=False)
@@ -163,7 +163,7 @@ def customer_page(
     debtor_q = (debtor_q or "").strip()
     with ui.db() as session:
         customer = ledger.get_customer(session, ui.scope, customer_id)
-        has_erp = session.scalar(select(func.count()).select_from(Connection).where(in_scope(Connection, ui.scope)))
+        reach = erp_reach(session, ui.scope)
         debtors = _debtors_matching(session, ui, debtor_q) if debtor_q and not customer.erp_debtor_id else []
         integrations = nomod_repository.customer_integrations(session, ui.scope, customer)
         invoices, more = ledger.list_invoices(
@@ -175,7 +175,7 @@ def customer_page(
     nomod = integrations["integrations"].get("nomod")
     return ledger_page(
         ui, request, "customer.html", customer=customer, nomod=nomod, invoices=reads, page=page, has_more=more,
-        today=today, balances=balances, has_erp=bool(has_erp), debtors=debtors, debtor_q=debtor_q,
+        today=today, balances=balances, reach=reach, debtors=debtors, debtor_q=debtor_q,
         nomod_error=error_advice(nomod.get("error")) if nomod and nomod.get("error") else None,
     )  # fmt: skip
 
@@ -203,13 +203,28 @@ async def merge_customer(request: Request, ui: ActionDep, customer_id: str) -> R
     debtor_id = str((await request.form()).get("debtor_customer_id", ""))
     try:
         with ui.write() as session:
-            debtor = ledger_flows.merge_customer(session, ui.scope, customer_id, debtor_id)
+            debtor = ledger_flows.merge_customer(session, ui.scope, customer_id, debtor_id, pushes=ui.container.pushes)
             debtor_id, name, erp_id = debtor.id, debtor.name, debtor.erp_debtor_id
     except ArsyncError as exc:
         return redirect(f"/customers/{customer_id}", error=plain_words(exc))
     return redirect(
         f"/customers/{debtor_id}",
-        notice=f"Linked: the invoices are now {name}'s (ERP debtor {erp_id}). Retry any push that failed for it.",
+        notice=f"Linked: the invoices are now {name}'s (ERP debtor {erp_id}); any that could not be sent go now.",
+    )
+
+
+@router.post("/customers/{customer_id}/erp-debtor")
+def create_erp_debtor(request: Request, ui: ActionDep, customer_id: str) -> Response:
+    """Create the customer as a contact in the connected native ERP (Xero) and link it."""
+
+    try:
+        linked = ui.container.debtors.create_in_erp(ui.scope, customer_id)
+    except ArsyncError as exc:
+        return redirect(back_to(request, f"/customers/{customer_id}"), error=plain_words(exc))
+    # Merged into a debtor a sync brought in meanwhile: the old customer page is gone.
+    page = back_to(request, f"/customers/{linked.id}") if linked.id == customer_id else f"/customers/{linked.id}"
+    return redirect(
+        page, notice=f"Created in the ERP and linked (ERP debtor {linked.erp_debtor_id}); its invoices can be sent now."
     )
 
 
@@ -288,8 +303,11 @@ def _customer_names(session: Session, ids: set[str]) -> dict[str, str]:
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
 def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
     with ui.db() as session:
-        invoice = invoice_reads(session, [ledger.get_invoice(session, ui.scope, invoice_id)])[0]
+        row = ledger.get_invoice(session, ui.scope, invoice_id)
+        invoice = invoice_reads(session, [row])[0]
         customer = session.get(Customer, invoice.customer_id)
+        waiting_for_link = row.can_dispatch and "dispatch" not in invoice.allowed_actions
+        reach = erp_reach(session, ui.scope)
         payments, _ = ledger.list_payments(
             session, ui.scope, PageParams(page=1, limit=100), PaymentQuery(invoice_id=invoice.id, sort="date")
         )
@@ -308,7 +326,8 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
     nomod_error = error_advice(invoice.nomod.error) if invoice.nomod and invoice.nomod.error else None
     return ledger_page(
         ui, request, "invoice.html", invoice=invoice, customer=customer, payments=payment_rows,
-        applications=applications, push_error=push_error, nomod_error=nomod_error, today=date.today(),
+        applications=applications, push_error=push_error, nomod_error=nomod_error, today=date.today(), reach=reach,
+        waiting_for_link=waiting_for_link,
     )  # fmt: skip
 
 

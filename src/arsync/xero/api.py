@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from arsync.erp import contract
+from arsync.erp.port import NewDebtor
 
 _XERO_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
@@ -234,6 +235,30 @@ def _line_item(line: contract.Line, sales_account_code: str) -> dict[str, Any]:
         description = f"{line.description} ({line.quantity.normalize():f} × {line.unit_price.normalize():f})"
     return {"Description": description, "Quantity": quantity, "UnitAmount": unit, "LineAmount": line.amount,
             "AccountCode": sales_account_code}  # fmt: skip
+
+
+# ContactNumber "is used to identify contacts in external systems (max length = 50)"
+# (xero_accounting.yaml, components.schemas.Contact.ContactNumber): it carries arsync's customer id.
+CONTACT_NUMBER_MAX = 50
+CONTACT_NAME_MAX = 255  # components.schemas.Contact.Name and EmailAddress: max length 255
+
+
+def contact_body(debtor: NewDebtor) -> dict[str, Any]:
+    """``PUT /Contacts`` body for a customer made in arsync (paths./Contacts.put, requestBody example)."""
+    if len(debtor.reference) > CONTACT_NUMBER_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", debtor.reference):
+        raise ValueError(f"{debtor.reference!r} cannot be a Xero ContactNumber")
+    contact: dict[str, Any] = {"Name": debtor.name[:CONTACT_NAME_MAX], "ContactNumber": debtor.reference}
+    if debtor.email:
+        contact["EmailAddress"] = debtor.email
+    return {"Contacts": [contact]}
+
+
+def contact_number_filter(reference: str) -> dict[str, str]:
+    """``where`` for the contact arsync made for a customer ("Filter by an any element",
+    paths./Contacts.get.parameters.where)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", reference):
+        raise ValueError(f"{reference!r} cannot be a Xero ContactNumber")
+    return {"where": f'ContactNumber=="{reference}"'}
 
 
 def payment_body(request: contract.PaymentPushRequest) -> dict[str, Any]:

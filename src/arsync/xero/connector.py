@@ -27,7 +27,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from arsync.erp import contract
-from arsync.erp.port import Page, PushAttempt
+from arsync.erp.port import NewDebtor, Page, PushAttempt
 from arsync.errors import (
     AuthenticationFailed,
     ConnectorError,
@@ -147,6 +147,21 @@ class XeroConnector:
             api.payment_body(request),
             attempt,
             created_id=lambda answer: self._single(answer.Payments, "/Payments").PaymentID,
+        )
+
+    def find_debtor(self, reference: str) -> str | None:
+        """The contact arsync made for customer ``reference`` earlier, if Xero has it."""
+        body = self._call("GET", "/Contacts", api.ContactsPage, params=api.contact_number_filter(reference),
+                          retry_transient=True)  # fmt: skip
+        return body.Contacts[0].ContactID if body.Contacts else None
+
+    def create_debtor(self, debtor: NewDebtor, attempt: PushAttempt) -> str:
+        return self._put(
+            "/Contacts",
+            api.ContactsPage,
+            api.contact_body(debtor),
+            attempt,
+            created_id=lambda answer: self._single(answer.Contacts, "/Contacts").ContactID,
         )
 
     def _put(

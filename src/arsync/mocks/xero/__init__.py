@@ -11,8 +11,9 @@ It follows the rules arsync must live with:
 * ``GET /api.xro/2.0/Contacts|Invoices|Payments`` page with ``page`` and ``pageSize`` (100 by
   default) and filter with ``If-Modified-Since``, ``where`` (``Field=="value"`` clauses joined
   by ``AND``) and ``InvoiceNumbers``.
-* ``PUT /api.xro/2.0/Invoices|Payments`` create records; an ``Idempotency-Key`` (up to 128
-  characters) replays the first answer. Lines of an AUTHORISED invoice need the code of a
+* ``PUT /api.xro/2.0/Contacts|Invoices|Payments`` create records; an ``Idempotency-Key`` (up to
+  128 characters) replays the first answer. A contact's name is unique among active contacts,
+  and it becomes ``IsCustomer`` with its first sales invoice. Lines of an AUTHORISED invoice need the code of a
   revenue account (200, 260); payments need a bank account (090, 091).
 * Per organisation: at most 5 calls in flight, 60 per minute and 1,000 per day (Xero's Starter
   tier; 5,000 on higher tiers). Over a limit the answer is 429 with ``Retry-After`` and

@@ -1,4 +1,4 @@
-"""The Accounting API: guarded, rate-limited lists and idempotent creates of invoices and payments."""
+"""The Accounting API: guarded, rate-limited lists and idempotent creates of contacts, invoices and payments."""
 
 from __future__ import annotations
 
@@ -100,6 +100,30 @@ async def idempotent(request: Request, org: Organisation, create: Callable[[Any]
     if key:
         org.idempotent_answers[key] = (response.status_code, bytes(response.body), fingerprint.hexdigest())
     return response
+
+
+def create_contacts(state: MockXeroState, org: Organisation, body: Any) -> Response:
+    items = body.get("Contacts", [body]) if isinstance(body, dict) else []
+    created = []
+    for item in items:
+        name = str(item.get("Name") or "").strip()
+        if not name:
+            # The message Xero gives a contact it cannot identify (xero_accounting.yaml, the 400
+            # example of paths./Invoices.put).
+            return validation_error("The Contact must contain at least 1 of the following elements to identify "
+                                    "the contact: Name, ContactID, ContactNumber")  # fmt: skip
+        # Lengths: components.schemas.Contact (Name, EmailAddress 255; ContactNumber 50).
+        if len(name) > 255 or len(str(item.get("EmailAddress") or "")) > 255:
+            return validation_error("Name and EmailAddress must be at most 255 characters")
+        if len(str(item.get("ContactNumber") or "")) > 50:
+            return validation_error("ContactNumber must be at most 50 characters")
+        # Names are unique among active contacts (the 400 example of paths./Contacts.put). Whether
+        # the comparison ignores case: unknown; here it does, the stricter reading.
+        if any(c["Name"].lower() == name.lower() and c.get("ContactStatus") == "ACTIVE" for c in org.contacts.values()):
+            return validation_error(f"The contact name {name} is already assigned to another contact. The contact "
+                                    "name must be unique across all active contacts.")  # fmt: skip
+        created.append(_public(state.store_contact(org, item | {"Name": name}, datetime.now(UTC))))
+    return json_response({"Id": str(uuid.uuid4()), "Status": "OK", "Contacts": created})
 
 
 def create_invoices(state: MockXeroState, org: Organisation, body: Any, unit_places: int) -> Response:
@@ -205,6 +229,9 @@ def accounting_routes(state: MockXeroState) -> APIRouter:
 
         router.add_api_route(f"{ACCOUNTING}{path}", route, methods=["GET"], include_in_schema=False)
 
+    async def put_contacts(request: Request, org: Organisation) -> Response:
+        return await idempotent(request, org, lambda body: create_contacts(state, org, body))
+
     async def put_invoices(request: Request, org: Organisation) -> Response:
         unit_places = 4 if request.query_params.get("unitdp") == "4" else 2
         return await idempotent(request, org, lambda body: create_invoices(state, org, body, unit_places))
@@ -212,7 +239,7 @@ def accounting_routes(state: MockXeroState) -> APIRouter:
     async def put_payments(request: Request, org: Organisation) -> Response:
         return await idempotent(request, org, lambda body: create_payments(state, org, body))
 
-    for path, writer in (("/Invoices", put_invoices), ("/Payments", put_payments)):
+    for path, writer in (("/Contacts", put_contacts), ("/Invoices", put_invoices), ("/Payments", put_payments)):
 
         async def write(request: Request, writer: Any = writer) -> Response:
             return await guarded(request, writer)

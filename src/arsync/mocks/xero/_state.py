@@ -205,6 +205,20 @@ class MockXeroState:
         self.organisations[org.tenant_id] = org
         return org
 
+    def store_contact(self, org: Organisation, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A contact as ``PUT /Contacts`` answers it (xero_accounting.yaml, its 200 example): ACTIVE,
+        and not yet a customer, which only an ACCREC invoice makes it (components.schemas.Contact.IsCustomer)."""
+        contact_id = str(uuid.uuid4())
+        contact = {
+            "ContactID": contact_id, "ContactStatus": "ACTIVE", "Name": body["Name"],
+            "EmailAddress": str(body.get("EmailAddress") or ""), "IsSupplier": False, "IsCustomer": False,
+            "UpdatedDateUTC": xero_date(now), "_updated": now,
+        }  # fmt: skip
+        if body.get("ContactNumber"):
+            contact["ContactNumber"] = str(body["ContactNumber"])
+        org.contacts[contact_id] = contact
+        return contact
+
     def store_invoice(
         self,
         org: Organisation,
@@ -235,6 +249,9 @@ class MockXeroState:
         # xero_accounting.yaml's GET /Invoices example).
         tax = (total * tax_rate).quantize(Decimal("0.01"))
         contact = org.contacts[body["Contact"]["ContactID"]]
+        if body.get("Type", "ACCREC") == "ACCREC" and not contact.get("IsCustomer"):
+            contact["IsCustomer"] = True  # set by the first sales invoice (components.schemas.Contact.IsCustomer)
+            contact["UpdatedDateUTC"], contact["_updated"] = xero_date(now), now
         issued = date.fromisoformat(str(body["Date"])[:10])
         due = date.fromisoformat(str(body.get("DueDate") or body["Date"])[:10])
         invoice_id = str(uuid.uuid4())
