@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -532,3 +532,26 @@ def test_the_invoice_form_picks_customers_lists_currencies_and_says_what_is_wron
     assert (
         refused.url.path == f"/invoices/{invoice_id}" and "Only a draft made in arsync can be edited." in refused.text
     )
+
+
+def test_the_trend_page_draws_owed_by_month_with_axes_dso_and_top_debtors(alice_ui: Browser, alice: Tenant):
+    empty = alice_ui.client.get("/reports/trend")
+    assert empty.status_code == 200 and "Nothing is owed" in empty.text
+    customer_id = alice.client.post("/api/v1/customers", json={"name": "Trend Buyer"}).json()["id"]
+    today = date.today()
+    created = alice.client.post("/api/v1/invoices", json={
+        "customerId": customer_id, "invoiceNumber": "TR-1", "issueDate": (today - timedelta(days=40)).isoformat(),
+        "dueDate": today.isoformat(), "currency": "EUR",
+        "lines": [{"description": "Work", "quantity": 1, "unitPrice": "1800"}],
+    }).json()  # fmt: skip
+    assert alice.client.post(f"/api/v1/invoices/{created['id']}/finalize").status_code == 200
+
+    page = alice_ui.client.get("/reports/trend", params={"currency": "eur"})
+    assert page.status_code == 200
+    html = page.text
+    assert 'data-testid="dso">90.0 days<' in html  # all of it owed, invoiced within the 90 days
+    assert html.count('class="tick"') >= 10 and "<svg" in html  # both charts have axis labels
+    assert html.count('<tr><td data-label="Month">') == 12 and "1,800.00 EUR" in html
+    assert ">Trend Buyer</a>: 1,800.00 EUR" in html
+    unknown = alice_ui.client.get("/reports/trend", params={"currency": "XYZ"})
+    assert unknown.status_code == 200 and '<option value="EUR" selected>' in unknown.text  # falls back to one owed

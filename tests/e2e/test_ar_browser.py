@@ -344,6 +344,15 @@ def test_the_aging_report_adds_up_to_the_ledger(page: Page, site: Site, a_busy_m
         page.go_back()
     shoot(page, "aging-report")
 
+    # Each currency over time: the month under way ends at what the aging report says is owed.
+    page.get_by_role("link", name="KWD over time, DSO and top debtors").click()
+    owed = _api_all(site, "/api/v1/invoices", {"status": "FINALIZED", "currency": "KWD"})
+    total = sum((Decimal(i["amountOutstanding"]) for i in owed), Decimal(0))
+    expect(page.locator("#months tbody tr").first.locator("td").last).to_have_text(display(total, "KWD"))
+    expect(page.locator("#owed-chart svg rect")).to_have_count(12)
+    expect(page.get_by_test_id("dso")).to_contain_text("days")
+    shoot(page, "receivables-over-time")
+
 
 def test_every_list_fits_a_phone_and_shows_total_and_outstanding(
     browser: Browser, site: Site, a_busy_month: None

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus
+from arsync.ledger.models import CashApplication, Customer, Invoice, InvoiceStatus, Payment
 from arsync.tenancy.scope import Scope, in_scope
 
 # Days past due, as collections tools bucket them.
@@ -178,3 +178,100 @@ def credit_balances(session: Session, scope: Scope, customer_id: str) -> dict[st
         .group_by(Invoice.currency)
     ).all()
     return {currency: amount for currency, amount in rows if amount}
+
+
+# Over time ----------------------------------------------------------------------------------
+
+DSO_DAYS = 90
+BILLED = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)  # invoiced for real: not drafts, not voided
+
+
+@dataclass(frozen=True)
+class Month:
+    """One calendar month of one currency: what was invoiced, what was collected, and what was
+    still owed when it ended (or today, for the month under way)."""
+
+    first_day: date
+    invoiced: Decimal
+    collected: Decimal
+    outstanding: Decimal
+
+
+def _month_start(day: date, back: int = 0) -> date:
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def trend(session: Session, scope: Scope, currency: str, today: date, *, months: int = 12) -> list[Month]:
+    """The last ``months`` months, oldest first.
+
+    What was owed at each month's end is worked back from what is owed today: add back what was
+    collected after it, take off what was invoiced after it. It is read from the ledger's invoices
+    and payments, so an amount the ERP settled without a payment in arsync (a credit note, say)
+    shows as owed until today.
+    """
+    since = _month_start(today, months - 1)
+    billed = [in_scope(Invoice, scope), Invoice.currency == currency, Invoice.status.in_(BILLED)]
+    invoiced = dict(session.execute(
+        select(Invoice.issue_date, func.sum(Invoice.amount_total))
+        .where(*billed, Invoice.issue_date >= since, Invoice.issue_date <= today).group_by(Invoice.issue_date)
+    ).all())  # fmt: skip
+    collected = dict(session.execute(
+        select(Payment.payment_date, func.sum(Payment.amount)).join(Invoice, Invoice.id == Payment.invoice_id)
+        .where(*billed, in_scope(Payment, scope), Payment.payment_date >= since, Payment.payment_date <= today)
+        .group_by(Payment.payment_date)
+    ).all())  # fmt: skip
+    owed_now = session.scalar(select(func.coalesce(func.sum(Invoice.amount_outstanding), 0)).where(*_owed(scope),
+                              Invoice.currency == currency))  # fmt: skip
+    starts = [_month_start(today, back) for back in range(months - 1, -1, -1)]
+
+    def in_month(sums: dict[date, Decimal], first_day: date) -> Decimal:
+        end = _month_start(first_day, -1)
+        return sum((Decimal(v) for day, v in sums.items() if first_day <= day < end), Decimal(0))
+
+    figures = [(first_day, in_month(invoiced, first_day), in_month(collected, first_day)) for first_day in starts]
+    result: list[Month] = []
+    owed = Decimal(owed_now or 0)
+    for first_day, billed_in, collected_in in reversed(figures):
+        result.append(Month(first_day, billed_in, collected_in, owed))
+        owed = owed - billed_in + collected_in  # what was owed when the month before ended
+    return list(reversed(result))
+
+
+def days_sales_outstanding(session: Session, scope: Scope, currency: str, today: date) -> Decimal | None:
+    """DSO over the last 90 days: what is owed now ÷ what was invoiced in those days × 90. None
+    when nothing was invoiced in them."""
+    window = [in_scope(Invoice, scope), Invoice.currency == currency, Invoice.status.in_(BILLED),
+              Invoice.issue_date > today - timedelta(days=DSO_DAYS), Invoice.issue_date <= today]  # fmt: skip
+    invoiced = session.scalar(select(func.sum(Invoice.amount_total)).where(*window))
+    if not invoiced:
+        return None
+    owed = session.scalar(
+        select(func.sum(Invoice.amount_outstanding)).where(*_owed(scope), Invoice.currency == currency)
+    )
+    return (Decimal(owed or 0) / Decimal(invoiced) * DSO_DAYS).quantize(Decimal("0.1"))
+
+
+def top_debtors(session: Session, scope: Scope, currency: str, *, top: int = 10) -> list[tuple[str, str, Decimal]]:
+    """The ``top`` customers owing most in ``currency``: (customer id, name, owed), largest first."""
+    owed = func.sum(Invoice.amount_outstanding).label("owed")
+    largest = (
+        select(Invoice.customer_id, owed)
+        .where(*_owed(scope), Invoice.currency == currency)
+        .group_by(Invoice.customer_id)
+        .order_by(owed.desc(), Invoice.customer_id)
+        .limit(top)
+        .subquery()
+    )
+    rows = session.execute(
+        select(largest.c.customer_id, Customer.name, largest.c.owed)
+        .join(Customer, Customer.id == largest.c.customer_id)
+        .order_by(largest.c.owed.desc(), largest.c.customer_id)
+    ).all()
+    return [(customer_id, name, Decimal(amount)) for customer_id, name, amount in rows]
+
+
+def currencies_owed(session: Session, scope: Scope) -> list[str]:
+    """Currencies anything is owed in, by code."""
+    return list(session.scalars(select(Invoice.currency).where(*_owed(scope)).group_by(Invoice.currency)
+                                .order_by(Invoice.currency)))  # fmt: skip

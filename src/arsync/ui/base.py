@@ -272,7 +272,7 @@ def fmt_datetime(value: datetime | str | None) -> str:
             return str(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def fmt_duration(seconds: float | None) -> str:

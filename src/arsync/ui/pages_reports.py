@@ -1,14 +1,17 @@
-"""Receivables at a glance: the aging report, by currency and by customer."""
+"""Receivables at a glance: the aging report, by currency and by customer, and each currency over time."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from arsync.ledger import reports
+from arsync.money import display
 from arsync.ui.base import UiDep
+from arsync.ui.charts import Bar, Chart, bar_chart
 from arsync.ui.lists import ledger_page
 
 router = APIRouter(include_in_schema=False)
@@ -51,3 +54,44 @@ def _bucket_ranges(today: date) -> dict[str, dict[str, str]]:
         "61-90": {"due_from": day(90), "due_to": day(61)},
         "90+": {"due_to": day(91)},
     }
+
+
+@router.get("/reports/trend", response_class=HTMLResponse)
+def trend(request: Request, ui: UiDep, currency: Annotated[str | None, Query(max_length=3)] = None) -> Response:
+    """One currency over the last twelve months: what was owed at each month's end, invoiced and
+    collected, DSO, and the customers owing most."""
+    today = date.today()
+    with ui.db() as session:
+        owed_in = reports.currencies_owed(session, ui.scope)
+        chosen = (currency or "").upper() if (currency or "").upper() in owed_in else (owed_in[0] if owed_in else None)
+        months = reports.trend(session, ui.scope, chosen, today) if chosen else []
+        dso = reports.days_sales_outstanding(session, ui.scope, chosen, today) if chosen else None
+        debtors = reports.top_debtors(session, ui.scope, chosen) if chosen else []
+    owed_chart = months_chart(months, chosen) if chosen else None
+    debtors_chart = bar_chart(
+        [Bar(label=str(rank), value=amount, title=f"{rank}. {name}: {display(amount, chosen or '')}", css="bar-owed",
+             href=f"/customers/{customer_id}") for rank, (customer_id, name, amount) in enumerate(debtors, 1)],
+        lambda value: short_amount(value), labels_every=1,
+    )  # fmt: skip
+    return ledger_page(
+        ui, request, "trend.html", currencies=owed_in, currency=chosen, months=months, dso=dso, debtors=debtors,
+        owed_chart=owed_chart, debtors_chart=debtors_chart, dso_days=reports.DSO_DAYS, today=today,
+    )  # fmt: skip
+
+
+def months_chart(months: list[reports.Month], currency: str) -> Chart:
+    bars = [
+        Bar(label=m.first_day.strftime("%b %y"), value=m.outstanding, css="bar-owed",
+            title=f"{m.first_day:%B %Y}: owed {display(m.outstanding, currency)} at the end; invoiced "
+                  f"{display(m.invoiced, currency)}, collected {display(m.collected, currency)}")
+        for m in months
+    ]  # fmt: skip
+    return bar_chart(bars, short_amount, labels_every=2)
+
+
+def short_amount(value: float) -> str:
+    """An axis label: 1.2M, 350k, 90."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{value:,.0f}"

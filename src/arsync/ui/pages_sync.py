@@ -17,7 +17,18 @@ from arsync.erp.port import ENTITIES
 from arsync.erp.sync import run_as_dict
 from arsync.errors import ArsyncError
 from arsync.tenancy.scope import Scope, get_scoped, in_scope
-from arsync.ui.base import ActionDep, Ui, UiDep, error_advice, plain_words, redirect, render
+from arsync.ui.base import (
+    ActionDep,
+    Ui,
+    UiDep,
+    error_advice,
+    fmt_datetime,
+    fmt_duration,
+    plain_words,
+    redirect,
+    render,
+)
+from arsync.ui.charts import Bar, Chart, bar_chart
 
 router = APIRouter(include_in_schema=False)
 HISTORY_PAGE = 30
@@ -109,34 +120,22 @@ def sync_now(
 # History --------------------------------------------------------------------------------
 
 
-def chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bars of records fetched and a line of duration for up to 30 runs, oldest on the left."""
-    width, height, pad = 600, 160, 4
-    ordered = list(reversed(runs))
-    if not ordered:
-        return {"bars": [], "line": "", "points": [], "width": width, "height": height, "max_records": 0,
-                "max_seconds": 0}  # fmt: skip
-    records = [sum(int(c.get("records", 0)) for c in (r["counts"] or {}).values()) for r in ordered]
-    seconds = [float(r["durationSeconds"] or 0) for r in ordered]
-    max_records, max_seconds = max(records) or 1, max(seconds) or 1
-    slot = width / HISTORY_PAGE  # a fixed slot per run: a short history does not make giant bars
-    first = (HISTORY_PAGE - len(ordered)) * slot  # newest on the right edge
-    bars, points = [], []
-    for index, (run, count, duration) in enumerate(zip(ordered, records, seconds, strict=True)):
-        bar_height = (height - 2 * pad) * count / max_records
-        x = first + index * slot
-        bars.append({
-            "x": round(x + slot * 0.15, 1), "width": round(slot * 0.7, 1),
-            "y": round(height - pad - bar_height, 1), "height": round(bar_height, 1),
-            "failed": run["status"] == "FAILED", "records": count, "seconds": duration, "id": run["id"],
-            "started": run["startedAt"],
-        })  # fmt: skip
-        points.append((round(x + slot / 2, 1), round(height - pad - (height - 2 * pad) * duration / max_seconds, 1)))
-    return {
-        "bars": bars, "line": " ".join(f"{x},{y}" for x, y in points), "points": points,
-        "width": width, "height": height,
-        "max_records": max(records), "max_seconds": max(seconds),
-    }  # fmt: skip
+def chart(runs: list[dict[str, Any]]) -> Chart:
+    """Bars of records fetched and a line of duration for up to 30 runs, oldest on the left; a
+    failed run is marked over the whole height, whatever it fetched."""
+    bars = []
+    for run in reversed(runs):
+        records = sum(int(c.get("records", 0)) for c in (run["counts"] or {}).values())
+        seconds = float(run["durationSeconds"] or 0)
+        failed = run["status"] == "FAILED"
+        started = fmt_datetime(run["startedAt"])
+        bars.append(Bar(
+            label=started[5:16], value=records, css="bar-failed" if failed else "bar-ok",
+            href=f"/sync-runs/{run['id']}",
+            title=f"{started}: {records:,} records in {fmt_duration(seconds)}{', failed' if failed else ''}",
+            flagged=failed, line_value=seconds,
+        ))  # fmt: skip
+    return bar_chart(bars, lambda v: f"{v:,.0f}", fmt_duration)
 
 
 @router.get("/sync-runs", response_class=HTMLResponse)
