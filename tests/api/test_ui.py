@@ -555,3 +555,33 @@ def test_the_trend_page_draws_owed_by_month_with_axes_dso_and_top_debtors(alice_
     assert ">Trend Buyer</a>: 1,800.00 EUR" in html
     unknown = alice_ui.client.get("/reports/trend", params={"currency": "XYZ"})
     assert unknown.status_code == 200 and '<option value="EUR" selected>' in unknown.text  # falls back to one owed
+
+
+def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(alice_ui: Browser, alice: Tenant):
+    customer_id = alice.client.post("/api/v1/customers", json={"name": "Cash Before ERP"}).json()["id"]
+    invoice = alice.client.post("/api/v1/invoices", json={
+        "customerId": customer_id, "invoiceNumber": "PAY-FAIL-1", "issueDate": "2026-03-01",
+        "dueDate": "2026-03-31", "currency": "USD", "lines": [{"description": "Work", "quantity": 1, "unitPrice": 90}],
+    }).json()  # fmt: skip
+    alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize")
+    application = alice.client.post("/api/v1/cash-applications", json={
+        "invoiceId": invoice["id"], "amount": "90", "date": "2026-03-05", "reference": "EFT 7",
+    }).json()  # fmt: skip
+    assert alice.client.post(f"/api/v1/cash-applications/{application['id']}/approve").status_code == 200
+    payment = eventually(
+        lambda: next((p for p in alice.client.get("/api/v1/payments", params={"invoiceId": invoice["id"]}).json()[
+            "items"] if p["push"] and p["push"]["status"] == "FAILED"), None),
+        "the payment push to fail",
+    )  # fmt: skip
+
+    page = alice_ui.client.get(f"/invoices/{invoice['id']}").text
+    assert f'id="payment-{payment["id"]}-failure"' in page and "is not in the ERP yet" in page
+    assert ">Send the payment again</button>" in page
+    again = alice_ui.client.post(
+        f"/invoices/{invoice['id']}/payments/{payment['id']}/retry-push", data={"csrf_token": alice_ui.csrf}
+    )
+    assert again.status_code == 303
+    shown = alice_ui.client.get(f"/invoices/{invoice['id']}").text
+    assert "Sending the payment to the ERP again." in shown
+    push = alice.client.get(f"/api/v1/pushes/{payment['push']['id']}").json()
+    assert push["manualRetries"] == 1

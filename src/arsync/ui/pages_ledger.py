@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arsync.erp.debtors import erp_reach
-from arsync.erp.push import pushes_by_invoice
+from arsync.erp.push import pushes_by_invoice, pushes_by_payment
 from arsync.errors import ArsyncError
 from arsync.ledger import flows as ledger_flows
 from arsync.ledger import reports, schemas
@@ -312,6 +312,9 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
             session, ui.scope, PageParams(page=1, limit=100), PaymentQuery(invoice_id=invoice.id, sort="date")
         )
         payment_rows = payment_reads(session, payments)
+        payment_errors = {
+            p.id: error_advice(p.push.last_error) for p in payment_rows if p.push and p.push.status == "FAILED"
+        }
         applications = cash_application_reads(
             session,
             list(
@@ -327,8 +330,24 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
     return ledger_page(
         ui, request, "invoice.html", invoice=invoice, customer=customer, payments=payment_rows,
         applications=applications, push_error=push_error, nomod_error=nomod_error, today=date.today(), reach=reach,
-        waiting_for_link=waiting_for_link,
+        waiting_for_link=waiting_for_link, payment_errors=payment_errors,
     )  # fmt: skip
+
+
+@router.post("/invoices/{invoice_id}/payments/{payment_id}/retry-push")
+def retry_payment_push(request: Request, ui: ActionDep, invoice_id: str, payment_id: str) -> Response:
+    """Send a payment whose push FAILED to the ERP again, from its invoice's page."""
+
+    def run() -> str:
+        with ui.write() as session:
+            payment = ledger.get_payment(session, ui.scope, payment_id)
+            push = pushes_by_payment(session, [payment.id]).get(payment.id)
+            if push is None or payment.invoice_id != invoice_id:
+                return "This payment is not waiting to be sent to the ERP."
+            ui.container.pushes.retry(session, ui.scope, push.id)
+            return "Sending the payment to the ERP again."
+
+    return act(request, f"/invoices/{invoice_id}", run, lambda message: message)
 
 
 @router.post("/invoices/{invoice_id}/payment-link")
