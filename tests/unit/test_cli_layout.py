@@ -59,3 +59,10 @@ def test_the_listed_help_line_is_the_commands_own(name: str) -> None:
 def test_the_head_revision_read_from_file_names_is_alembics() -> None:
     scripts = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
     assert migrate.head_revision() == scripts.get_current_head()
+
+
+def test_help_shows_a_type_only_where_an_option_takes_a_value() -> None:
+    shown = subprocess.run([sys.executable, "-m", "arsync.cli", "sync", "--help"], capture_output=True, text=True,
+                           env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"}, check=True).stdout  # fmt: skip
+    assert "--full" in shown and "<bool>" not in shown
+    assert "<str>" in shown  # the connection id still says what it takes

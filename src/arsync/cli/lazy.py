@@ -15,7 +15,18 @@ from typing import Any, ClassVar
 
 import typer
 from typer import _click as click  # Typer carries its own Click; its groups are typed with it
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+_value_type = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: click.Context) -> str | None:
+    """Typer 0.29 prints ``<bool>`` beside every flag in ``--help``, as if ``--full`` took a value;
+    a flag takes none, so its type column stays empty. Typer has no setting for it."""
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
