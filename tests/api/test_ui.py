@@ -585,3 +585,34 @@ def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(al
     assert "Sending the payment to the ERP again." in shown
     push = alice.client.get(f"/api/v1/pushes/{payment['push']['id']}").json()
     assert push["manualRetries"] == 1
+
+
+def test_a_customer_statement_ages_what_is_owed_and_lists_recent_payments(alice_ui: Browser, alice: Tenant):
+    customer_id = alice.client.post("/api/v1/customers", json={"name": "Statement Ltd"}).json()["id"]
+    today = date.today()
+    ids = []
+    for number, due_days_ago, amount in (("ST-1", 45, "200.00"), ("ST-2", -10, "50.00")):
+        due = today - timedelta(days=due_days_ago)
+        created = alice.client.post("/api/v1/invoices", json={
+            "customerId": customer_id, "invoiceNumber": number, "issueDate": (due - timedelta(days=30)).isoformat(),
+            "dueDate": due.isoformat(), "currency": "GBP",
+            "lines": [{"description": "Work", "quantity": 1, "unitPrice": amount}],
+        }).json()  # fmt: skip
+        alice.client.post(f"/api/v1/invoices/{created['id']}/finalize")
+        ids.append(created["id"])
+    cash = alice.client.post("/api/v1/cash-applications", json={
+        "invoiceId": ids[0], "amount": "80.00", "date": today.isoformat(), "reference": "part"}).json()  # fmt: skip
+    assert alice.client.post(f"/api/v1/cash-applications/{cash['id']}/approve").status_code == 200
+
+    customer_page = alice_ui.client.get(f"/customers/{customer_id}").text
+    assert f'href="/customers/{customer_id}/statement?currency=GBP"' in customer_page
+    assert 'id="customer-payments"' in customer_page and "80.00 GBP" in customer_page
+
+    page = alice_ui.client.get(f"/customers/{customer_id}/statement", params={"currency": "gbp"}).text
+    assert page.index(">ST-1<") < page.index(">ST-2<")  # by due date
+    assert 'data-label="Paid">80.00 GBP<' in page and 'data-label="Days overdue">45<' in page
+    assert 'data-testid="statement-total"><strong>170.00 GBP</strong>' in page  # 120.00 + 50.00
+    assert 'data-label="31–60 days">120.00 GBP<' in page and 'data-label="Current">50.00 GBP<' in page
+    assert 'id="statement-payments"' in page and f'<td data-label="Date">{today}</td>' in page
+    nobody = alice.client.post("/api/v1/customers", json={"name": "Owes Nothing"}).json()["id"]
+    assert "has no statement" in alice_ui.client.get(f"/customers/{nobody}/statement").text

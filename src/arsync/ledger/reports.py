@@ -25,16 +25,22 @@ BUCKET_LABELS = {"current": "Current", "1-30": "1–30 days", "31-60": "31–60 
                  "90+": "Over 90 days"}  # fmt: skip
 
 
+def _bucket_bounds(today: date) -> list[tuple[str, date | None, date | None]]:
+    """Each bucket as due dates from (inclusive) and before (exclusive); None is open-ended."""
+    edges = [today - timedelta(days=days) for days in (30, 60, 90)]
+    return [("current", today, None), ("1-30", edges[0], today), ("31-60", edges[1], edges[0]),
+            ("61-90", edges[2], edges[1]), ("90+", None, edges[2])]  # fmt: skip
+
+
 def bucket_of(due_date: Any, today: date) -> ColumnElement[str]:
     """The aging bucket of a due date, as SQL (comparisons with fixed dates, so any index on the
     due date serves and SQLite and PostgreSQL agree)."""
-    return case(
-        (due_date >= today, "current"),
-        (due_date >= today - timedelta(days=30), "1-30"),
-        (due_date >= today - timedelta(days=60), "31-60"),
-        (due_date >= today - timedelta(days=90), "61-90"),
-        else_="90+",
-    )
+    return case(*((due_date >= since, name) for name, since, _ in _bucket_bounds(today) if since), else_="90+")
+
+
+def bucket_on(due: date, today: date) -> str:
+    """The aging bucket of a due date, in Python: the same bounds as :func:`bucket_of`."""
+    return next(name for name, since, _ in _bucket_bounds(today) if since is None or due >= since)
 
 
 def _owed(scope: Scope) -> list[ColumnElement[bool]]:
@@ -275,3 +281,68 @@ def currencies_owed(session: Session, scope: Scope) -> list[str]:
     """Currencies anything is owed in, by code."""
     return list(session.scalars(select(Invoice.currency).where(*_owed(scope)).group_by(Invoice.currency)
                                 .order_by(Invoice.currency)))  # fmt: skip
+
+
+# A customer's statement ---------------------------------------------------------------------
+
+STATEMENT_PAYMENT_DAYS = 90
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    invoice_id: str
+    invoice_number: str
+    issue_date: date
+    due_date: date
+    total: Decimal
+    outstanding: Decimal
+    days_overdue: int
+    bucket: str
+
+    @property
+    def paid(self) -> Decimal:
+        return self.total - self.outstanding
+
+
+@dataclass(frozen=True)
+class Statement:
+    """An open-item statement: every invoice still owed in one currency, aged, with the payments
+    of the last 90 days and the credit kept for the customer."""
+
+    currency: str
+    as_of: date
+    lines: list[StatementLine]
+    buckets: dict[str, Decimal]
+    payments: list[tuple[date, str, Decimal]]  # (paid on, invoice number, amount), newest first
+    credit: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.buckets.values(), Decimal(0))
+
+
+def statement(session: Session, scope: Scope, customer_id: str, currency: str, today: date) -> Statement:
+    rows = session.execute(
+        select(Invoice.id, Invoice.invoice_number, Invoice.issue_date, Invoice.due_date, Invoice.amount_total,
+               Invoice.amount_outstanding)
+        .where(*_owed(scope), Invoice.customer_id == customer_id, Invoice.currency == currency)
+        .order_by(Invoice.due_date, Invoice.invoice_number)
+    ).all()  # fmt: skip
+    lines = [
+        StatementLine(r.id, r.invoice_number, r.issue_date, r.due_date, Decimal(r.amount_total),
+                      Decimal(r.amount_outstanding), max((today - r.due_date).days, 0), bucket_on(r.due_date, today))
+        for r in rows
+    ]  # fmt: skip
+    buckets = dict.fromkeys(BUCKETS, Decimal(0))
+    for line in lines:
+        buckets[line.bucket] += line.outstanding
+    payments = session.execute(
+        select(Payment.payment_date, Invoice.invoice_number, Payment.amount)
+        .join(Invoice, Invoice.id == Payment.invoice_id)
+        .where(in_scope(Payment, scope), Invoice.customer_id == customer_id, Invoice.currency == currency,
+               Payment.payment_date > today - timedelta(days=STATEMENT_PAYMENT_DAYS))
+        .order_by(Payment.payment_date.desc(), Payment.id.desc())
+    ).all()  # fmt: skip
+    credit = credit_balances(session, scope, customer_id).get(currency, Decimal(0))
+    return Statement(currency, today, lines, buckets,
+                     [(paid_on, number, Decimal(amount)) for paid_on, number, amount in payments], credit)  # fmt: skip

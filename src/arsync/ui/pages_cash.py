@@ -36,12 +36,12 @@ PAYMENT_COLUMNS = [
     Column("date", "Date"), Column("invoice", "Invoice"), Column("customer", "Customer", narrow_hidden=True),
     Column("amount", "Amount", numeric=True), Column("source", "Source"),
 ]  # fmt: skip
-PAYMENT_FILTERS = ("q", "source", "currency", "paid_from", "paid_to", "sort", "order")
+PAYMENT_FILTERS = ("q", "source", "currency", "customer", "paid_from", "paid_to", "sort", "order")
 
 
 def _payment_query(filters: Filters) -> PaymentQuery:
     return PaymentQuery(
-        search=filters.text("q"), currency=filters.currency(),
+        search=filters.text("q"), currency=filters.currency(), customer_id=filters.text("customer"),
         source=filters.one_of("source", PAYMENT_SOURCES),
         paid_from=filters.day("paid_from", "paid from"), paid_to=filters.day("paid_to", "paid to"),
         sort=filters.choice("sort", tuple(PAYMENT_SORTS), "date"),  # type: ignore[arg-type]

@@ -172,10 +172,17 @@ def customer_page(
         reads = invoice_reads(session, invoices)
         today = date.today()
         balances = reports.customer_balances(session, ui.scope, customer.id, today)
+        newest = PaymentQuery(customer_id=customer.id, sort="date", direction="desc")
+        latest, _ = ledger.list_payments(session, ui.scope, PageParams(page=1, limit=10), newest)
+        payments = payment_reads(session, latest)
+        payment_numbers = dict(session.execute(
+            select(Invoice.id, Invoice.invoice_number).where(Invoice.id.in_({p.invoice_id for p in payments}))
+        ).all())  # fmt: skip
     nomod = integrations["integrations"].get("nomod")
     return ledger_page(
         ui, request, "customer.html", customer=customer, nomod=nomod, invoices=reads, page=page, has_more=more,
-        today=today, balances=balances, reach=reach, debtors=debtors, debtor_q=debtor_q,
+        today=today, balances=balances, reach=reach, debtors=debtors, payments=payments,
+        payment_numbers=payment_numbers, debtor_q=debtor_q,
         nomod_error=error_advice(nomod.get("error")) if nomod and nomod.get("error") else None,
     )  # fmt: skip
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from arsync.ledger import reports
+from arsync.ledger import service as ledger
 from arsync.money import display
 from arsync.ui.base import UiDep
 from arsync.ui.charts import Bar, Chart, bar_chart
@@ -95,3 +96,23 @@ def short_amount(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:,.1f}".rstrip("0").rstrip(".") + suffix
     return f"{value:,.0f}"
+
+
+@router.get("/customers/{customer_id}/statement", response_class=HTMLResponse)
+def customer_statement(
+    request: Request, ui: UiDep, customer_id: str, currency: Annotated[str | None, Query(max_length=3)] = None
+) -> Response:
+    """What the customer owes in one currency, invoice by invoice and aged, to print or send."""
+    today = date.today()
+    with ui.db() as session:
+        customer = ledger.get_customer(session, ui.scope, customer_id)
+        balances = reports.customer_balances(session, ui.scope, customer.id, today)
+        held = [b.currency for b in balances]
+        chosen = (currency or "").upper()
+        if chosen not in held:
+            chosen = max(balances, key=lambda b: (b.open_invoices, b.currency)).currency if balances else ""
+        report = reports.statement(session, ui.scope, customer.id, chosen, today) if chosen else None
+    return ledger_page(
+        ui, request, "statement.html", customer=customer, statement=report, currencies=held, buckets=reports.BUCKETS,
+        labels=reports.BUCKET_LABELS, payment_days=reports.STATEMENT_PAYMENT_DAYS,
+    )  # fmt: skip

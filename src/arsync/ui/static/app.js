@@ -94,3 +94,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.querySelector("form.invoice-form");
   if (form) invoiceTotal(form);
 });
+
+// Print buttons: <button data-print>.
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[data-print]")) window.print();
+});
