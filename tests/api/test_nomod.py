@@ -603,3 +603,24 @@ def test_charges_that_are_not_paid_are_shown_and_a_nomod_outage_asks_for_redeliv
     page = browser.client.get("/settings/nomod").text
     browser.client.close()
     assert "Webhook deliveries" in page and page.count("needs attention") >= 2 and charge["id"] in page
+
+
+def test_the_settings_page_tests_the_saved_key_against_nomod(
+    container: Container, api_server: RunningServer, alice: Tenant, nomod: MockNomodState
+) -> None:
+    _connect(alice, nomod, outbound=False)
+    create_ui_user(container, alice, "alice@example.com")
+    browser = sign_in(api_server, "alice@example.com")
+    settings = browser.client.get("/settings/nomod").text
+    assert ">Test the key</button>" in settings
+
+    works = browser.client.post("/settings/nomod/test", data={"csrf_token": browser.csrf}, follow_redirects=True)
+    assert "The key works: Nomod answered, with" in works.text
+    assert any(r["method"] == "GET" and r["path"] == "/v1/customers" for r in nomod.requests)
+
+    nomod.api_key = "sk_test_rotated_in_nomod"  # the key was rolled in Nomod's dashboard
+    refused = browser.client.post("/settings/nomod/test", data={"csrf_token": browser.csrf}, follow_redirects=True)
+    browser.client.close()
+    assert "The key did not work." in refused.text
+    shown = alice.client.get("/api/v1/connections/nomod").json()
+    assert shown["status"] == "FAILED"

@@ -79,6 +79,10 @@ class NomodClient:
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/invoices/{invoice_id}", None)
 
+    def count(self, path: str) -> int:
+        """How many objects a list endpoint holds (``count`` of its first page, one object long)."""
+        return int(self._call("GET", path, None, params={"page": "1", "page_size": "1"}).get("count") or 0)
+
     def find(
         self, path: str, matches: Callable[[dict[str, Any]], bool], *, max_pages: int = 5
     ) -> dict[str, Any] | None:

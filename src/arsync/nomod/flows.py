@@ -385,6 +385,19 @@ class NomodFlows:
                 raise
             return found
 
+    def test_key(self, scope: Scope) -> int:
+        """Ask Nomod for the customers list with the saved key: its count on success. A rejected key
+        marks the connection FAILED; an accepted one makes a FAILED connection ACTIVE again."""
+        with self.session_factory() as session:
+            connection = service.connection(session, scope)
+            if connection is None:
+                raise InvalidState("Nomod is not connected: save an API key first")
+            session.expunge(connection)
+        customers = self.call(connection, lambda client: client.count("/v1/customers"))
+        with transaction(self.session_factory) as session:
+            service.mark_connection_working(session, connection.id)
+        return customers
+
     def call(self, connection: NomodConnection, request: Callable[[NomodClient], T]) -> T:
         """Run ``request`` with the connection's key; a 401 marks the connection FAILED."""
         client = self.client_factory(connection.base_url, self.vault.decrypt(connection.api_key_encrypted))

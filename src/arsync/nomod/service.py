@@ -105,6 +105,13 @@ def save_connection(
     return saved
 
 
+def mark_connection_working(session: Session, connection_id: str) -> None:
+    """The key was just accepted by Nomod: a connection FAILED for a rejected key works again."""
+    working = session.get(NomodConnection, connection_id)
+    if working is not None and working.status != "ACTIVE":
+        working.status, working.status_reason, working.last_error = "ACTIVE", None, None
+
+
 def mark_connection_failed(session: Session, connection_id: str, error: NomodError) -> None:
     """Nomod refused the key: the connection is FAILED until a valid key is saved."""
     failed = session.get(NomodConnection, connection_id)

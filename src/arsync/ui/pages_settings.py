@@ -251,3 +251,19 @@ def save_nomod(
         )  # fmt: skip
     state = "on" if invoice_sync_outbound else "off"
     return redirect("/settings/nomod", notice=f"Nomod settings saved. Invoice sync to Nomod is {state}.")
+
+
+@router.post("/settings/nomod/test")
+def test_nomod_key(request: Request, ui: ActionDep) -> Response:
+    """Check the saved key against Nomod now, rather than at the first invoice or payment link."""
+    try:
+        customers = ui.container.nomod.test_key(ui.scope)
+    except ArsyncError as exc:
+        return redirect("/settings/nomod", error=f"The key did not work. {nomod_words(exc)}")
+    return redirect("/settings/nomod", notice=f"The key works: Nomod answered, with {customers:,} customers.")
+
+
+def nomod_words(exc: ArsyncError) -> str:
+    """What Nomod said, in plain words, with its own detail where it gave one."""
+    detail = getattr(exc, "detail", None)
+    return plain_words(exc) + (f" Nomod said: {detail}." if detail else "")
