@@ -7,10 +7,11 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from croniter import croniter
 from cryptography.fernet import Fernet
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from arsync.erp.schedule import valid_cron
 
 
 class Settings(BaseSettings):
@@ -108,9 +109,7 @@ class Settings(BaseSettings):
     @field_validator("sync_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value) or len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a five-field cron expression, e.g. '0 2 * * *'")
-        return value
+        return valid_cron(value)
 
     @property
     def is_postgresql(self) -> bool:

@@ -557,13 +557,21 @@ def test_the_trend_page_draws_owed_by_month_with_axes_dso_and_top_debtors(alice_
     assert unknown.status_code == 200 and '<option value="EUR" selected>' in unknown.text  # falls back to one owed
 
 
-def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(alice_ui: Browser, alice: Tenant):
-    customer_id = alice.client.post("/api/v1/customers", json={"name": "Cash Before ERP"}).json()["id"]
+def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(
+    alice_ui: Browser, alice: Tenant, container: Container, mock_erp: MockErp
+):
+    assert alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).status_code == 200
+    customer_id = alice.client.post("/api/v1/customers", json={"name": "Refused Payments Ltd"}).json()["id"]
+    link_to_erp(container.session_factory, customer_id, "DEB-000001")
     invoice = alice.client.post("/api/v1/invoices", json={
         "customerId": customer_id, "invoiceNumber": "PAY-FAIL-1", "issueDate": "2026-03-01",
         "dueDate": "2026-03-31", "currency": "USD", "lines": [{"description": "Work", "quantity": 1, "unitPrice": 90}],
     }).json()  # fmt: skip
     alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize")
+    with transaction(container.session_factory) as session:  # in the ERP by an id the ERP no longer knows
+        row = session.get(Invoice, invoice["id"])
+        assert row is not None
+        row.erp_invoice_id = "INV-DELETED-IN-THE-ERP"
     application = alice.client.post("/api/v1/cash-applications", json={
         "invoiceId": invoice["id"], "amount": "90", "date": "2026-03-05", "reference": "EFT 7",
     }).json()  # fmt: skip
@@ -575,7 +583,8 @@ def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(al
     )  # fmt: skip
 
     page = alice_ui.client.get(f"/invoices/{invoice['id']}").text
-    assert f'id="payment-{payment["id"]}-failure"' in page and "is not in the ERP yet" in page
+    assert f'id="payment-{payment["id"]}-failure"' in page and "The ERP did not accept" not in page
+    assert payment["push"]["lastError"]["message"].split(":")[0] in page  # the ERP's own words
     assert ">Send the payment again</button>" in page
     again = alice_ui.client.post(
         f"/invoices/{invoice['id']}/payments/{payment['id']}/retry-push", data={"csrf_token": alice_ui.csrf}
@@ -585,6 +594,30 @@ def test_a_failed_payment_push_shows_why_on_its_invoice_and_can_be_sent_again(al
     assert "Sending the payment to the ERP again." in shown
     push = alice.client.get(f"/api/v1/pushes/{payment['push']['id']}").json()
     assert push["manualRetries"] == 1
+
+
+def test_a_payment_waiting_for_its_invoice_says_so_without_a_retry_that_cannot_help(
+    alice_ui: Browser, alice: Tenant, mock_erp: MockErp
+):
+    assert alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).status_code == 200
+    customer_id = alice.client.post("/api/v1/customers", json={"name": "Cash Before ERP"}).json()["id"]
+    invoice = alice.client.post("/api/v1/invoices", json={
+        "customerId": customer_id, "invoiceNumber": "PAY-WAIT-1", "issueDate": "2026-03-01",
+        "dueDate": "2026-03-31", "currency": "USD", "lines": [{"description": "Work", "quantity": 1, "unitPrice": 90}],
+    }).json()  # fmt: skip
+    alice.client.post(f"/api/v1/invoices/{invoice['id']}/finalize")
+    application = alice.client.post("/api/v1/cash-applications", json={
+        "invoiceId": invoice["id"], "amount": "90", "date": "2026-03-05", "reference": "EFT 8",
+    }).json()  # fmt: skip
+    alice.client.post(f"/api/v1/cash-applications/{application['id']}/approve")
+    eventually(
+        lambda: next((p for p in alice.client.get("/api/v1/payments", params={"invoiceId": invoice["id"]}).json()[
+            "items"] if p["push"] and p["push"]["status"] == "FAILED"), None),
+        "the payment push to wait",
+    )  # fmt: skip
+    page = alice_ui.client.get(f"/invoices/{invoice['id']}").text
+    assert "is not in the ERP yet" in page and "sent again by itself" in page
+    assert ">Send the payment again</button>" not in page
 
 
 def test_a_customer_statement_ages_what_is_owed_and_lists_recent_payments(alice_ui: Browser, alice: Tenant):
@@ -616,3 +649,26 @@ def test_a_customer_statement_ages_what_is_owed_and_lists_recent_payments(alice_
     assert 'id="statement-payments"' in page and f'<td data-label="Date">{today}</td>' in page
     nobody = alice.client.post("/api/v1/customers", json={"name": "Owes Nothing"}).json()["id"]
     assert "has no statement" in alice_ui.client.get(f"/customers/{nobody}/statement").text
+
+
+def test_each_connections_sync_schedule_is_shown_and_set(alice_ui: Browser, alice: Tenant, mock_erp: MockErp):
+    connection = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+    settings = alice_ui.client.get("/settings/erp").text
+    assert 'id="schedules"' in settings and "The server&#39;s schedule (<code>0 2 * * *</code>)" in settings
+
+    bad = alice_ui.client.post(f"/settings/erp/{connection['id']}/schedule",
+                               data={"csrf_token": alice_ui.csrf, "sync_schedule": "every hour"},
+                               follow_redirects=True)  # fmt: skip
+    assert "five-field cron" in bad.text
+    saved = alice_ui.client.post(f"/settings/erp/{connection['id']}/schedule",
+                                 data={"csrf_token": alice_ui.csrf, "sync_schedule": "30 */6 * * *"},
+                                 follow_redirects=True)  # fmt: skip
+    assert "Schedule saved: its own (30 */6 * * *)" in saved.text
+    assert alice.client.get(f"/api/v1/connections/{connection['id']}").json()["syncSchedule"] == "30 */6 * * *"
+    toolbar = alice_ui.client.get("/invoices").text
+    assert re.search(r"Next scheduled: \d{4}-\d\d-\d\d \d\d:30:00 UTC", toolbar), toolbar[:2000]
+
+    back = alice.client.patch(f"/api/v1/connections/{connection['id']}", json={"syncSchedule": None})
+    assert back.status_code == 200 and back.json()["syncSchedule"] is None
+    refused = alice.client.patch(f"/api/v1/connections/{connection['id']}", json={"syncSchedule": "0 2 * *"})
+    assert refused.status_code == 422 and "five-field cron" in refused.text

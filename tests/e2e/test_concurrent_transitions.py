@@ -81,6 +81,7 @@ def _scope(app: Container) -> Scope:
 def _invoice(app: Container, scope: Scope, *, finalized: bool) -> str:
     with transaction(app.session_factory) as session:
         customer = ledger.create_customer(session, scope, schemas.CustomerCreate(name="Acme"))
+        customer.erp_debtor_id = "DEB-ACME"  # as a sync links it: only then can its invoices be dispatched
         session.flush()
         return ledger_invoice(
             session, scope, customer.id, "RACE-1", currency="USD", unit_price=Decimal(100), finalize=finalized

@@ -11,8 +11,8 @@ from arsync.erp import flows, service
 from arsync.erp import push as pushes
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.schemas import (
-    AccountCodesUpdate,
     ConnectionRead,
+    ConnectionUpdate,
     ConnectionWithKey,
     PushRead,
     RestConnectionSave,
@@ -58,16 +58,18 @@ def get_connection(connection_id: str, scope: ScopeDep, session: SessionDep) -> 
 
 
 @router.patch("/connections/{connection_id}", response_model=ConnectionRead, tags=["connections"])
-def update_account_codes(
-    connection_id: str, body: AccountCodesUpdate, scope: ScopeDep, session: SessionDep, container: ContainerDep
+def update_connection(
+    connection_id: str, body: ConnectionUpdate, scope: ScopeDep, session: SessionDep, container: ContainerDep
 ) -> ConnectionRead:
-    """Change the bank account code (payments) and, for Xero, the sales account code (invoice lines).
+    """Change the bank account code (payments), for Xero the sales account code (invoice lines),
+    and the connection's own sync schedule (``syncSchedule``, cron in UTC).
 
-    Fields left out stay as they are; ``null`` removes a code (Xero then uses 200 for sales).
-    Takes effect on the next push; no reconnect needed.
+    Fields left out stay as they are; ``null`` removes a code (Xero then uses 200 for sales) or
+    returns to the server's schedule (ARSYNC_SYNC_CRON). Codes take effect on the next push, a
+    schedule from its next slot; no reconnect needed.
     """
     connection = service.get_connection(session, connection_id, scope)
-    service.set_account_codes(session, connection, body.model_dump(exclude_unset=True))
+    service.update_settings(session, connection, body.model_dump(exclude_unset=True))
     return connection_read(connection)
 
 

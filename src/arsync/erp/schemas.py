@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from arsync.erp.models import Connection, Push, SyncRun
+from arsync.erp.schedule import valid_cron
 from arsync.erp.sync import run_as_dict
 from arsync.schemas import ApiModel, BaseUrl, RequestModel
 
@@ -17,13 +18,22 @@ class RestConnectionSave(RequestModel):
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
 
 
-class AccountCodesUpdate(RequestModel):
+class ConnectionUpdate(RequestModel):
     """Omitted fields stay as they are."""
 
     bank_account_code: str | None = Field(default=None, max_length=50, examples=["090"])
     sales_account_code: str | None = Field(
         default=None, max_length=50, examples=["200"], description="Native connections only"
     )
+    sync_schedule: str | None = Field(
+        default=None, max_length=100, examples=["0 */6 * * *"],
+        description="When this connection syncs by itself: cron, five fields, UTC. null: the server's schedule",
+    )  # fmt: skip
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return valid_cron(value) if value is not None else None
 
 
 class ConnectionRead(ApiModel):
@@ -43,6 +53,7 @@ class ConnectionRead(ApiModel):
     sales_account_code: str | None = Field(
         default=None, description="Native connections: the revenue account invoice lines go to (None: the default)"
     )
+    sync_schedule: str | None = Field(default=None, description="Its own schedule (cron, UTC); null: the server's")
 
 
 class ConnectionWithKey(ConnectionRead):
@@ -93,6 +104,7 @@ def connection_read(connection: Connection) -> ConnectionRead:
         erp_organisation_id=connection.external_tenant_id,
         erp_organisation_name=connection.external_tenant_name,
         sales_account_code=connection.sales_account_code,
+        sync_schedule=connection.sync_cron,
     )
 
 

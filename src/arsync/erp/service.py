@@ -81,9 +81,10 @@ def save_rest(
     return connection, key
 
 
-def set_account_codes(session: Session, connection: Connection, changes: dict[str, str | None]) -> Connection:
+def update_settings(session: Session, connection: Connection, changes: dict[str, str | None]) -> Connection:
     """Change where payments (``bank_account_code``) and, on native connections, invoice lines
-    (``sales_account_code``) are posted. Keys left out stay; a None removes the code."""
+    (``sales_account_code``) are posted, and when it syncs by itself (``sync_schedule``, checked
+    cron). Keys left out stay; a None removes the code, or goes back to the server's schedule."""
     if changes.get("sales_account_code") is not None and connection.transport != "native":
         raise NotApplicable(  # a fact about this connection, not a malformed value
             "salesAccountCode applies to native connections (Xero); REST middleware posts lines itself",
@@ -93,6 +94,12 @@ def set_account_codes(session: Session, connection: Connection, changes: dict[st
         connection.bank_account_code = clean_account_code(changes["bank_account_code"])
     if "sales_account_code" in changes:
         connection.sales_account_code = clean_account_code(changes["sales_account_code"], "salesAccountCode")
+    if "sync_schedule" in changes:
+        schedule = changes["sync_schedule"]
+        if schedule != connection.sync_cron:
+            connection.sync_cron = schedule
+            # From now on: a new schedule does not start at once for a slot it would have had earlier.
+            connection.schedule_slot_at = utcnow()
     connection.updated_at = utcnow()
     return connection
 

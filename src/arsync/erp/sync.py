@@ -25,15 +25,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, utcnow
+from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
+from arsync.erp.schedule import latest_slot
 from arsync.erp.service import get_connection
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 TASK_SYNC = "arsync.sync"
 TASK_SYNC_RETRY = "arsync.sync_retry"
 TASK_SCHEDULED_SYNC = "arsync.scheduled_sync"
+TASK_OWN_SCHEDULES = "arsync.own_schedules"
 ConnectorFactory = Callable[[Connection], ErpConnector]
 
 
@@ -187,8 +189,36 @@ class SyncEngine:
         """
         with self.session_factory() as session:
             connection_ids = session.scalars(
-                select(Connection.id).where(Connection.status.in_(SCHEDULED_STATUSES)).order_by(Connection.id)
+                select(Connection.id)
+                .where(Connection.status.in_(SCHEDULED_STATUSES), Connection.sync_cron.is_(None))
+                .order_by(Connection.id)
             ).all()
+        return self._start_each(connection_ids, trigger)
+
+    def start_own_schedules(self, now: datetime | None = None) -> int:
+        """Start every connection with a schedule of its own whose latest slot has passed since the
+        one it was last started for (or since it was made); the job of TASK_OWN_SCHEDULES, every
+        minute. Claiming the slot is conditional, so of several workers one starts it."""
+        now = now or utcnow()
+        with self.session_factory() as session:
+            own = session.execute(
+                select(Connection.id, Connection.sync_cron, Connection.schedule_slot_at, Connection.created_at)
+                .where(Connection.status.in_(SCHEDULED_STATUSES), Connection.sync_cron.is_not(None))
+                .order_by(Connection.id)
+            ).all()
+        due = []
+        for connection_id, cron, last_slot, created_at in own:
+            slot = latest_slot(str(cron), now)
+            if slot <= (last_slot or created_at):
+                continue
+            with transaction(self.session_factory) as session:
+                connection = session.get(Connection, connection_id)
+                not_yet = or_(Connection.schedule_slot_at.is_(None), Connection.schedule_slot_at < slot)
+                if connection is not None and update_if(session, connection, not_yet, schedule_slot_at=slot):
+                    due.append(connection_id)
+        return self._start_each(due, "schedule")
+
+    def _start_each(self, connection_ids: Sequence[str], trigger: str) -> int:
         started = 0
         for connection_id in connection_ids:
             try:

@@ -319,8 +319,12 @@ def invoice_page(request: Request, ui: UiDep, invoice_id: str) -> Response:
             session, ui.scope, PageParams(page=1, limit=100), PaymentQuery(invoice_id=invoice.id, sort="date")
         )
         payment_rows = payment_reads(session, payments)
+        # A payment waiting for its invoice to reach the ERP goes by itself once it does: its
+        # reason is shown, without a button that could not help.
         payment_errors = {
-            p.id: error_advice(p.push.last_error) for p in payment_rows if p.push and p.push.status == "FAILED"
+            p.id: (*error_advice(p.push.last_error), (p.push.last_error or {}).get("kind") != "PrerequisiteMissing")
+            for p in payment_rows
+            if p.push and p.push.status == "FAILED"
         }
         applications = cash_application_reads(
             session,

@@ -8,15 +8,18 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from arsync.db import utcnow
 from arsync.erp import flows as erp_flows
+from arsync.erp import schemas
 from arsync.erp import service as erp_service
 from arsync.erp.models import Connection
+from arsync.erp.schedule import next_slot
 from arsync.errors import ArsyncError, RevokeFailed
 from arsync.nomod import service as nomod_service
 from arsync.nomod.models import NomodConnection
 from arsync.nomod.webhooks import list_deliveries
 from arsync.tenancy.scope import in_scope
-from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, plain_words, redirect, render
+from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, fmt_datetime, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label
 from arsync.xero.api import DEFAULT_SALES_ACCOUNT_CODE
 from arsync.xero.flows import Caller
@@ -48,8 +51,11 @@ def _erp_page(request: Request, ui: Ui, *, status_code: int = 200, **context: An
     connections = _connections(ui)
     rest = next((v for v in connections if v["c"].transport == "rest"), None)
     native = next((v for v in connections if v["c"].transport == "native"), None)
+    server_cron = ui.container.settings.sync_cron
+    crons = [(v["c"], v["c"].sync_cron or server_cron) for v in connections]
+    schedules = [{"c": c, "cron": cron, "next": next_slot(cron, utcnow())} for c, cron in crons]
     return render(
-        ui, request, "settings_erp.html", rest=rest, native=native,
+        ui, request, "settings_erp.html", rest=rest, native=native, schedules=schedules, server_cron=server_cron,
         xero_configured=ui.container.xero.configured, default_sales_account=DEFAULT_SALES_ACCOUNT_CODE,
         status_code=status_code, **context,
     )  # fmt: skip
@@ -131,11 +137,30 @@ def save_account_codes(
     def run() -> str:
         with ui.write() as session:
             connection = erp_service.get_connection(session, connection_id, ui.scope)
-            erp_service.set_account_codes(session, connection, {
+            erp_service.update_settings(session, connection, {
                 "bank_account_code": bank_account_code.strip() or None,
                 "sales_account_code": sales_account_code.strip() or None,
             })  # fmt: skip
         return "Account codes saved; the next push uses them."
+
+    return act(request, "/settings/erp", run, lambda message: message)
+
+
+@router.post("/settings/erp/{connection_id}/schedule")
+def save_schedule(
+    request: Request, ui: ActionDep, connection_id: str, sync_schedule: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    """An emptied field returns the connection to the server's schedule."""
+
+    def run() -> str:
+        schedule = schemas.ConnectionUpdate.model_validate({"syncSchedule": sync_schedule.strip() or None})
+        with ui.write() as session:
+            connection = erp_service.get_connection(session, connection_id, ui.scope)
+            erp_service.update_settings(session, connection, schedule.model_dump(include={"sync_schedule"}))
+            cron = connection.sync_cron or ui.container.settings.sync_cron
+        whose = "its own" if schedule.sync_schedule else "the server's"
+        upcoming = fmt_datetime(next_slot(cron, utcnow()))
+        return f"Schedule saved: {whose} ({cron}); the next sync by itself is at {upcoming}."
 
     return act(request, "/settings/erp", run, lambda message: message)
 

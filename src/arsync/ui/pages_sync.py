@@ -6,7 +6,6 @@ from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from croniter import croniter
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
@@ -14,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES
-from arsync.erp.sync import run_as_dict
+from arsync.erp.schedule import next_slot
+from arsync.erp.sync import SCHEDULED_STATUSES, run_as_dict
 from arsync.errors import ArsyncError
 from arsync.tenancy.scope import Scope, get_scoped, in_scope
 from arsync.ui.base import (
@@ -62,7 +62,8 @@ def sync_states(session: Session, scope: Scope, cron: str) -> list[ConnectionSyn
         ).all()
         running = next((r for r in runs if r.status == "RUNNING"), None)
         last = next((r for r in runs if r.status != "RUNNING"), None)
-        next_run = croniter(cron, datetime.now(UTC)).get_next(datetime) if connection.status == "ACTIVE" else None
+        own = connection.sync_cron or cron
+        next_run = next_slot(own, datetime.now(UTC)) if connection.status in SCHEDULED_STATUSES else None
         states.append(
             ConnectionSync(
                 connection,
