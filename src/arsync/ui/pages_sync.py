@@ -95,8 +95,14 @@ def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
 
 @router.get("/ui/sync-toolbar", response_class=HTMLResponse)
 def sync_toolbar(request: Request, ui: UiDep, watching: Annotated[str | None, Query(max_length=40)] = None) -> Response:
-    """The toolbar alone: htmx polls it while a run is going."""
-    return render(ui, request, "_toolbar.html", **toolbar_context(ui, watching))
+    """The toolbar alone: htmx polls it while a run is going. Once the run has finished, the
+    page's content is told to read itself again (``ledger-changed``), so it shows what the sync
+    changed while the toolbar says how it went."""
+    context = toolbar_context(ui, watching)
+    response = render(ui, request, "_toolbar.html", **context)
+    if context.get("just_finished"):
+        response.headers["HX-Trigger"] = "ledger-changed"
+    return response
 
 
 @router.post("/ui/sync-now", response_class=HTMLResponse)
