@@ -1,13 +1,14 @@
 """What the browser test modules share beyond the ``browser`` fixture (tests/e2e/conftest.py):
 importing this skips the importing module where chromium is missing (and fails under CI, where
-it must be there), and ``shoot`` saves a screenshot to tests/e2e/screenshots/ (ignored by git)."""
+it must be there), ``signed_in`` opens a signed-in page, and ``shoot`` saves a screenshot to
+tests/e2e/screenshots/ (ignored by git)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import IN_CI
 from tests.e2e.conftest import CHROMIUM
@@ -23,3 +24,16 @@ if not Path(CHROMIUM).exists():
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def signed_in(browser: Browser, base_url: str, email: str, password: str, width: int = 1280) -> Page:
+    """A new browser context at ``width`` px, signed in to the UI; close its ``context`` after."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=base_url, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Overview")
+    return page

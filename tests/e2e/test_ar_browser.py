@@ -34,7 +34,7 @@ from arsync.money import display
 from arsync.nomod import signing
 from arsync.tenancy import service as tenancy
 from tests.conftest import make_settings
-from tests.e2e.chromium import shoot
+from tests.e2e.chromium import shoot, signed_in
 
 EMAIL, PASSWORD = "finance@example.com", "receivables-before-lunch"
 NOMOD_KEY = "sk_test_browser_day"
@@ -73,23 +73,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     container.close()
 
 
-def _signed_in(browser: Browser, site: Site, width: int = 1280) -> Page:
-    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=site.url, accept_downloads=True)
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Overview")
-    return page
-
-
 @pytest.fixture
 def page(browser: Browser, site: Site) -> Iterator[Page]:
-    signed_in = _signed_in(browser, site)
-    yield signed_in
-    signed_in.context.close()
+    opened = signed_in(browser, site.url, EMAIL, PASSWORD)
+    yield opened
+    opened.context.close()
 
 
 def _confirming(page: Page, asked: list[str]) -> None:
@@ -357,7 +345,7 @@ def test_the_aging_report_adds_up_to_the_ledger(page: Page, site: Site, a_busy_m
 def test_every_list_fits_a_phone_and_shows_total_and_outstanding(
     browser: Browser, site: Site, a_busy_month: None
 ) -> None:
-    phone = _signed_in(browser, site, width=390)
+    phone = signed_in(browser, site.url, EMAIL, PASSWORD, width=390)
     pages = ["/", "/customers", "/invoices", "/payments", "/cash-applications", "/reports/aging", "/sync-runs"]
     for path in pages:
         phone.goto(path)

@@ -24,7 +24,7 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.tenancy import service as tenancy
 from tests.conftest import make_settings
-from tests.e2e.chromium import shoot
+from tests.e2e.chromium import shoot, signed_in
 
 EMAIL, PASSWORD = "ar@kiwi-wholesale.example", "contacts-before-invoices"
 
@@ -64,16 +64,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture
 def page(browser: Browser, site: Site) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=site.url)
-    context.set_default_timeout(30_000)
-    signed_in = context.new_page()
-    signed_in.goto("/login")
-    signed_in.get_by_label("Email").fill(EMAIL)
-    signed_in.get_by_label("Password").fill(PASSWORD)
-    signed_in.get_by_role("button", name="Sign in").click()
-    expect(signed_in.get_by_role("heading", level=1)).to_contain_text("Overview")
-    yield signed_in
-    context.close()
+    opened = signed_in(browser, site.url, EMAIL, PASSWORD)
+    yield opened
+    opened.context.close()
 
 
 def _accept_confirmations(page: Page, asked: list[str]) -> None:
