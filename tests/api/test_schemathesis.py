@@ -18,7 +18,8 @@ from tests.conftest import make_settings
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 # Every check is on. Rules JSON Schema cannot state, so a schema-valid request may rightly be refused there: a
 # line's quantity × unit price and an invoice's total must fit the amount column, and free-form
-# metadata must hold only what both databases store (64-bit integers, 16 levels, 16 KiB).
+# metadata must hold only what both databases store (64-bit integers, 16 levels, 16 KiB), and a
+# connection's sync schedule must be a cron expression (five fields, each in its range).
 CONFIG = """
 # Every check (the CLI's --checks would override the exceptions below, so they are set here).
 [checks]
@@ -26,7 +27,8 @@ enabled = true
 
 [[operations]]
 include-name = ["POST /api/v1/invoices", "PATCH /api/v1/invoices/{invoice_id}",
-                "POST /api/v1/customers", "PATCH /api/v1/customers/{customer_id}"]
+                "POST /api/v1/customers", "PATCH /api/v1/customers/{customer_id}",
+                "PATCH /api/v1/connections/{connection_id}"]
 checks.positive_data_acceptance.enabled = false
 
 # The stateful phase takes checks for all its steps at once (no per-operation setting), and its
