@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from arsync.erp.schedule import valid_cron
+from arsync.schedule import valid_cron
 
 
 class Settings(BaseSettings):

@@ -38,7 +38,7 @@ class Connection(Base):
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     sync_watermark: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Its own schedule (cron, UTC); None: the server's ARSYNC_SYNC_CRON. With its own, the last
-    # slot it was started for, so each slot starts it once (arsync.erp.schedule).
+    # slot it was started for, so each slot starts it once (arsync.schedule).
     sync_cron: Mapped[str | None] = mapped_column(String(100), default=None)
     schedule_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Native connections: the ERP's own id and name of the organisation connected.

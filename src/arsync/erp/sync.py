@@ -34,10 +34,10 @@ from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, PageResult
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
-from arsync.erp.schedule import latest_slot
 from arsync.erp.service import get_connection
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
+from arsync.schedule import latest_slot
 from arsync.tenancy.scope import Scope
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ minute's look at connections with schedules of their own."""
 from __future__ import annotations
 
 from arsync.erp.push import TASK_PUSH, PushFlows
-from arsync.erp.schedule import TICK_CRON
 from arsync.erp.sync import TASK_OWN_SCHEDULES, TASK_SCHEDULED_SYNC, TASK_SYNC, TASK_SYNC_RETRY, SyncEngine
 from arsync.jobs.registry import Schedule, Task
+from arsync.schedule import TICK_CRON
 
 
 def erp_tasks(sync: SyncEngine, pushes: PushFlows, sync_cron: str) -> list[Task]:

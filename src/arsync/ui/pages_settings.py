@@ -13,11 +13,11 @@ from arsync.erp import flows as erp_flows
 from arsync.erp import schemas
 from arsync.erp import service as erp_service
 from arsync.erp.models import Connection
-from arsync.erp.schedule import next_slot
 from arsync.errors import ArsyncError, RevokeFailed
 from arsync.nomod import service as nomod_service
 from arsync.nomod.models import NomodConnection
 from arsync.nomod.webhooks import list_deliveries
+from arsync.schedule import next_slot
 from arsync.tenancy.scope import in_scope
 from arsync.ui.base import ActionDep, Ui, UiDep, act, error_advice, fmt_datetime, plain_words, redirect, render
 from arsync.ui.pages_sync import connection_label

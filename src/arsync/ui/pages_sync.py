@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES
-from arsync.erp.schedule import next_slot
 from arsync.erp.sync import SCHEDULED_STATUSES, run_as_dict
 from arsync.errors import ArsyncError
+from arsync.schedule import next_slot
 from arsync.tenancy.scope import Scope, get_scoped, in_scope
 from arsync.ui.base import (
     ActionDep,
