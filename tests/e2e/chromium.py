@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from tests.conftest import IN_CI
 from tests.e2e.conftest import CHROMIUM
@@ -37,3 +37,23 @@ def signed_in(browser: Browser, base_url: str, email: str, password: str, width:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Overview")
     return page
+
+
+def confirming(page: Page, asked: list[str]) -> None:
+    """Accept the next confirmation, keeping its question to check what it said."""
+
+    def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+
+
+def push_succeeded(page: Page, tries: int) -> None:
+    """Reload the invoice page (every 250 ms, ``tries`` times at most) until its push SUCCEEDED."""
+    for _ in range(tries):
+        if page.locator("#push-status").inner_text() == "SUCCEEDED":
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(page.locator("#push-status")).to_have_text("SUCCEEDED")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from arsync.accounts import service as accounts
 from arsync.app import create_app
@@ -34,7 +34,7 @@ from arsync.money import display
 from arsync.nomod import signing
 from arsync.tenancy import service as tenancy
 from tests.conftest import make_settings
-from tests.e2e.chromium import shoot, signed_in
+from tests.e2e.chromium import confirming, push_succeeded, shoot, signed_in
 
 EMAIL, PASSWORD = "finance@example.com", "receivables-before-lunch"
 NOMOD_KEY = "sk_test_browser_day"
@@ -80,16 +80,6 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     opened.context.close()
 
 
-def _confirming(page: Page, asked: list[str]) -> None:
-    """Accept the next confirmation, keeping its question to check what it said."""
-
-    def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
-
-
 def _invoice(
     site: Site, name: str, number: str, amount: str, *, currency: str = "KWD", due_in: int = 30
 ) -> dict[str, Any]:
@@ -130,7 +120,7 @@ def _record_cash(page: Page, invoice_id: str, amount: str, reference: str) -> No
 def _approve(page: Page, reference: str, button: str | re.Pattern[str] = "Approve") -> str:
     page.goto("/cash-applications?status=PENDING")
     asked: list[str] = []
-    _confirming(page, asked)
+    confirming(page, asked)
     page.locator("tbody tr", has_text=reference).get_by_role("button", name=button).click()
     expect(page.get_by_role("status").first).to_contain_text("Approved:")
     return asked[0]
@@ -187,7 +177,7 @@ def test_an_overpayment_becomes_the_customers_credit_balance(page: Page, site: S
     expect(row.get_by_role("button", name="Approve")).to_have_count(0)  # it does not fit as it is
     shoot(page, "cash-overpayment-waiting")
     asked: list[str] = []
-    _confirming(page, asked)
+    confirming(page, asked)
     row.get_by_role("button", name="Apply 150.000 KWD, keep 100.000 KWD as credit").click()
     expect(page.get_by_role("status").first).to_contain_text("100.000 KWD kept as the customer's credit")
     assert "keep 100.000 KWD as the customer's credit" in asked[0]
@@ -204,7 +194,7 @@ def test_a_wrong_cash_application_is_rejected_and_changes_nothing(page: Page, si
     _record_cash(page, invoice["id"], "80.000", "BANK-WRONG-CUSTOMER")
     page.goto("/cash-applications?status=PENDING")
     asked: list[str] = []
-    _confirming(page, asked)
+    confirming(page, asked)
     page.locator("tbody tr", has_text="BANK-WRONG-CUSTOMER").get_by_role("button", name="Reject").click()
     expect(page.get_by_role("status").first).to_have_text("Rejected: no payment was recorded.")
     assert "No payment is recorded" in asked[0]
@@ -386,7 +376,7 @@ def test_a_brand_new_customer_is_invoiced_into_the_erp_by_linking_it_to_its_debt
         page.get_by_label("Debtor name or email").fill(debtor["name"])
         page.get_by_role("button", name="Find").click()
         asked: list[str] = []
-        _confirming(page, asked)
+        confirming(page, asked)
         page.get_by_role("row", name=re.compile(re.escape(debtor["name"]))).get_by_role(
             "button", name="Link to this debtor"
         ).click()
@@ -396,12 +386,7 @@ def test_a_brand_new_customer_is_invoiced_into_the_erp_by_linking_it_to_its_debt
 
         page.goto(f"/invoices/{invoice['id']}")
         page.get_by_role("button", name="Dispatch to the ERP").click()
-        for _ in range(60):
-            if page.locator("#push-status").inner_text() == "SUCCEEDED":
-                break
-            page.wait_for_timeout(250)
-            page.reload()
-        expect(page.locator("#push-status")).to_have_text("SUCCEEDED")
+        push_succeeded(page, 60)
         shoot(page, "brand-new-customer-invoice-in-erp")
         pushed = [p for p in erp.data._pushed_invoices if p["invoiceNumber"] == "BRAND-1"]
         assert [p["erpDebtorId"] for p in pushed] == ["DEB-000003"]

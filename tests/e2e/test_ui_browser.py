@@ -27,7 +27,7 @@ from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.tenancy import service as tenancy
 from tests.conftest import make_settings
-from tests.e2e.chromium import shoot
+from tests.e2e.chromium import push_succeeded, shoot
 
 EMAIL, PASSWORD = "ann@example.com", "ledger-and-coffee"
 
@@ -231,12 +231,7 @@ def test_finalize_and_dispatch_an_invoice_and_see_the_push_succeed(page: Page, s
     expect(page.get_by_role("status").first).to_have_text("Invoice finalized.")
     page.get_by_role("button", name="Dispatch to the ERP").click()
     expect(page.get_by_role("status").first).to_contain_text("Invoice dispatched")
-    for _ in range(60):
-        if page.locator("#push-status").inner_text() == "SUCCEEDED":
-            break
-        page.wait_for_timeout(250)
-        page.reload()
-    expect(page.locator("#push-status")).to_have_text("SUCCEEDED")
+    push_succeeded(page, 60)
     expect(page.get_by_text("ERP invoice id")).to_be_visible()
     assert "not in the ERP yet" not in page.locator(".card", has_text="ERP invoice id").inner_text()
     shoot(page, "invoice-pushed")

@@ -8,13 +8,12 @@ in-process worker) and the mock Xero, whose consent page the browser clicks thro
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from arsync.accounts import service as accounts
 from arsync.app import create_app
@@ -24,7 +23,7 @@ from arsync.mocks.serving import serve_in_thread
 from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.tenancy import service as tenancy
 from tests.conftest import make_settings
-from tests.e2e.chromium import shoot, signed_in
+from tests.e2e.chromium import confirming, push_succeeded, shoot, signed_in
 
 EMAIL, PASSWORD = "ar@kiwi-wholesale.example", "contacts-before-invoices"
 
@@ -69,14 +68,6 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     opened.context.close()
 
 
-def _accept_confirmations(page: Page, asked: list[str]) -> None:
-    def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
-
-
 def test_a_brand_new_customer_is_created_in_xero_and_its_invoice_follows(page: Page, site: Site) -> None:
     # Connect Xero as a finance lead would: the settings page, Xero's consent, back to arsync.
     page.goto("/settings/erp")
@@ -115,18 +106,13 @@ def test_a_brand_new_customer_is_created_in_xero_and_its_invoice_follows(page: P
     expect(note).to_contain_text("Tui Brewing Co is not in the ERP yet")
     shoot(page, "xero-invoice-waiting-for-its-contact")
     asked: list[str] = []
-    _accept_confirmations(page, asked)
+    confirming(page, asked)
     note.get_by_role("button", name="Create in Xero").click()
     expect(page.get_by_role("status").first).to_contain_text("Created in the ERP and linked")
     assert "Create Tui Brewing Co as a new contact in Xero?" in asked[0]
 
     page.get_by_role("button", name="Dispatch to the ERP").click()
-    for _ in range(80):
-        if page.locator("#push-status").inner_text() == "SUCCEEDED":
-            break
-        time.sleep(0.25)
-        page.reload()
-    expect(page.locator("#push-status")).to_have_text("SUCCEEDED")
+    push_succeeded(page, 80)
     shoot(page, "xero-invoice-of-a-new-contact-in-xero")
 
     org = next(iter(site.xero.organisations.values()))
