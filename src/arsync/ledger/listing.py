@@ -15,8 +15,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal, TypeVar, get_args
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import Boolean, ColumnElement, Select, func, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from arsync.ledger.models import PAYMENT_SOURCES, Customer, Invoice, InvoiceStatus, Payment
 from arsync.money import format_amount
@@ -35,18 +38,50 @@ def _contains(column: Any, text: str) -> ColumnElement[bool]:
     return func.lower(column).contains(text.lower(), autoescape=True)
 
 
-def _ordered(column: Any, id_column: Any, direction: Direction) -> list[Any]:
-    """ORDER BY the sort column, then the id the same way, so equal values keep one order."""
-    if direction == "desc":
+def _ordered(column: Any, id_column: Any, direction: Direction, backwards: bool) -> list[Any]:
+    """ORDER BY the sort column, then the id the same way, so equal values keep one order.
+    ``backwards`` gives exactly the reverse order (NULLs too: each database puts them at one end)."""
+    if (direction == "desc") != backwards:
         return [column.desc(), id_column.desc()]
     return [column.asc(), id_column.asc()]
 
 
+class _OneOf(ColumnElement[bool]):
+    """``column`` is one of the values ``subquery`` selects.
+
+    SQLAlchemy's ``in_`` renders ``IN (SELECT …)``, which PostgreSQL checks row by row as a
+    filter. Written ``= ANY(ARRAY(SELECT …))``, the subquery runs once and its values are looked
+    up in the column's index, and in an OR with another indexed condition both indexes are read
+    (a bitmap OR) instead of the whole table.
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy reads it from the class)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("subquery", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, subquery: AnySelect) -> None:
+        self.column = column
+        self.subquery = subquery.scalar_subquery()
+
+
+@compiles(_OneOf)
+def _one_of_in(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.subquery), **kw)
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_any_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY(ARRAY{compiler.process(element.subquery, **kw)})"
+
+
 def _customer_named(scope: Scope, text: str) -> ColumnElement[bool]:
     """The invoice's customer's name contains ``text``: the few matching customers are found
-    first, so the invoices are not joined to every customer to be searched."""
+    first (from the name's trigram index, migration 0018), then their invoices by customer id."""
     named = select(Customer.id).where(in_scope(Customer, scope), _contains(Customer.name, text))
-    return Invoice.customer_id.in_(named)
+    return _OneOf(Invoice.customer_id, named)
 
 
 @dataclass(frozen=True)
@@ -135,12 +170,12 @@ class InvoiceQuery:
             statement = statement.join(Customer, Customer.id == Invoice.customer_id)
         return statement
 
-    def _order(self) -> list[Any]:
-        return _ordered(INVOICE_SORTS.get(self.sort, Invoice.id), Invoice.id, self.direction)
+    def _order(self, backwards: bool = False) -> list[Any]:
+        return _ordered(INVOICE_SORTS.get(self.sort, Invoice.id), Invoice.id, self.direction, backwards)
 
-    def rows(self, scope: Scope) -> AnySelect:
-        """The invoices, sorted; the caller adds paging."""
-        return self._from(select(Invoice)).where(*self.where(scope)).order_by(*self._order())
+    def rows(self, scope: Scope, *, backwards: bool = False) -> AnySelect:
+        """The invoices, sorted (or in exactly the reverse order); the caller adds paging."""
+        return self._from(select(Invoice)).where(*self.where(scope)).order_by(*self._order(backwards))
 
     def totals(self, session: Session, scope: Scope) -> Totals:
         by_currency = [
@@ -272,11 +307,11 @@ class PaymentQuery:
             Customer, Customer.id == Invoice.customer_id
         )
 
-    def _order(self) -> list[Any]:
-        return _ordered(PAYMENT_SORTS.get(self.sort, Payment.id), Payment.id, self.direction)
+    def _order(self, backwards: bool = False) -> list[Any]:
+        return _ordered(PAYMENT_SORTS.get(self.sort, Payment.id), Payment.id, self.direction, backwards)
 
-    def rows(self, scope: Scope) -> AnySelect:
-        return self._from(select(Payment)).where(*self.where(scope)).order_by(*self._order())
+    def rows(self, scope: Scope, *, backwards: bool = False) -> AnySelect:
+        return self._from(select(Payment)).where(*self.where(scope)).order_by(*self._order(backwards))
 
     def totals(self, session: Session, scope: Scope) -> Totals:
         rows = list(

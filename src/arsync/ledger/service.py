@@ -39,7 +39,7 @@ from arsync.ledger.models import (
 )
 from arsync.money import decimal_places, exponent, format_amount
 from arsync.schemas import PageParams
-from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate, paginate_rows
+from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate, paginate_counted, paginate_rows
 
 # Customers ------------------------------------------------------------------------------
 
@@ -185,9 +185,12 @@ def create_invoice(session: Session, scope: Scope, body: schemas.InvoiceCreate) 
 
 
 def list_invoices(
-    session: Session, scope: Scope, params: PageParams, query: InvoiceQuery
+    session: Session, scope: Scope, params: PageParams, query: InvoiceQuery, *, total: int | None = None
 ) -> tuple[list[Invoice], bool]:
-    return paginate(session, query.rows(scope), params)
+    """A page of invoices; given how many the query selects (``total``), a late page is read from the end."""
+    if total is None:
+        return paginate(session, query.rows(scope), params)
+    return paginate_counted(session, query.rows(scope), query.rows(scope, backwards=True), params, total)
 
 
 def get_invoice(session: Session, scope: Scope, invoice_id: str) -> Invoice:
@@ -328,9 +331,12 @@ def mark_dispatched(session: Session, scope: Scope, invoice_id: str) -> tuple[In
 
 
 def list_payments(
-    session: Session, scope: Scope, params: PageParams, query: PaymentQuery
+    session: Session, scope: Scope, params: PageParams, query: PaymentQuery, *, total: int | None = None
 ) -> tuple[list[Payment], bool]:
-    return paginate(session, query.rows(scope), params)
+    """A page of payments; given how many the query selects (``total``), a late page is read from the end."""
+    if total is None:
+        return paginate(session, query.rows(scope), params)
+    return paginate_counted(session, query.rows(scope), query.rows(scope, backwards=True), params, total)
 
 
 def get_payment(session: Session, scope: Scope, payment_id: str) -> Payment:

@@ -51,6 +51,22 @@ def paginate_rows(session: Session, statement: Select[Any], params: PageParams) 
     return _one_page(list(session.execute(_page_of(statement, params))), params)
 
 
+def paginate_counted(
+    session: Session, forward: Select[T], backward: Select[T], params: PageParams, total: int
+) -> tuple[list[T], bool]:
+    """As ``paginate``, when the number of rows (``total``) is known and ``backward`` is the same
+    statement in exactly the reverse order. A page in the second half is read from the end, so
+    the database skips at most half the rows (OFFSET reads every row it skips): the last of
+    20,000 pages costs what the first does."""
+    after = total - params.offset  # this page's rows and all that follow it
+    if params.offset <= after:
+        return paginate(session, forward, params)
+    size = min(params.limit, after)
+    rows = list(session.scalars(backward.offset(after - size).limit(size)))
+    rows.reverse()
+    return rows, params.offset + params.limit < total
+
+
 def _page_of(statement: Select[Any], params: PageParams) -> Select[Any]:
     return statement.offset(params.offset).limit(params.limit + 1)
 

@@ -57,7 +57,7 @@ def payments(request: Request, ui: UiDep, page: PageQuery = 1) -> Response:
     with ui.db() as session:
         totals = query.totals(session, ui.scope)
         page = min(page, page_count(totals.count))
-        rows, more = ledger.list_payments(session, ui.scope, paging(page), query)
+        rows, more = ledger.list_payments(session, ui.scope, paging(page), query, total=totals.count)
         reads = payment_reads(session, rows)
         invoices = {
             i.id: (i.invoice_number, i.customer_id)

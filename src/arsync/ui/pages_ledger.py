@@ -281,7 +281,7 @@ def invoices(request: Request, ui: UiDep, page: PageQuery = 1) -> Response:
     with ui.db() as session:
         totals = query.totals(session, ui.scope)
         page = min(page, page_count(totals.count))
-        rows, more = ledger.list_invoices(session, ui.scope, paging(page), query)
+        rows, more = ledger.list_invoices(session, ui.scope, paging(page), query, total=totals.count)
         reads = invoice_reads(session, rows)
         names = _customer_names(session, {i.customer_id for i in reads})
         customer = session.get(Customer, query.customer_id) if query.customer_id else None
