@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -85,6 +87,42 @@ def test_partial_cash_then_a_nomod_payment_of_the_rest_is_recorded_once(alice: T
     again = alice.client.post(f"/api/v1/invoices/{invoice['id']}/payment-link")
     assert again.status_code == 409 and "already paid" in again.json()["error"]["message"]
     assert nomod.stats()["links"] == 1
+
+
+def test_an_open_page_is_told_when_a_nomod_payment_lands_and_when_a_sync_starts_or_ends(
+    container: Container, alice: Tenant, api_server: RunningServer, nomod: MockNomodState, mock_erp: MockErp
+) -> None:
+    create_ui_user(container, alice, "watch@example.com")
+    browser = sign_in(api_server, "watch@example.com")
+    made = _kwd_invoice(alice, api_customer(alice.client, "Watched Ltd", "ap@watched.example"), "W-1")
+    invoice = _until(
+        alice.client, f"/api/v1/invoices/{made['id']}", lambda i: (i["nomod"] or {}).get("status") == "SYNCED"
+    )
+
+    def seen_on(html: str) -> str:
+        found = re.search(r'hx-get="/ui/ledger-watch\?seen=([^"]+)"', html)
+        assert found, "the page has no ledger watch"
+        return unquote(found.group(1))
+
+    def watch(seen: str) -> httpx.Response:
+        return browser.client.get("/ui/ledger-watch", params={"seen": seen})
+
+    seen = seen_on(browser.client.get(f"/invoices/{invoice['id']}").text)
+    assert watch(seen).status_code == 204  # nothing new: htmx leaves the page alone
+
+    _pay_in_nomod(nomod, invoiceId=invoice["nomod"]["nomodInvoiceId"])
+    moved = watch(seen)
+    assert (moved.status_code, moved.headers["HX-Trigger"]) == (200, "ledger-changed")
+    seen = seen_on(moved.text)
+    assert watch(seen).status_code == 204
+
+    connection = alice.client.put("/api/v1/connections/erp-rest", json={"baseUrl": mock_erp.url}).json()
+    run = alice.client.post(f"/api/v1/connections/{connection['id']}/sync").json()
+    _until(alice.client, f"/api/v1/sync-runs/{run['id']}", lambda r: r["status"] != "RUNNING")
+    moved = watch(seen)
+    assert moved.headers["HX-Trigger"] == "ledger-changed, sync-started"  # it began and ended between two looks
+    assert watch(seen_on(moved.text)).status_code == 204
+    assert watch("not a token").status_code == 200  # a mangled token is simply behind
 
 
 def test_an_overpayment_waits_with_its_reason_and_its_rest_becomes_the_customers_credit(

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES
 from arsync.erp.sync import SCHEDULED_STATUSES, run_as_dict
 from arsync.errors import ArsyncError
+from arsync.nomod.models import NomodWebhookDelivery
 from arsync.schedule import next_slot
 from arsync.tenancy.scope import Scope, get_scoped, in_scope
 from arsync.ui.base import (
@@ -75,9 +76,33 @@ def sync_states(session: Session, scope: Scope, cron: str) -> list[ConnectionSyn
     return states
 
 
+# Deliveries that changed what an invoice owes, or ask someone to look.
+LEDGER_CHANGING_DELIVERIES = ("recorded", "needs_attention")
+WATCH_SEPARATOR = "~"
+
+
+def ledger_watch_token(session: Session, scope: Scope) -> str:
+    """What an open page has seen: the newest Nomod delivery that changed the ledger, and the
+    newest sync run's start and finish. When one of them moves, the page is behind."""
+    delivered = session.scalar(
+        select(func.max(NomodWebhookDelivery.received_at)).where(
+            in_scope(NomodWebhookDelivery, scope), NomodWebhookDelivery.outcome.in_(LEDGER_CHANGING_DELIVERIES)
+        )
+    )
+    started, finished = session.execute(
+        select(func.max(SyncRun.started_at), func.max(SyncRun.finished_at)).where(in_scope(SyncRun, scope))
+    ).one()
+    return WATCH_SEPARATOR.join(_stamp(moment) for moment in (delivered, started, finished))
+
+
+def _stamp(moment: datetime | None) -> str:
+    return moment.strftime("%Y%m%dT%H%M%S%f") if moment else "0"
+
+
 def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
     with ui.db() as session:
         states = sync_states(session, ui.scope, ui.container.settings.sync_cron)
+        seen = ledger_watch_token(session, ui.scope)
         finished = None
         if watching and not any(s.running and s.running["id"] == watching for s in states):
             run = session.get(SyncRun, watching)
@@ -90,7 +115,27 @@ def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
         "just_finished": finished,
         "polling": any(s.running for s in states),
         "watch_id": next((s.running["id"] for s in states if s.running), None),
+        "ledger_seen": seen,
     }
+
+
+@router.get("/ui/ledger-watch", response_class=HTMLResponse)
+def ledger_watch(request: Request, ui: UiDep, seen: Annotated[str, Query(max_length=100)] = "") -> Response:
+    """Polled by every ledger page. Nothing new: 204, and htmx leaves the page alone. A Nomod
+    payment arrived or a sync finished: the page's content reads itself again (``ledger-changed``).
+    A sync started (on its schedule, or from another tab): the toolbar reads itself again and
+    follows it."""
+    with ui.db() as session:
+        now = ledger_watch_token(session, ui.scope)
+    if now == seen:
+        return Response(status_code=204)
+    then = [*seen.split(WATCH_SEPARATOR), "", "", ""][:3]
+    delivered, started, finished = (part != was for part, was in zip(now.split(WATCH_SEPARATOR), then, strict=True))
+    events = [name for name, happened in (("ledger-changed", delivered or finished), ("sync-started", started))
+              if happened]  # fmt: skip
+    response = render(ui, request, "_ledger_watch.html", ledger_seen=now)
+    response.headers["HX-Trigger"] = ", ".join(events)
+    return response
 
 
 @router.get("/ui/sync-toolbar", response_class=HTMLResponse)
