@@ -242,6 +242,13 @@ def test_the_aging_report_adds_up_to_the_ledger(alice: Tenant, ledger_of_four: d
         assert Decimal(row["total"]) == owed
     (acme_zar,) = [r for r in report["byCustomer"] if r["customerId"] == ledger_of_four["acme"]]
     assert (acme_zar["customerName"], acme_zar["total"], acme_zar["invoices"]) == ("Acme Ltd", "1450.30", 2)
+    assert report["customersIn"] is None
+    # Ranked in one currency only: the same rows of it, and the balances counted in it alone.
+    zar = alice.client.get("/api/v1/reports/aging", params={"currency": "ZAR"}).json()
+    assert zar["byCurrency"] == report["byCurrency"]
+    assert (zar["customersIn"], zar["openBalances"]) == ("ZAR", 1)
+    assert zar["byCustomer"] == [row for row in report["byCustomer"] if row["currency"] == "ZAR"]
+    assert alice.client.get("/api/v1/reports/aging", params={"currency": "zar"}).status_code == 422
 
 
 def test_the_ui_exports_what_its_list_shows_as_csv(

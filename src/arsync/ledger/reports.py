@@ -76,10 +76,19 @@ class Aging:
     by_currency: list[AgingRow]
     by_customer: list[AgingRow]  # per currency, the largest balances first
     open_balances: int  # how many (customer, currency) balances are owed, of which ``by_customer`` is the top
+    customers_in: str | None = None  # the one currency ``by_customer`` and ``open_balances`` cover, or every one
 
 
-def aging(session: Session, scope: Scope, today: date, *, top: int = 20) -> Aging:
-    """Outstanding by currency and by customer, in the five buckets, as of ``today``."""
+def aging(session: Session, scope: Scope, today: date, *, top: int = 20, customers_in: str | None = None) -> Aging:
+    """Outstanding by currency and by customer, in the five buckets, as of ``today``. The customers
+    owing most are ranked in every currency, or only in ``customers_in``: the ranking sums every
+    open balance it covers, so narrowed to one currency it reads that currency's rows alone."""
+    by_customer, open_balances = aging_by_customer(session, scope, today, top=top, currency=customers_in)
+    return Aging(today, aging_by_currency(session, scope, today), by_customer, open_balances, customers_in)
+
+
+def aging_by_currency(session: Session, scope: Scope, today: date) -> list[AgingRow]:
+    """What each currency's finalized invoices owe, by bucket, in currency order."""
     bucket = bucket_of(Invoice.due_date, today).label("bucket")
     by_currency: dict[str, AgingRow] = {}
     for currency, name, amount, count in session.execute(
@@ -90,38 +99,48 @@ def aging(session: Session, scope: Scope, today: date, *, top: int = 20) -> Agin
         row = by_currency.setdefault(currency, AgingRow(currency))
         row.buckets[name] += amount
         row.invoices += count
-    largest, open_balances = _largest_balances(session, scope, top)
+    return [by_currency[c] for c in sorted(by_currency)]
+
+
+def aging_by_customer(
+    session: Session, scope: Scope, today: date, *, top: int, currency: str | None
+) -> tuple[list[AgingRow], int]:
+    """The ``top`` customers owing most in each currency (or in ``currency``), by bucket, and how
+    many (customer, currency) balances are open in all."""
+    bucket = bucket_of(Invoice.due_date, today).label("bucket")
+    largest, open_balances = _largest_balances(session, scope, top, currency)
     by_customer = {key: AgingRow(key[1], customer_id=key[0]) for key in largest}
     if largest:
-        for customer_id, currency, name, amount, count in session.execute(
+        for customer_id, in_currency, name, amount, count in session.execute(
             select(Invoice.customer_id, Invoice.currency, bucket, func.sum(Invoice.amount_outstanding), func.count())
             .where(*_owed(scope), Invoice.customer_id.in_({customer_id for customer_id, _ in largest}))
             .group_by(Invoice.customer_id, Invoice.currency, bucket)
         ):
-            if (customer_id, currency) in by_customer:
-                row = by_customer[(customer_id, currency)]
+            if (customer_id, in_currency) in by_customer:
+                row = by_customer[(customer_id, in_currency)]
                 row.buckets[name] += amount
                 row.invoices += count
     names = {customer_id: name for customer_id, name in session.execute(
         select(Customer.id, Customer.name).where(Customer.id.in_({c for c, _ in largest})))}  # fmt: skip
     for row in by_customer.values():
         row.customer_name = names.get(row.customer_id or "")
-    return Aging(
-        today, [by_currency[c] for c in sorted(by_currency)], [by_customer[key] for key in largest], open_balances
-    )
+    return [by_customer[key] for key in largest], open_balances
 
 
-def _largest_balances(session: Session, scope: Scope, top: int) -> tuple[list[tuple[str, str]], int]:
-    """The ``top`` (customer, currency) balances of each currency, largest first, and how many
-    such balances are open. Amounts in different currencies do not compare, so the ranking is
-    per currency; it is done in the database, so only those rows come back."""
+def _largest_balances(
+    session: Session, scope: Scope, top: int, currency: str | None
+) -> tuple[list[tuple[str, str]], int]:
+    """The ``top`` (customer, currency) balances of each currency (or of ``currency``), largest
+    first, and how many such balances are open. Amounts in different currencies do not compare,
+    so the ranking is per currency; it is done in the database, so only those rows come back."""
     if session.get_bind().dialect.name == "postgresql":
         # One balance per customer is summed in memory: with the default 4 MB the sums of 50,000
         # customers spill to disk and take twice as long. For this transaction only.
         session.execute(text("SET LOCAL work_mem = '64MB'"))
+    owed = _owed(scope) + ([Invoice.currency == currency] if currency else [])
     balances = (
         select(Invoice.customer_id, Invoice.currency, func.sum(Invoice.amount_outstanding).label("owed"))
-        .where(*_owed(scope))
+        .where(*owed)
         .group_by(Invoice.customer_id, Invoice.currency)
         .subquery()
     )

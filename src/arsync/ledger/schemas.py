@@ -210,8 +210,9 @@ class AgingRowRead(ApiModel):
 class AgingRead(ApiModel):
     as_of: date
     by_currency: list[AgingRowRead]
-    by_customer: list[AgingRowRead] = Field(description="Per currency, the customers that owe most")
-    open_balances: int = Field(description="How many (customer, currency) balances are owed")
+    by_customer: list[AgingRowRead] = Field(description="Per currency (or in customersIn), the customers that owe most")
+    open_balances: int = Field(description="How many (customer, currency) balances are owed (in customersIn, if set)")
+    customers_in: str | None = Field(description="The one currency byCustomer covers; null: every currency")
 
 
 class CustomerMerge(RequestModel):

@@ -181,6 +181,7 @@ def aging_read(report: reports.Aging) -> schemas.AgingRead:
         by_currency=[aging_row_read(row) for row in report.by_currency],
         by_customer=[aging_row_read(row) for row in report.by_customer],
         open_balances=report.open_balances,
+        customers_in=report.customers_in,
     )
 
 

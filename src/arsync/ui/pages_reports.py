@@ -16,29 +16,33 @@ from arsync.ui.charts import Bar, Chart, bar_chart
 from arsync.ui.lists import ledger_page
 
 router = APIRouter(include_in_schema=False)
+AGING_TOP = 20
 
 
 @router.get("/reports/aging", response_class=HTMLResponse)
-def aging(request: Request, ui: UiDep) -> Response:
+def aging(request: Request, ui: UiDep, currency: Annotated[str | None, Query(max_length=3)] = None) -> Response:
+    """Every currency by bucket, and the customers owing most in one currency: the one asked for,
+    or the one with the most open invoices."""
     today = date.today()
     with ui.db() as session:
-        report = reports.aging(session, ui.scope, today)
-    # Each currency's bar is split in proportion to its buckets (amounts in different currencies
-    # are never compared, so each bar is its own 100 %).
-    shares = {
-        row.currency: {
-            name: float(amount / row.total * 100) if row.total else 0.0 for name, amount in row.buckets.items()
-        }
-        for row in report.by_currency
-    }
+        by_currency = reports.aging_by_currency(session, ui.scope, today)
+        chosen = (currency or "").upper()
+        if chosen not in {row.currency for row in by_currency}:
+            chosen = max(by_currency, key=lambda row: (row.invoices, row.currency)).currency if by_currency else ""
+        by_customer, open_balances = (
+            reports.aging_by_customer(session, ui.scope, today, top=AGING_TOP, currency=chosen) if chosen else ([], 0)
+        )
+    report = reports.Aging(today, by_currency, by_customer, open_balances, chosen or None)
     return ledger_page(
         ui, request, "aging.html", report=report, buckets=reports.BUCKETS, labels=reports.BUCKET_LABELS,
-        shares=shares, bucket_ranges=_bucket_ranges(today),
+        shares={row.currency: _shares(row) for row in by_currency}, bucket_ranges=_bucket_ranges(today),
+        top=AGING_TOP,
     )  # fmt: skip
 
 
 def _shares(row: reports.AgingRow) -> dict[str, float]:
-    """Percent of the row's total in each bucket: only the chart's proportions, never money."""
+    """Percent of the row's total in each bucket: only the chart's proportions, never money.
+    Amounts in different currencies are never compared, so each currency's bar is its own 100 %."""
     return {name: float(amount / row.total * 100) if row.total else 0.0 for name, amount in row.buckets.items()}
 
 
