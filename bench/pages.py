@@ -3,7 +3,7 @@ PostgreSQL, served by ``arsync serve`` in its own process and read by a signed-i
 
 Measured, sequentially (one person at the keyboard): the invoice list as it opens (newest
 first), sorted and filtered, overdue only, searched by customer, and its last page; the
-aging report; and the CSV export of one currency's 100,000 invoices, streamed, with the
+aging report, a currency over time, and one customer's statement; and the CSV export of one currency's 100,000 invoices, streamed, with the
 server's peak RSS before and after (``VmHWM``), against an export ten times smaller.
 """
 
@@ -40,6 +40,8 @@ PAGES = {
     "invoicesSearchCustomer": "/invoices?q=Customer%2012345",
     "invoicesLastPage": "/invoices?page=20000",
     "agingReport": "/reports/aging",
+    "trendReport": "/reports/trend",
+    "customerStatement": f"/customers/cust_{12345:022x}/statement",  # the seed's ids, as _SEED makes them
 }
 
 # Rows made in PostgreSQL itself: a Python loop over 500k ORM objects would take longer than the
