@@ -273,6 +273,10 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     assert "Sync finished" in toolbar or "Last sync:" in toolbar
     runs = alice_ui.client.get("/sync-runs")
     assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
+    # The invoice list keeps the ERP's own status apart from arsync's pushes.
+    listed = alice_ui.client.get("/invoices").text
+    assert "<th class=\"hide-narrow\" title=\"The ERP's own status of the invoice" in listed
+    assert re.search(r'<span title="The ERP\'s own status">status \w+</span>', listed)
 
     # Full sync, offered next to Sync now, reads everything again rather than what changed since.
     assert 'name="full" value="true"' in toolbar and ">Full sync</button>" in toolbar
@@ -282,6 +286,27 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     with container.session_factory() as session:
         latest = session.scalars(select(SyncRun).order_by(SyncRun.started_at.desc())).first()
     assert latest is not None and latest.modified_since is None
+
+
+def test_a_runs_counts_say_what_they_count(alice_ui: Browser, container: Container, alice: Tenant, mock_erp: MockErp):
+    saved, _ = container.connections.save_rest(alice.tenant_id, alice.environment_id, mock_erp.url, "090")
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "pages": 1, "records": 0}
+    stats = {
+        "debtors": counts | {"records": 300, "created": 360, "inferred": 60},
+        "invoices": counts | {"records": 40, "created": 40},
+        "payments": counts | {"records": 9, "created": 12, "applied_late": 3, "skipped": 2},
+    }
+    with transaction(container.session_factory) as session:
+        run = SyncRun(connection_id=saved.id, tenant_id=alice.tenant_id, environment_id=alice.environment_id,
+                      trigger="manual", status="SUCCEEDED", finished_at=utcnow(), stats=stats)  # fmt: skip
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    page = alice_ui.client.get(f"/sync-runs/{run_id}").text
+    assert '<th class="num">Fetched</th>' in page
+    assert '360 <span class="muted">(incl. 60 named by invoices)</span>' in page
+    assert '12 <span class="muted">(incl. 3 waiting since an earlier run)</span>' in page
+    assert "New debtors can outnumber those fetched" in page
 
 
 def test_nomod_settings_mask_the_key_and_keep_it_when_left_empty(container: Container, alice_ui: Browser, alice):
