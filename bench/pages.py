@@ -3,8 +3,9 @@ PostgreSQL, served by ``arsync serve`` in its own process and read by a signed-i
 
 Measured, sequentially (one person at the keyboard): the invoice list as it opens (newest
 first), sorted and filtered, overdue only, searched by customer, and its last page; the
-aging report, a currency over time, and one customer's statement; and the CSV export of one currency's 100,000 invoices, streamed, with the
-server's peak RSS before and after (``VmHWM``), against an export ten times smaller.
+aging report, a currency over time, and one customer's statement; and the CSV export of one
+currency's 100,000 invoices, streamed, with the server's peak RSS before and after
+(``VmHWM``), against an export ten times smaller.
 """
 
 from __future__ import annotations
