@@ -275,7 +275,7 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     assert runs.status_code == 200 and "<svg" in runs.text and "SUCCEEDED" in runs.text
     # The invoice list keeps the ERP's own status apart from arsync's pushes.
     listed = alice_ui.client.get("/invoices").text
-    assert "<th class=\"hide-narrow\" title=\"The ERP's own status of the invoice" in listed
+    assert '<th class="hide-narrow" title="The ERP\'s own status of the invoice' in listed
     assert re.search(r'<span title="The ERP\'s own status">status \w+</span>', listed)
 
     # Full sync, offered next to Sync now, reads everything again rather than what changed since.
