@@ -32,7 +32,7 @@ app()
 """
 
 
-def _median_seconds(args: Callable[[], list[str]], env: dict[str, str]) -> float:
+def median_seconds(args: Callable[[], list[str]], env: dict[str, str]) -> float:
     times = []
     for _ in range(RUNS):
         command = args()
@@ -46,9 +46,9 @@ def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
         env = dict(os.environ, ARSYNC_DATA_DIR=data_dir)
         subprocess.run([ARSYNC, "db", "upgrade"], env=env, capture_output=True, check=True)
-        lazy_help = _median_seconds(lambda: [ARSYNC, "--help"], env)
-        eager_help = _median_seconds(lambda: [sys.executable, "-c", EAGER_HELP], env)
-        tenant_create = _median_seconds(lambda: [ARSYNC, "tenant", "create", f"b-{secrets.token_hex(4)}"], env)
+        lazy_help = median_seconds(lambda: [ARSYNC, "--help"], env)
+        eager_help = median_seconds(lambda: [sys.executable, "-c", EAGER_HELP], env)
+        tenant_create = median_seconds(lambda: [ARSYNC, "tenant", "create", f"b-{secrets.token_hex(4)}"], env)
     result: dict[str, Any] = {
         "runs": RUNS,
         "helpSeconds": round(lazy_help, 3),

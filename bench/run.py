@@ -32,12 +32,18 @@ from bench import bodies as bodies_bench
 from bench import cli as cli_bench
 from bench import pages as pages_bench
 from bench import push as push_bench
-from bench.common import RESULTS, ROOT, Database, MockErpProcess
+from bench import verify
+from bench.common import ARSYNC, RESULTS, ROOT, Database, MockErpProcess
 
 FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
+SCOPE = ("bench", "prod")  # the tenant and environment synced into
+TOKEN = "ask_bench"  # the mock ERP takes any bearer token
 
 
 def step(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """One measured step in a fresh process; ``processSeconds`` is the whole process, start-up
+    and imports included, as a cron job or a CLI user waits for it."""
+    started = time.perf_counter()
     output = subprocess.run(
         [sys.executable, "-m", "bench.sync_once", *args],
         env=env,
@@ -49,6 +55,7 @@ def step(env: dict[str, str], *args: str) -> dict[str, Any]:
     if output.returncode != 0:
         raise RuntimeError(f"benchmark step failed: {output.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    result["processSeconds"] = time.perf_counter() - started
     if result.get("status") not in (None, "SUCCEEDED"):
         raise RuntimeError(f"sync did not succeed: {result.get('error')}")
     return result
@@ -57,7 +64,7 @@ def step(env: dict[str, str], *args: str) -> dict[str, Any]:
 def setup_connection(database_url: str, env: dict[str, str], mock_url: str) -> str:
     container = bootstrap(Settings(database_url=database_url, secret_key=env["ARSYNC_SECRET_KEY"]))
     with transaction(container.session_factory) as session:
-        created = tenancy.create_tenant(session, "bench", "prod")
+        created = tenancy.create_tenant(session, *SCOPE)
     connection, _ = container.connections.save_rest(created.tenant_id, created.environment_id, mock_url)
     container.close()
     return connection.id
@@ -84,14 +91,22 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
             f"peak RSS {full['peakRssMb']:.0f} MB",
             flush=True,
         )
+        full["storage"] = verify.storage(database.url, full["records"])
+        full["ledgerEqualsErp"] = verify.ledger_equals_erp(mock.url, TOKEN, page_size, database.url, *SCOPE)
+        print(f"      {full['storage']['bytesPerRecord']:,.0f} bytes per record in PostgreSQL; "
+              f"ledger equals ERP: {full['ledgerEqualsErp']['equal']}", flush=True)  # fmt: skip
         result: dict[str, Any] = {"dataset": size, "ceiling": ceiling, "fullSync": full}
         if incremental:
             changed = {entity: max(count // 100, 1) for entity, count in size.items()}
             mock.mutate(changed)
             inc = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, *common)
             inc["changed"] = changed
+            inc["ledgerEqualsErp"] = verify.ledger_equals_erp(mock.url, TOKEN, page_size, database.url, *SCOPE)
             print(
-                f"  (c) incremental after 1% changed: {inc['wallSeconds']:.2f}s, {inc['records']:,} records", flush=True
+                f"  (c) incremental after 1% changed: {inc['wallSeconds']:.2f}s in the run, "
+                f"{inc['processSeconds']:.2f}s the whole process, {inc['records']:,} records; "
+                f"ledger equals ERP: {inc['ledgerEqualsErp']['equal']}",
+                flush=True,
             )
             result["incrementalSync"] = inc
         return result
@@ -109,8 +124,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    env = dict(os.environ, ARSYNC_SECRET_KEY=Fernet.generate_key().decode())
-    os.environ["ARSYNC_SECRET_KEY"] = env["ARSYNC_SECRET_KEY"]
+    # The mock ERP listens on loopback, which arsync refuses to call unless told it may.
+    env = dict(os.environ, ARSYNC_SECRET_KEY=Fernet.generate_key().decode(), ARSYNC_OUTBOUND_ALLOW_PRIVATE="true")
+    os.environ.update({name: env[name] for name in ("ARSYNC_SECRET_KEY", "ARSYNC_OUTBOUND_ALLOW_PRIVATE")})
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results: dict[str, Any] = {"measuredAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
@@ -149,19 +165,24 @@ def sync_benchmark(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
     small = sync_suite(scaled(args.scale / 10), env, args.page_size, incremental=False)
 
     ceiling_rate = large["ceiling"]["recordsPerSecond"]
-    full_rate = large["fullSync"]["recordsPerSecond"]
-    rss_large, rss_small = large["fullSync"]["peakRssMb"], small["fullSync"]["peakRssMb"]
+    full, incremental = large["fullSync"], large["incrementalSync"]
+    rss_large, rss_small = full["peakRssMb"], small["fullSync"]["peakRssMb"]
+    incremental_share = incremental["processSeconds"] / full["wallSeconds"]
     summary = {
-        "fullSyncVsCeiling": full_rate / ceiling_rate,
-        "incrementalVsFullTime": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"],
+        "fullSyncVsCeiling": full["recordsPerSecond"] / ceiling_rate,
+        "incrementalVsFullTime": incremental_share,  # the incremental's whole process against the full run
+        "incrementalInRunVsFullTime": incremental["wallSeconds"] / full["wallSeconds"],
         "peakRssMb": rss_large,
         "peakRssRatioLargeVsSmall": rss_large / rss_small,
+        "bytesPerRecord": full["storage"]["bytesPerRecord"],
+        "helpSeconds": round(cli_bench.median_seconds(lambda: [ARSYNC, "--help"], env), 3),
         "targets": {
-            "fullSyncVsCeiling >= 0.5": full_rate / ceiling_rate >= 0.5,
-            "incrementalVsFullTime <= 0.03": large["incrementalSync"]["wallSeconds"] / large["fullSync"]["wallSeconds"]
-            <= 0.03,
-            "peakRssMb <= 300": rss_large <= 300,
-            "peakRss within 20% of 10x smaller": abs(rss_large / rss_small - 1) <= 0.2,
+            "fullSyncVsCeiling >= 0.5": full["recordsPerSecond"] / ceiling_rate >= 0.5,
+            "incrementalVsFullTime <= 0.02": incremental_share <= 0.02,
+            "peakRssMb <= 200": rss_large <= 200,
+            "peak RSS within 20% of 10x smaller": abs(rss_large / rss_small - 1) <= 0.2,
+            "ledger equals ERP after the full and the incremental sync": full["ledgerEqualsErp"]["equal"]
+            and incremental["ledgerEqualsErp"]["equal"],
         },
     }
     print(json.dumps(summary, indent=2))
