@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -21,7 +22,12 @@ from arsync.config import Settings
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    from the parent at fork, so a child of a large benchmark process would report the parent's."""
+    status = Path("/proc/self/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match, "no VmHWM in /proc/self/status"
+    return int(match.group(1)) / 1024
 
 
 def ceiling(base_url: str, token: str, page_size: int) -> dict[str, float]:
