@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
@@ -121,3 +121,22 @@ def test_write_sessions_stay_atomic_after_read_sessions_share_their_pool(contain
         raise RuntimeError("abort after the write")
     with container.read_session_factory() as reader:
         assert reader.scalar(select(Customer.name).where(Customer.id == customer.id)) == "Kept"
+
+
+def test_the_ledgers_rows_check_their_own_references_but_not_their_scope(container: Container):
+    """Migration 0019: the scope is checked once per request or run; what a row's own data
+    could break (its customer, its invoice) is still a foreign key, on both databases."""
+    with container.engine.connect() as connection:
+        found = inspect(connection)
+        references = {
+            table: sorted(fk["referred_table"] for fk in found.get_foreign_keys(table))
+            for table in ("customers", "invoices", "payments", "parked_payments", "invoice_lines", "cash_applications")
+        }
+    assert references == {
+        "customers": [],
+        "invoices": ["customers"],
+        "payments": ["invoices"],
+        "parked_payments": [],
+        "invoice_lines": ["invoices"],
+        "cash_applications": ["environments", "invoices", "payments", "tenants"],
+    }

@@ -45,8 +45,8 @@ class Customer(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cust"))
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))  # checked per request or run (migration 0019)
+    environment_id: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(500))
     email: Mapped[str | None] = mapped_column(String(320), default=None)
     phone: Mapped[str | None] = mapped_column(String(50), default=None)
@@ -93,8 +93,8 @@ class Invoice(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inv"))
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))  # checked per request or run (migration 0019)
+    environment_id: Mapped[str] = mapped_column(String(40))
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
     invoice_number: Mapped[str] = mapped_column(String(200))
     issue_date: Mapped[date] = mapped_column(Date)
@@ -165,8 +165,8 @@ class Payment(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))  # checked per request or run (migration 0019)
+    environment_id: Mapped[str] = mapped_column(String(40))
     invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
     amount: Mapped[Decimal] = mapped_column(Money)
     payment_date: Mapped[date] = mapped_column(Date)
@@ -222,8 +222,8 @@ class ParkedPayment(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("park"))
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))  # checked per request or run (migration 0019)
+    environment_id: Mapped[str] = mapped_column(String(40))
     erp_payment_id: Mapped[str] = mapped_column(String(200))
     erp_invoice_id: Mapped[str] = mapped_column(String(200))
     record: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the contract Payment, as JSON
