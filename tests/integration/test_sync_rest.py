@@ -304,6 +304,7 @@ def test_a_record_the_database_cannot_hold_is_skipped_with_a_warning_not_a_faile
     PostgreSQL, with the SQL and its parameters in the stored error."""
     erp = ContractMiddleware.with_records(debtors=6, invoices=10, payments=4)
     erp.debtors[2]["name"] = "Bad\x00Debtor"
+    erp.debtors[4]["name"] = "Escapes \\u0000 Ltd"  # the six characters, not a NUL: stored as they are
     with serve_in_thread(create_contract_app(erp)) as server:
         saved, key = container.connections.save_rest(scope.tenant_id, scope.environment_id, server.url, "090")
         assert key is not None
@@ -318,6 +319,7 @@ def test_a_record_the_database_cannot_hold_is_skipped_with_a_warning_not_a_faile
         ).all())  # fmt: skip
     # The other debtors are in; D003 only as its invoices name it, never with the NUL.
     assert {"D001", "D002", "D004", "D005", "D006"} <= set(names) and "\x00" not in names.get("D003", "")
+    assert names["D005"] == "Escapes \\u0000 Ltd"
 
 
 def test_an_internal_database_error_is_stored_without_its_sql() -> None:

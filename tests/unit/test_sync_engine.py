@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -32,8 +33,10 @@ def invoice(n: int, debtor_id: str = "D1") -> contract.Invoice:
 
 
 @pytest.fixture
-def engine_and_connection() -> Iterator[tuple[SyncEngine, FakeErpConnector, str]]:
-    db = make_engine("sqlite://")
+def engine_and_connection(tmp_path: Path) -> Iterator[tuple[SyncEngine, FakeErpConnector, str]]:
+    # A file, not ":memory:": the engine writes pages from a thread of its own, and an in-memory
+    # SQLite database is one per connection (so one per thread).
+    db = make_engine(f"sqlite:///{tmp_path / 'sync.db'}")
     migrate.upgrade(db)
     factory = make_session_factory(db)
     fake = FakeErpConnector(debtors=[debtor(n) for n in range(1, 6)], invoices=[invoice(1), invoice(2, "DX")])

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 from sqlalchemy import ARRAY, String, Table, any_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -46,9 +47,27 @@ class PageResult:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def record_hash(record: BaseModel) -> str:
+def _digest(record_json: str) -> str:
     """A digest of the record as the ERP sent it, used to skip unchanged rows."""
-    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(record_json.encode(), digest_size=16).hexdigest()
+
+
+def _stored_form(record: BaseModel) -> tuple[str | None, str | None]:
+    """The record's digest, or why it cannot be stored. A contract record holds only strings,
+    decimals and dates, so what can stop it is a NUL (JSON writes it ``\\u0000``) or a lone
+    surrogate (it cannot be written as JSON at all) in a string: the JSON made for the digest is
+    searched for those, and only then is the record walked to say where (``unstorable``)."""
+    try:
+        record_json = record.model_dump_json()
+    except PydanticSerializationError:
+        record_json = None
+    if record_json is None:
+        return None, unstorable(record.model_dump(mode="json")) or "cannot be written as JSON"
+    if "\\u0000" in record_json:  # or the six characters themselves, escaped: the walk tells them apart
+        problem = unstorable(record.model_dump(mode="json"))
+        if problem:
+            return None, problem
+    return _digest(record_json), None
 
 
 def lifecycle_status(erp_status: str, amount_total: Decimal, amount_outstanding: Decimal) -> InvoiceStatus:
@@ -96,6 +115,52 @@ def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
 
 
+@dataclass
+class PreparedPage(Generic[RecordT]):
+    """A page ready to write: each record to load with its digest, and what was left out."""
+
+    records: list[tuple[RecordT, str]]
+    result: PageResult
+
+
+ERP_KEYS: dict[str, tuple[Callable[[Any], str], str]] = {
+    "debtors": (lambda d: d.erp_debtor_id, "erpDebtorId"),
+    "invoices": (lambda i: i.erp_invoice_id, "erpInvoiceId"),
+    "payments": (lambda p: p.erp_payment_id, "erpPaymentId"),
+}
+
+
+def prepare(entity: str, items: Sequence[RecordT]) -> PreparedPage[RecordT]:
+    """Everything about a page that needs no database, so it can be done while the page before
+    it is written: the last record per ERP id, with its digest; the repeats are counted and
+    reported, and a record the database cannot hold is skipped with a warning naming it, so that
+    one bad record does not fail the whole sync."""
+    key, label = ERP_KEYS[entity]
+    result = PageResult()
+    latest: dict[str, tuple[RecordT, str]] = {}
+    for item in items:
+        item_key = key(item)
+        digest, problem = _stored_form(item)
+        if problem or digest is None:
+            result.skipped += 1
+            result.warnings.append({
+                "code": "RECORD_UNSTORABLE", label: item_key,
+                "message": f"{label} {item_key}: {problem}; the record was skipped until the ERP fixes it",
+            })  # fmt: skip
+            continue
+        if item_key in latest:
+            result.skipped += 1
+            result.warnings.append(
+                {
+                    "code": "DUPLICATE_IN_PAGE",
+                    label: item_key,
+                    "message": f"{label} appears twice in one page; the last copy was kept",
+                }
+            )
+        latest[item_key] = (item, digest)
+    return PreparedPage(list(latest.values()), result)
+
+
 class LedgerLoader:
     """Loads pages of contract records into one (tenant, environment)."""
 
@@ -126,36 +191,6 @@ class LedgerLoader:
         )
         return {erp_id: (row_id, erp_hash) for erp_id, row_id, erp_hash in rows}
 
-    @staticmethod
-    def _dedupe(
-        items: Sequence[RecordT], key: Callable[[RecordT], str], label: str, result: PageResult
-    ) -> list[RecordT]:
-        """Keep the last record per ERP id; count and report the repeats, and skip (with a
-        warning naming it) a record the database cannot hold, so that one bad record does not
-        fail the whole sync."""
-        latest: dict[str, RecordT] = {}
-        for item in items:
-            item_key = key(item)
-            problem = unstorable(item.model_dump(mode="json"))
-            if problem:
-                result.skipped += 1
-                result.warnings.append({
-                    "code": "RECORD_UNSTORABLE", label: item_key,
-                    "message": f"{label} {item_key}: {problem}; the record was skipped until the ERP fixes it",
-                })  # fmt: skip
-                continue
-            if item_key in latest:
-                result.skipped += 1
-                result.warnings.append(
-                    {
-                        "code": "DUPLICATE_IN_PAGE",
-                        label: item_key,
-                        "message": f"{label} appears twice in one page; the last copy was kept",
-                    }
-                )
-            latest[item_key] = item
-        return list(latest.values())
-
     def _base_row(self, prefix: str) -> dict[str, Any]:
         return {
             "id": new_id(prefix),
@@ -179,13 +214,11 @@ class LedgerLoader:
 
     # Debtors ---------------------------------------------------------------------------
 
-    def load_debtors(self, items: Sequence[contract.Debtor]) -> PageResult:
-        result = PageResult()
-        debtors = self._dedupe(items, lambda d: d.erp_debtor_id, "erpDebtorId", result)
-        existing = self._lookup(customers, "erp_debtor_id", (d.erp_debtor_id for d in debtors))
+    def load_debtors(self, page: PreparedPage[contract.Debtor]) -> PageResult:
+        result, debtors = page.result, page.records
+        existing = self._lookup(customers, "erp_debtor_id", (d.erp_debtor_id for d, _ in debtors))
         inserts, updates = [], []
-        for debtor in debtors:
-            digest = record_hash(debtor)
+        for debtor, digest in debtors:
             found = existing.get(debtor.erp_debtor_id)
             if found is None:
                 inserts.append(self._customer_row(debtor.erp_debtor_id, debtor.name, debtor.email, digest))
@@ -225,17 +258,15 @@ class LedgerLoader:
         result.debtors_inferred = len(inferred)
         return known
 
-    def load_invoices(self, items: Sequence[contract.Invoice]) -> PageResult:
-        result = PageResult()
-        invoice_records = self._dedupe(items, lambda i: i.erp_invoice_id, "erpInvoiceId", result)
-        customer_ids = self._customers_for(invoice_records, result)
-        existing = self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i in invoice_records))
+    def load_invoices(self, page: PreparedPage[contract.Invoice]) -> PageResult:
+        result, invoice_records = page.result, page.records
+        customer_ids = self._customers_for([i for i, _ in invoice_records], result)
+        existing = self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i, _ in invoice_records))
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         lines: list[dict[str, Any]] = []
         replaced: list[str] = []
-        for invoice in invoice_records:
-            digest = record_hash(invoice)
+        for invoice, digest in invoice_records:
             found = existing.get(invoice.erp_invoice_id)
             if found is not None and found[1] == digest:
                 result.unchanged += 1
@@ -283,15 +314,14 @@ class LedgerLoader:
 
     # Payments --------------------------------------------------------------------------
 
-    def load_payments(self, items: Sequence[contract.Payment]) -> PageResult:
-        result = PageResult()
-        payment_records = self._dedupe(items, lambda p: p.erp_payment_id, "erpPaymentId", result)
+    def load_payments(self, page: PreparedPage[contract.Payment]) -> PageResult:
+        result, payment_records = page.result, page.records
         invoice_ids = {erp_id: row_id for erp_id, (row_id, _) in self._lookup(
-            invoices, "erp_invoice_id", {p.erp_invoice_id for p in payment_records}
+            invoices, "erp_invoice_id", {p.erp_invoice_id for p, _ in payment_records}
         ).items()}  # fmt: skip
-        existing = self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p in payment_records))
+        existing = self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p, _ in payment_records))
         inserts, updates, parked = [], [], []
-        for payment in payment_records:
+        for payment, digest in payment_records:
             invoice_id = invoice_ids.get(payment.erp_invoice_id)
             if invoice_id is None:
                 result.skipped += 1
@@ -308,7 +338,6 @@ class LedgerLoader:
                     }
                 )
                 continue
-            digest = record_hash(payment)
             found = existing.get(payment.erp_payment_id)
             values = {
                 "invoice_id": invoice_id,
@@ -327,7 +356,7 @@ class LedgerLoader:
                 updates.append({"id": found[0]} | values)
         bulk_insert(self.session, payments, inserts)
         bulk_update(self.session, payments, updates)
-        self._forget_parked([p.erp_payment_id for p in payment_records])
+        self._forget_parked([p.erp_payment_id for p, _ in payment_records])
         self._park(parked)
         result.created, result.updated = len(inserts), len(updates)
         return result
@@ -367,7 +396,8 @@ class LedgerLoader:
         if not records:
             return PageResult()
         # Parsed as the JSON it was received as: the contract's dates are strict about their type.
-        result = self.load_payments([contract.Payment.model_validate_json(orjson.dumps(record)) for record in records])
+        parsed = [contract.Payment.model_validate_json(orjson.dumps(record)) for record in records]
+        result = self.load_payments(prepare("payments", parsed))
         result.applied_late = result.created
         return result
 

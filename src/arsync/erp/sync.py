@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
-from arsync.erp.loader import LedgerLoader, PageResult
+from arsync.erp.loader import LedgerLoader, PageResult, PreparedPage, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.erp.service import get_connection
@@ -99,6 +99,8 @@ class _RunState:
     stats: dict[Entity, EntityStats] = field(default_factory=lambda: {e: EntityStats() for e in ENTITIES})
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warnings_omitted: int = 0
+    # ANALYZE the entity's tables when it has created this many rows (then twice as many).
+    analyze_at: dict[Entity, int] = field(default_factory=lambda: dict.fromkeys(ENTITIES, FIRST_ANALYZE_AT))
 
     def stats_json(self) -> dict[str, Any]:
         return {entity: asdict(stats) for entity, stats in self.stats.items()}
@@ -353,27 +355,46 @@ class SyncEngine:
     def _sync_entity(
         self, entity: Entity, connector: ErpConnector, state: _RunState, progress: SyncProgress | None
     ) -> None:
+        """Pages go through three stages at once, one page in each: fetched (and validated) in
+        one thread, prepared (deduplicated, hashed) in this one, written in a third. Python's lock
+        lets one stage compute at a time, but while the database works on a page's write the
+        next page is prepared, and while the ERP answers the one after is on its way. The writes
+        keep the pages' order, and each is waited for before the next is handed over, so at most
+        three pages are in memory and an error in any stage stops the run at its own page."""
         endpoint = f"/{entity}/list"
         stats = state.stats[entity]
         previous_signature: str | None = None
-        analyze_at = FIRST_ANALYZE_AT
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{entity}") as pool:
-            pending: Future[Page[Any]] = pool.submit(self._fetch, connector, entity, 1, state.modified_since)
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fetch-{entity}") as fetcher,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{entity}") as writer,
+        ):
+            pending: Future[Page[Any]] = fetcher.submit(self._fetch, connector, entity, 1, state.modified_since)
+            writing: Future[None] | None = None
             while True:
                 page = pending.result()
                 signature = _page_signature(entity, page.items)
                 self._guard(endpoint, page, signature, previous_signature)
                 if page.has_more:
-                    pending = pool.submit(self._fetch, connector, entity, page.number + 1, state.modified_since)
+                    pending = fetcher.submit(self._fetch, connector, entity, page.number + 1, state.modified_since)
                 previous_signature = signature
-                self._load(entity, page, state)
-                if stats.created >= analyze_at:
-                    self._refresh_statistics(entity)
-                    analyze_at = stats.created * 2
-                if progress is not None:
-                    progress(entity, stats)
+                prepared = prepare(entity, page.items)
+                if writing is not None:
+                    writing.result()
+                    if progress is not None:
+                        progress(entity, stats)
+                writing = writer.submit(self._write, entity, page, prepared, state)
                 if not page.has_more:
+                    writing.result()
+                    if progress is not None:
+                        progress(entity, stats)
                     return
+
+    def _write(self, entity: Entity, page: Page[Any], prepared: PreparedPage[Any], state: _RunState) -> None:
+        self._load(entity, page, prepared, state)
+        stats = state.stats[entity]
+        if stats.created >= state.analyze_at[entity]:
+            self._refresh_statistics(entity)
+            state.analyze_at[entity] = stats.created * 2
 
     def _guard(self, endpoint: str, page: Page[Any], signature: str | None, previous_signature: str | None) -> None:
         number = page.number
@@ -398,7 +419,7 @@ class SyncEngine:
                 page=number,
             )
 
-    def _load(self, entity: Entity, page: Page[Any], state: _RunState) -> None:
+    def _load(self, entity: Entity, page: Page[Any], prepared: PreparedPage[Any], state: _RunState) -> None:
         now = utcnow()
         with transaction(self.session_factory) as session:
             if session.get_bind().dialect.name == "postgresql":
@@ -408,15 +429,15 @@ class SyncEngine:
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             loader = LedgerLoader(session, state.tenant_id, state.environment_id, now)
             if entity == "debtors":
-                result = loader.load_debtors(page.items)
+                result = loader.load_debtors(prepared)
             elif entity == "invoices":
-                result = loader.load_invoices(page.items)
+                result = loader.load_invoices(prepared)
                 if state.parked_waiting:
                     late = loader.apply_parked_payments([invoice.erp_invoice_id for invoice in page.items])
                     state.stats["payments"].created += late.created
                     state.stats["payments"].applied_late += late.applied_late
             else:
-                result = loader.load_payments(page.items)
+                result = loader.load_payments(prepared)
                 loader.remove_payments(page.removed, result)
             state.stats[entity].add(result, len(page.items))
             if result.debtors_inferred:
