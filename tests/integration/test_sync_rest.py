@@ -329,3 +329,23 @@ def test_an_internal_database_error_is_stored_without_its_sql() -> None:
     )  # fmt: skip
     message = internal_error_message(error)
     assert "cannot contain NUL" in message and "INSERT" not in message and "Secret Client" not in message
+
+
+def test_a_first_import_whose_pages_repeat_a_record_stores_it_once(container: Container, scope: Scope) -> None:
+    """Into an empty scope the pages are written without looking their ERP ids up. An ERP that
+    serves a record on two pages then meets the unique index: that page is written again the
+    usual way, and the record is in the ledger once."""
+    erp = ContractMiddleware.with_records(debtors=5, invoices=120, payments=0)
+    erp.overlap_pages = True  # each invoice page after the first starts one record early
+    erp.page_cap = 40  # pages shorter than the limit, so the extra record stays within it
+    with serve_in_thread(create_contract_app(erp)) as server:
+        saved, key = container.connections.save_rest(scope.tenant_id, scope.environment_id, server.url, "090")
+        assert key is not None
+        erp.token = key
+        run = container.sync.run(saved.id)
+    assert run.status == "SUCCEEDED", run.error
+    counts = run.stats["invoices"]
+    assert (counts["pages"], counts["records"], counts["created"], counts["unchanged"]) == (3, 122, 120, 2)
+    with container.session_factory() as session:
+        stored = session.scalars(select(Invoice.erp_invoice_id).where(Invoice.tenant_id == scope.tenant_id)).all()
+    assert len(stored) == len(set(stored)) == 120

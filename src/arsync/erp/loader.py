@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -115,12 +115,30 @@ def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
 
 
+ERP_ID_COLUMNS: dict[str, tuple[Table, str]] = {
+    "debtors": (customers, "erp_debtor_id"),
+    "invoices": (invoices, "erp_invoice_id"),
+    "payments": (payments, "erp_payment_id"),
+}
+
+
+def is_duplicate_key(error: BaseException) -> bool:
+    """A unique index refused a row: PostgreSQL's SQLSTATE 23505 (raised by the driver during
+    COPY, or wrapped by SQLAlchemy), or SQLite's UNIQUE constraint."""
+    driver_error = getattr(error, "orig", None) or error
+    return getattr(driver_error, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(driver_error)
+
+
 @dataclass
 class PreparedPage(Generic[RecordT]):
     """A page ready to write: each record to load with its digest, and what was left out."""
 
     records: list[tuple[RecordT, str]]
     result: PageResult
+
+    def fresh_result(self) -> PageResult:
+        """The counts to load the page with, a copy: a page whose write is tried again starts over."""
+        return replace(self.result, warnings=list(self.result.warnings))
 
 
 ERP_KEYS: dict[str, tuple[Callable[[Any], str], str]] = {
@@ -214,9 +232,10 @@ class LedgerLoader:
 
     # Debtors ---------------------------------------------------------------------------
 
-    def load_debtors(self, page: PreparedPage[contract.Debtor]) -> PageResult:
-        result, debtors = page.result, page.records
-        existing = self._lookup(customers, "erp_debtor_id", (d.erp_debtor_id for d, _ in debtors))
+    def load_debtors(self, page: PreparedPage[contract.Debtor], *, assume_new: bool = False) -> PageResult:
+        """``assume_new`` (see ``first_import``) skips looking the page's ERP ids up."""
+        result, debtors = page.fresh_result(), page.records
+        existing = {} if assume_new else self._lookup(customers, "erp_debtor_id", (d.erp_debtor_id for d, _ in debtors))
         inserts, updates = [], []
         for debtor, digest in debtors:
             found = existing.get(debtor.erp_debtor_id)
@@ -258,10 +277,14 @@ class LedgerLoader:
         result.debtors_inferred = len(inferred)
         return known
 
-    def load_invoices(self, page: PreparedPage[contract.Invoice]) -> PageResult:
-        result, invoice_records = page.result, page.records
+    def load_invoices(self, page: PreparedPage[contract.Invoice], *, assume_new: bool = False) -> PageResult:
+        result, invoice_records = page.fresh_result(), page.records
         customer_ids = self._customers_for([i for i, _ in invoice_records], result)
-        existing = self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i, _ in invoice_records))
+        existing = (
+            {}
+            if assume_new
+            else self._lookup(invoices, "erp_invoice_id", (i.erp_invoice_id for i, _ in invoice_records))
+        )
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         lines: list[dict[str, Any]] = []
@@ -314,12 +337,16 @@ class LedgerLoader:
 
     # Payments --------------------------------------------------------------------------
 
-    def load_payments(self, page: PreparedPage[contract.Payment]) -> PageResult:
-        result, payment_records = page.result, page.records
+    def load_payments(self, page: PreparedPage[contract.Payment], *, assume_new: bool = False) -> PageResult:
+        result, payment_records = page.fresh_result(), page.records
         invoice_ids = {erp_id: row_id for erp_id, (row_id, _) in self._lookup(
             invoices, "erp_invoice_id", {p.erp_invoice_id for p, _ in payment_records}
         ).items()}  # fmt: skip
-        existing = self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p, _ in payment_records))
+        existing = (
+            {}
+            if assume_new
+            else self._lookup(payments, "erp_payment_id", (p.erp_payment_id for p, _ in payment_records))
+        )
         inserts, updates, parked = [], [], []
         for payment, digest in payment_records:
             invoice_id = invoice_ids.get(payment.erp_invoice_id)
@@ -379,6 +406,15 @@ class LedgerLoader:
                     self._scope(parked_payments), self._among(parked_payments.c.erp_payment_id, list(erp_payment_ids))
                 )
             )
+
+    def first_import(self, entity: str) -> bool:
+        """Whether no record of ``entity`` from an ERP is in the scope yet. Then a page's ERP ids
+        need not be looked up: they are all new, unless the ERP repeats a record on two pages or
+        another connection writes the same scope, and either shows as a duplicate key
+        (``is_duplicate_key``), after which the page is written again the usual way."""
+        table, column = ERP_ID_COLUMNS[entity]
+        first = self.session.scalar(select(table.c.id).where(self._scope(table), table.c[column].is_not(None)).limit(1))
+        return first is None
 
     def has_parked_payments(self) -> bool:
         first = self.session.scalar(select(parked_payments.c.id).where(self._scope(parked_payments)).limit(1))

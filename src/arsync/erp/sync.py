@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
-from arsync.erp.loader import LedgerLoader, PageResult, PreparedPage, prepare
+from arsync.erp.loader import LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.erp.service import get_connection
@@ -96,6 +96,9 @@ class _RunState:
     # Payments parked by earlier runs wait for their invoices; without any, invoice pages need
     # not look for them (payments are parked only after this run's invoice stage).
     parked_waiting: bool = False
+    # Per entity: nothing of it from an ERP was in the scope when the run started (see
+    # LedgerLoader.first_import); cleared at the first duplicate key.
+    first_import: dict[Entity, bool] = field(default_factory=lambda: dict.fromkeys(ENTITIES, False))
     stats: dict[Entity, EntityStats] = field(default_factory=lambda: {e: EntityStats() for e in ENTITIES})
     warnings: list[dict[str, Any]] = field(default_factory=list)
     warnings_omitted: int = 0
@@ -325,8 +328,10 @@ class SyncEngine:
             run.heartbeat_at = utcnow()
             connection = session.get(Connection, run.connection_id)
             assert connection is not None
-            parked_waiting = LedgerLoader(session, run.tenant_id, run.environment_id, utcnow()).has_parked_payments()
-        state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting)
+            loader = LedgerLoader(session, run.tenant_id, run.environment_id, utcnow())
+            parked_waiting = loader.has_parked_payments()
+            first_import = {entity: loader.first_import(entity) for entity in ENTITIES}
+        state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting, first_import)
         connector = self.connector_factory(connection)
         heartbeat = Heartbeat(self.session_factory, SyncRun, run.id, self.options.heartbeat_seconds)
         error: BaseException | None = None
@@ -420,6 +425,20 @@ class SyncEngine:
             )
 
     def _load(self, entity: Entity, page: Page[Any], prepared: PreparedPage[Any], state: _RunState) -> None:
+        if state.first_import[entity]:
+            try:
+                self._load_page(entity, page, prepared, state, assume_new=True)
+                return
+            except Exception as error:  # the driver raises its own errors from COPY
+                if not is_duplicate_key(error):
+                    raise
+                log.info("sync %s: %s repeat an ERP id; looking each page's ids up from now on", state.run_id, entity)
+                state.first_import[entity] = False
+        self._load_page(entity, page, prepared, state, assume_new=False)
+
+    def _load_page(
+        self, entity: Entity, page: Page[Any], prepared: PreparedPage[Any], state: _RunState, *, assume_new: bool
+    ) -> None:
         now = utcnow()
         with transaction(self.session_factory) as session:
             if session.get_bind().dialect.name == "postgresql":
@@ -429,15 +448,15 @@ class SyncEngine:
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             loader = LedgerLoader(session, state.tenant_id, state.environment_id, now)
             if entity == "debtors":
-                result = loader.load_debtors(prepared)
+                result = loader.load_debtors(prepared, assume_new=assume_new)
             elif entity == "invoices":
-                result = loader.load_invoices(prepared)
+                result = loader.load_invoices(prepared, assume_new=assume_new)
                 if state.parked_waiting:
                     late = loader.apply_parked_payments([invoice.erp_invoice_id for invoice in page.items])
                     state.stats["payments"].created += late.created
                     state.stats["payments"].applied_late += late.applied_late
             else:
-                result = loader.load_payments(prepared)
+                result = loader.load_payments(prepared, assume_new=assume_new)
                 loader.remove_payments(page.removed, result)
             state.stats[entity].add(result, len(page.items))
             if result.debtors_inferred:
