@@ -11,7 +11,7 @@ from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
 from arsync.db import new_id, transaction
-from arsync.erp.loader import bulk_insert, invoices
+from arsync.erp.loader import bulk_insert, bulk_update, invoices
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice
@@ -66,6 +66,34 @@ def test_money_round_trips_exactly(container: Container, scope: Scope, path: str
         assert stored[currency].amount_total == amount
         assert isinstance(stored[currency].amount_total, Decimal)
         assert stored[currency].created_at.tzinfo is not None
+
+
+def test_a_bulk_update_writes_each_rows_own_values_exactly(container: Container, scope: Scope):
+    """Through a staged table and one UPDATE on PostgreSQL, a statement per row on SQLite."""
+    with transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
+        session.add(customer)
+        session.flush()
+        rows = [_invoice_row(scope, customer.id, currency, Decimal(1)) for currency, _ in VALUES]
+        bulk_insert(session, invoices, rows)
+    later = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    changes = [
+        {"id": row["id"], "amount_outstanding": amount, "due_date": date(2027, 1, n + 1), "status": "FINALIZED",
+         "updated_at": later}
+        for n, (row, (_, amount)) in enumerate(zip(rows, VALUES, strict=True))
+    ]  # fmt: skip
+    with transaction(container.session_factory) as session:
+        bulk_update(session, invoices, changes[:-1])  # the last row is left as it was
+        bulk_update(session, invoices, changes[-1:-1])  # nothing to do is fine
+    with container.session_factory() as session:
+        stored = {i.id: i for i in session.scalars(select(Invoice))}
+    for change in changes[:-1]:
+        got = stored[change["id"]]
+        assert (got.amount_outstanding, got.due_date, got.status, got.updated_at, got.amount_total) == (
+            change["amount_outstanding"], change["due_date"], "FINALIZED", later, Decimal(1)
+        )  # fmt: skip
+    untouched = stored[changes[-1]["id"]]
+    assert (untouched.amount_outstanding, untouched.status) == (Decimal(1), "DRAFT")
 
 
 def test_too_many_decimals_is_refused_not_rounded(container: Container, scope: Scope):

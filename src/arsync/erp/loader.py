@@ -11,6 +11,7 @@ On PostgreSQL new rows go in with ``COPY``, which is several times faster than b
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, delete, insert, select, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from arsync.db import new_id
@@ -86,16 +87,20 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     """Insert ``rows`` (all with the same keys) into ``table``."""
     if not rows:
         return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
+    if session.connection().dialect.name != "postgresql":
         session.execute(insert(table), list(rows))
         return
+    _copy(session, table.name, rows)
+
+
+def _copy(session: Session, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
+    """``rows`` into ``table_name`` with PostgreSQL's COPY."""
     columns = list(rows[0])
     json_columns = {name for name in columns if isinstance(rows[0][name], dict | list)}
-    driver = connection.connection.driver_connection
+    driver = session.connection().connection.driver_connection
     assert driver is not None
     quoted = ", ".join(f'"{name}"' for name in columns)
-    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+    with driver.cursor() as cursor, cursor.copy(f'COPY "{table_name}" ({quoted}) FROM STDIN') as copy:
         if not json_columns:
             for row in rows:
                 copy.write_row(list(row.values()))
@@ -104,11 +109,30 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
             copy.write_row([orjson.dumps(row[n]).decode() if n in json_columns else row[n] for n in columns])
 
 
+_staged_updates = itertools.count()
+
+
 def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Update rows by primary key ``id``; each row dict carries ``id`` plus the new values."""
+    """Update rows by primary key ``id``; each row dict carries ``id`` plus the new values.
+
+    On PostgreSQL the new values are copied into a temporary table and applied by one UPDATE
+    joined on the id: an UPDATE statement per row costs the server about 200 µs each, mostly
+    the statement itself, which is most of an incremental sync."""
     if not rows:
         return
     columns = [name for name in rows[0] if name != "id"]
+    if session.connection().dialect.name == "postgresql":
+        staged = f"arsync_update_{next(_staged_updates)}"
+        listed = ", ".join(f'"{name}"' for name in ["id", *columns])
+        session.execute(text(
+            f'CREATE TEMPORARY TABLE "{staged}" ON COMMIT DROP AS SELECT {listed} FROM "{table.name}" WITH NO DATA'
+        ))  # fmt: skip
+        _copy(session, staged, rows)
+        assignments = ", ".join(f'"{name}" = staged."{name}"' for name in columns)
+        session.execute(text(
+            f'UPDATE "{table.name}" SET {assignments} FROM "{staged}" AS staged WHERE "{table.name}".id = staged.id'
+        ))  # fmt: skip
+        return
     statement = (
         update(table).where(table.c.id == bindparam("_id")).values({name: bindparam(f"_{name}") for name in columns})
     )
