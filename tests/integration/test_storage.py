@@ -88,11 +88,11 @@ def test_a_bulk_update_writes_each_rows_own_values_exactly(container: Container,
     with container.session_factory() as session:
         stored = {i.id: i for i in session.scalars(select(Invoice))}
     for change in changes[:-1]:
-        got = stored[change["id"]]
+        got = stored[str(change["id"])]
         assert (got.amount_outstanding, got.due_date, got.status, got.updated_at, got.amount_total) == (
             change["amount_outstanding"], change["due_date"], "FINALIZED", later, Decimal(1)
         )  # fmt: skip
-    untouched = stored[changes[-1]["id"]]
+    untouched = stored[str(changes[-1]["id"])]
     assert (untouched.amount_outstanding, untouched.status) == (Decimal(1), "DRAFT")
 
 
