@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -61,8 +61,6 @@ def _stored_form(record: BaseModel) -> tuple[str | None, str | None]:
     try:
         record_json = record.model_dump_json()
     except PydanticSerializationError:
-        record_json = None
-    if record_json is None:
         return None, unstorable(record.model_dump(mode="json")) or "cannot be written as JSON"
     if "\\u0000" in record_json:  # or the six characters themselves, escaped: the walk tells them apart
         problem = unstorable(record.model_dump(mode="json"))
@@ -139,10 +137,20 @@ def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
 
 
-ERP_ID_COLUMNS: dict[str, tuple[Table, str]] = {
-    "debtors": (customers, "erp_debtor_id"),
-    "invoices": (invoices, "erp_invoice_id"),
-    "payments": (payments, "erp_payment_id"),
+@dataclass(frozen=True)
+class ErpId:
+    """Where an entity's ERP id is: its ledger table, the column (the contract record's field of
+    the same name) and the id's name on the wire."""
+
+    table: Table
+    field: str
+    label: str
+
+
+ERP_IDS: dict[str, ErpId] = {
+    "debtors": ErpId(customers, "erp_debtor_id", "erpDebtorId"),
+    "invoices": ErpId(invoices, "erp_invoice_id", "erpInvoiceId"),
+    "payments": ErpId(payments, "erp_payment_id", "erpPaymentId"),
 }
 
 
@@ -165,23 +173,16 @@ class PreparedPage(Generic[RecordT]):
         return replace(self.result, warnings=list(self.result.warnings))
 
 
-ERP_KEYS: dict[str, tuple[Callable[[Any], str], str]] = {
-    "debtors": (lambda d: d.erp_debtor_id, "erpDebtorId"),
-    "invoices": (lambda i: i.erp_invoice_id, "erpInvoiceId"),
-    "payments": (lambda p: p.erp_payment_id, "erpPaymentId"),
-}
-
-
 def prepare(entity: str, items: Sequence[RecordT]) -> PreparedPage[RecordT]:
     """Everything about a page that needs no database, so it can be done while the page before
     it is written: the last record per ERP id, with its digest; the repeats are counted and
     reported, and a record the database cannot hold is skipped with a warning naming it, so that
     one bad record does not fail the whole sync."""
-    key, label = ERP_KEYS[entity]
+    field, label = ERP_IDS[entity].field, ERP_IDS[entity].label
     result = PageResult()
     latest: dict[str, tuple[RecordT, str]] = {}
     for item in items:
-        item_key = key(item)
+        item_key = getattr(item, field)
         digest, problem = _stored_form(item)
         if problem or digest is None:
             result.skipped += 1
@@ -436,13 +437,15 @@ class LedgerLoader:
         need not be looked up: they are all new, unless the ERP repeats a record on two pages or
         another connection writes the same scope, and either shows as a duplicate key
         (``is_duplicate_key``), after which the page is written again the usual way."""
-        table, column = ERP_ID_COLUMNS[entity]
-        first = self.session.scalar(select(table.c.id).where(self._scope(table), table.c[column].is_not(None)).limit(1))
-        return first is None
+        erp_id = ERP_IDS[entity]
+        return not self._has_any(erp_id.table, erp_id.table.c[erp_id.field].is_not(None))
 
     def has_parked_payments(self) -> bool:
-        first = self.session.scalar(select(parked_payments.c.id).where(self._scope(parked_payments)).limit(1))
-        return first is not None
+        return self._has_any(parked_payments)
+
+    def _has_any(self, table: Table, *conditions: Any) -> bool:
+        """Whether the scope has a row of ``table`` (meeting ``conditions``): one row read at most."""
+        return self.session.scalar(select(table.c.id).where(self._scope(table), *conditions).limit(1)) is not None
 
     def apply_parked_payments(self, erp_invoice_ids: Sequence[str]) -> PageResult:
         """Load the parked payments of invoices that have just arrived; their counts as a payments page."""

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
-from arsync.erp.loader import LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
+from arsync.erp.loader import ERP_IDS, LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.erp.service import get_connection
@@ -118,18 +118,12 @@ ENTITY_TABLES: dict[Entity, tuple[str, ...]] = {
 FIRST_ANALYZE_AT = 1000
 SCHEDULED_STATUSES = ("ACTIVE", "FAILED")
 
-ERP_ID_FIELD: dict[Entity, str] = {
-    "debtors": "erp_debtor_id",
-    "invoices": "erp_invoice_id",
-    "payments": "erp_payment_id",
-}
-
 
 def _page_signature(entity: Entity, items: Sequence[Any]) -> str | None:
     """A digest of the page's ERP ids, to spot a middleware serving the same page again."""
     if not items:
         return None
-    attribute = ERP_ID_FIELD[entity]
+    attribute = ERP_IDS[entity].field
     ids = "\x1f".join(getattr(item, attribute) for item in items)
     return hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 
