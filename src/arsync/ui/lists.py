@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from arsync.ledger.listing import Direction
 from arsync.schemas import PageParams
 from arsync.ui.base import Ui, render
-from arsync.ui.pages_sync import toolbar_context
+from arsync.ui.pages_sync import page_context
 
 PAGE_SIZE = 25
 
@@ -135,5 +135,6 @@ def paging(page: int) -> PageParams:
 
 
 def ledger_page(ui: Ui, request: Request, template: str, **context: Any) -> Response:
-    """A page of the ledger: with the toolbar (environment, sync state) above it."""
-    return render(ui, request, template, **toolbar_context(ui), **context)
+    """A page of the ledger: with the toolbar (environment, sync state) above it, and the watch
+    that refreshes it when a payment arrives or a sync starts elsewhere."""
+    return render(ui, request, template, **page_context(ui), **context)

@@ -100,14 +100,24 @@ def _stamp(moment: datetime | None) -> str:
 
 
 def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
+    """The toolbar alone, as its own polls and Sync now redraw it."""
     with ui.db() as session:
-        states = sync_states(session, ui.scope, ui.container.settings.sync_cron)
-        seen = ledger_watch_token(session, ui.scope)
-        finished = None
-        if watching and not any(s.running and s.running["id"] == watching for s in states):
-            run = session.get(SyncRun, watching)
-            if run is not None and (run.tenant_id, run.environment_id) == astuple(ui.scope) and run.status != "RUNNING":
-                finished = run_as_dict(run)
+        return _toolbar(session, ui, watching)
+
+
+def page_context(ui: Ui) -> dict[str, Any]:
+    """What a whole page draws above its content: the toolbar, and what the ledger watch has seen."""
+    with ui.db() as session:
+        return _toolbar(session, ui, None) | {"ledger_seen": ledger_watch_token(session, ui.scope)}
+
+
+def _toolbar(session: Session, ui: Ui, watching: str | None) -> dict[str, Any]:
+    states = sync_states(session, ui.scope, ui.container.settings.sync_cron)
+    finished = None
+    if watching and not any(s.running and s.running["id"] == watching for s in states):
+        run = session.get(SyncRun, watching)
+        if run is not None and (run.tenant_id, run.environment_id) == astuple(ui.scope) and run.status != "RUNNING":
+            finished = run_as_dict(run)
     return {
         "sync_states": states,
         "entities": ENTITIES,
@@ -115,7 +125,6 @@ def toolbar_context(ui: Ui, watching: str | None = None) -> dict[str, Any]:
         "just_finished": finished,
         "polling": any(s.running for s in states),
         "watch_id": next((s.running["id"] for s in states if s.running), None),
-        "ledger_seen": seen,
     }
 
 
@@ -215,7 +224,7 @@ def sync_history(
         ]  # fmt: skip
     return render(
         ui, request, "sync_runs.html", runs=runs, page=page, has_more=len(rows) > HISTORY_PAGE,
-        status=status, chart=chart(recent), **toolbar_context(ui),
+        status=status, chart=chart(recent), **page_context(ui),
     )  # fmt: skip
 
 
