@@ -8,8 +8,9 @@ long as it writes. arsync never deletes a tenant or an environment, so nothing r
 cascades either. What remains checked per row is what a row's own data could break: each
 invoice's customer, each payment's and line's invoice, and the ERP ids' uniqueness.
 
-Why: on a first sync these checks were most of what PostgreSQL spent per row (two index
-lookups in tenants and environments for each of a million rows).
+Why: each was two index lookups (in tenants and in environments) for every row a sync writes,
+a million of them on a first sync. Measured, it is a small part of PostgreSQL's work per row:
+a full sync of 1.05M records went from 112.6 to 109.6 s.
 
 Revision ID: 0019
 Revises: 0018
