@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import sqlalchemy as sa
 
 from arsync.db import make_engine
@@ -19,6 +22,18 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results.json"
 PG_ADMIN_URL = os.environ.get("ARSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 ARSYNC = str(Path(sys.executable).parent / "arsync")
+
+
+def erp_pages(client: httpx.Client, entity: str, page_size: int, decode: Callable[[bytes], Any]) -> Iterator[Any]:
+    """Every page of one of the mock ERP's lists, as ``decode`` reads the body, until ``hasMore`` is false."""
+    page = 1
+    while True:
+        body = {"schemaVersion": "1", "page": page, "limit": page_size}
+        decoded = decode(client.post(f"/{entity}/list", content=orjson.dumps(body)).content)
+        yield decoded
+        if not decoded["hasMore"]:
+            return
+        page += 1
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ import orjson
 
 from arsync.bootstrap import bootstrap
 from arsync.config import Settings
+from bench.common import erp_pages
 
 
 def peak_rss_mb() -> float:
@@ -35,14 +36,8 @@ def ceiling(base_url: str, token: str, page_size: int) -> dict[str, float]:
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
         started = time.perf_counter()
         for entity in ("debtors", "invoices", "payments"):
-            page = 1
-            while True:
-                body = {"schemaVersion": "1", "page": page, "limit": page_size}
-                decoded = orjson.loads(client.post(f"/{entity}/list", content=orjson.dumps(body)).content)
+            for decoded in erp_pages(client, entity, page_size, orjson.loads):
                 records += len(decoded[entity])
-                if not decoded["hasMore"]:
-                    break
-                page += 1
         wall = time.perf_counter() - started
     return {"records": records, "wallSeconds": wall, "recordsPerSecond": records / wall, "peakRssMb": peak_rss_mb()}
 

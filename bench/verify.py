@@ -16,6 +16,7 @@ import os
 import subprocess
 import tempfile
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import orjson
 import sqlalchemy as sa
 
 from arsync.db import make_engine
-from bench.common import ARSYNC
+from bench.common import ARSYNC, erp_pages
 
 LEDGER_TABLES = ("customers", "invoices", "invoice_lines", "payments", "parked_payments")
 EXAMPLES = 5
@@ -32,16 +33,9 @@ EXAMPLES = 5
 
 def _erp_pages(base_url: str, token: str, entity: str, page_size: int) -> Any:
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
-        page = 1
-        while True:
-            body = {"schemaVersion": "1", "page": page, "limit": page_size}
-            # Money comes as JSON numbers: read exactly, as arsync does, not as floats.
-            answer = client.post(f"/{entity}/list", content=orjson.dumps(body))
-            decoded = json.loads(answer.content, parse_float=Decimal)
+        # Money comes as JSON numbers: read exactly, as arsync does, not as floats.
+        for decoded in erp_pages(client, entity, page_size, partial(json.loads, parse_float=Decimal)):
             yield from decoded[entity]
-            if not decoded["hasMore"]:
-                return
-            page += 1
 
 
 def _invoice_key(debtor: str | None, number: str, issued: str, due: str, currency: str, total: Any,
