@@ -77,10 +77,11 @@ class Invoice(Base):
         Index("uq_invoices_erp_id", "tenant_id", "environment_id", "erp_invoice_id", unique=True),
         Index("ix_invoices_customer", "customer_id"),
         Index("ix_invoices_scope_id", "tenant_id", "environment_id", "id"),
-        # The list's sorts (each ends on the id) and the aging report (migration 0016).
-        Index("ix_invoices_scope_issued", "tenant_id", "environment_id", "issue_date", "id"),
-        Index("ix_invoices_scope_due", "tenant_id", "environment_id", "due_date", "id"),
-        Index("ix_invoices_scope_outstanding", "tenant_id", "environment_id", "amount_outstanding", "id"),
+        # The list's sorts, without the id that breaks ties so that equal values share one entry
+        # (migration 0020), and the aging report (migration 0016).
+        Index("ix_invoices_scope_issued", "tenant_id", "environment_id", "issue_date"),
+        Index("ix_invoices_scope_due", "tenant_id", "environment_id", "due_date"),
+        Index("ix_invoices_scope_outstanding", "tenant_id", "environment_id", "amount_outstanding"),
         Index(
             "ix_invoices_scope_owed",
             "tenant_id",
@@ -161,7 +162,7 @@ class Payment(Base):
         Index("uq_payments_erp_id", "tenant_id", "environment_id", "erp_payment_id", unique=True),
         Index("ix_payments_invoice", "invoice_id"),
         Index("ix_payments_scope_id", "tenant_id", "environment_id", "id"),
-        Index("ix_payments_scope_date", "tenant_id", "environment_id", "payment_date", "id"),
+        Index("ix_payments_scope_date", "tenant_id", "environment_id", "payment_date"),  # as invoices' sorts
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pay"))
