@@ -14,7 +14,7 @@ from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
 from arsync.db import Base, new_id, transaction
-from arsync.erp.loader import bulk_insert, bulk_update, invoices
+from arsync.erp.loader import bulk_insert, bulk_update, invoices, is_duplicate_key
 from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice
@@ -233,3 +233,27 @@ def test_the_migrations_build_the_schema_the_models_declare(container: Container
     with container.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_object": ours})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_an_erp_id_is_unique_per_environment(container: Container, scope: Scope):
+    """Migration 0021 keys the ERP ids by environment alone: the tenant follows from it, so the
+    same id is still allowed once in each of a tenant's environments and refused twice in one."""
+    with transaction(container.session_factory) as session:
+        staging = tenancy.create_environment(session, scope.tenant_id, "staging")
+    for environment_id in (scope.environment_id, staging.id):
+        in_environment = Scope(scope.tenant_id, environment_id, scope.api_key)
+        with transaction(container.session_factory) as session:
+            customer = Customer(tenant_id=scope.tenant_id, environment_id=environment_id, name="Acme")
+            session.add(customer)
+            session.flush()
+            bulk_insert(session, invoices, [_invoice_row(in_environment, customer.id, "USD", Decimal("5.00"))])
+    with pytest.raises(Exception) as refused, transaction(container.session_factory) as session:
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=staging.id, name="Again")
+        session.add(customer)
+        session.flush()
+        again = Scope(scope.tenant_id, staging.id, scope.api_key)
+        bulk_insert(session, invoices, [_invoice_row(again, customer.id, "USD", Decimal("6.00"))])
+    assert is_duplicate_key(refused.value)
+    with container.read_session_factory() as reader:
+        kept = reader.scalars(select(Invoice.environment_id).where(Invoice.erp_invoice_id == "E-USD")).all()
+    assert sorted(kept) == sorted([scope.environment_id, staging.id])

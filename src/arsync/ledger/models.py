@@ -39,9 +39,9 @@ PAYMENT_SOURCES = ("erp", "cash_application", "nomod")
 class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (
-        Index("uq_customers_erp_id", "tenant_id", "environment_id", "erp_debtor_id", unique=True),
+        Index("uq_customers_erp_id", "environment_id", "erp_debtor_id", unique=True),  # the tenant follows (0021)
         Index("ix_customers_scope_name", "tenant_id", "environment_id", "name"),
-        Index("ix_customers_scope_id", "tenant_id", "environment_id", "id"),
+        Index("ix_customers_scope_id", "environment_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cust"))
@@ -74,9 +74,9 @@ SENT_TO_NOMOD = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
-        Index("uq_invoices_erp_id", "tenant_id", "environment_id", "erp_invoice_id", unique=True),
+        Index("uq_invoices_erp_id", "environment_id", "erp_invoice_id", unique=True),  # the tenant follows (0021)
         Index("ix_invoices_customer", "customer_id"),
-        Index("ix_invoices_scope_id", "tenant_id", "environment_id", "id"),
+        Index("ix_invoices_scope_id", "environment_id", "id"),
         # The list's sorts, without the id that breaks ties so that equal values share one entry
         # (migration 0020), and the aging report (migration 0016).
         Index("ix_invoices_scope_issued", "tenant_id", "environment_id", "issue_date"),
@@ -159,9 +159,9 @@ class InvoiceLine(Base):
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        Index("uq_payments_erp_id", "tenant_id", "environment_id", "erp_payment_id", unique=True),
+        Index("uq_payments_erp_id", "environment_id", "erp_payment_id", unique=True),  # the tenant follows (0021)
         Index("ix_payments_invoice", "invoice_id"),
-        Index("ix_payments_scope_id", "tenant_id", "environment_id", "id"),
+        Index("ix_payments_scope_id", "environment_id", "id"),
         Index("ix_payments_scope_date", "tenant_id", "environment_id", "payment_date"),  # as invoices' sorts
     )
 
