@@ -47,6 +47,10 @@ class Connection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    def schedule(self, server_cron: str) -> str:
+        """The cron it syncs by: its own, or the server's ``server_cron`` when it has none."""
+        return self.sync_cron or server_cron
+
 
 class SyncRun(Base):
     """One inbound sync. At most one per connection is RUNNING (a partial unique index)."""

@@ -52,7 +52,7 @@ def _erp_page(request: Request, ui: Ui, *, status_code: int = 200, **context: An
     rest = next((v for v in connections if v["c"].transport == "rest"), None)
     native = next((v for v in connections if v["c"].transport == "native"), None)
     server_cron = ui.container.settings.sync_cron
-    crons = [(v["c"], v["c"].sync_cron or server_cron) for v in connections]
+    crons = [(v["c"], v["c"].schedule(server_cron)) for v in connections]
     schedules = [{"c": c, "cron": cron, "next": next_slot(cron, utcnow())} for c, cron in crons]
     return render(
         ui, request, "settings_erp.html", rest=rest, native=native, schedules=schedules, server_cron=server_cron,
@@ -157,7 +157,7 @@ def save_schedule(
         with ui.write() as session:
             connection = erp_service.get_connection(session, connection_id, ui.scope)
             erp_service.update_settings(session, connection, schedule.model_dump(include={"sync_schedule"}))
-            cron = connection.sync_cron or ui.container.settings.sync_cron
+            cron = connection.schedule(ui.container.settings.sync_cron)
         whose = "its own" if schedule.sync_schedule else "the server's"
         upcoming = fmt_datetime(next_slot(cron, utcnow()))
         return f"Schedule saved: {whose} ({cron}); the next sync by itself is at {upcoming}."

@@ -63,7 +63,7 @@ def sync_states(session: Session, scope: Scope, cron: str) -> list[ConnectionSyn
         ).all()
         running = next((r for r in runs if r.status == "RUNNING"), None)
         last = next((r for r in runs if r.status != "RUNNING"), None)
-        own = connection.sync_cron or cron
+        own = connection.schedule(cron)
         next_run = next_slot(own, datetime.now(UTC)) if connection.status in SCHEDULED_STATUSES else None
         states.append(
             ConnectionSync(
