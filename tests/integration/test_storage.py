@@ -9,13 +9,13 @@ from decimal import Decimal
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import event, inspect, select, text, update
 from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
 from arsync.db import Base, new_id, transaction
 from arsync.erp.loader import bulk_insert, bulk_update, invoices, is_duplicate_key
-from arsync.ledger import schemas
+from arsync.ledger import reports, schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice
 from arsync.tenancy import service as tenancy
@@ -257,3 +257,47 @@ def test_an_erp_id_is_unique_per_environment(container: Container, scope: Scope)
     with container.read_session_factory() as reader:
         kept = reader.scalars(select(Invoice.environment_id).where(Invoice.erp_invoice_id == "E-USD")).all()
     assert sorted(kept) == sorted([scope.environment_id, staging.id])
+
+
+def test_the_aging_report_reads_an_index_of_owed_invoices_alone(pg_container: Container):
+    """Migration 0022: paid invoices are not in the aging index, and the report, as arsync sends
+    it (values bound, never prepared), is answered from that index without reading the table."""
+    container = pg_container
+    with transaction(container.session_factory) as session:
+        created = tenancy.create_tenant(session, "owed", "prod")
+        scope = Scope(created.tenant_id, created.environment_id, created.api_key)
+        customer = Customer(tenant_id=scope.tenant_id, environment_id=scope.environment_id, name="Acme")
+        session.add(customer)
+        session.flush()
+        rows = []
+        for n in range(3000):
+            paid = n % 3 == 0
+            row = _invoice_row(scope, customer.id, "USD", Decimal("10.00"))
+            rows.append(row | {"erp_invoice_id": f"E-{n}", "status": "PAID" if paid else "FINALIZED",
+                               "amount_outstanding": Decimal(0) if paid else Decimal("10.00")})  # fmt: skip
+        bulk_insert(session, invoices, rows)
+    with container.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE invoices"))  # as autovacuum would: index-only scans need it
+    sent: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(container.engine, "before_cursor_execute", record)
+    try:
+        with container.read_session_factory() as session:
+            rows_by_currency = reports.aging_by_currency(session, TenantScope(scope.tenant_id, scope.environment_id),
+                                                         date(2026, 6, 1))  # fmt: skip
+    finally:
+        event.remove(container.engine, "before_cursor_execute", record)
+    assert [(row.currency, row.invoices, row.total) for row in rows_by_currency] == [("USD", 2000, Decimal("20000.00"))]
+    statement, parameters = next((s, p) for s, p in sent if "GROUP BY" in s)
+    with container.engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")  # 3,000 rows fit a few pages: ask which index
+            plan = "\n".join(row[0] for row in cursor.execute(f"EXPLAIN {statement}", parameters).fetchall())
+        entries = connection.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'ix_invoices_scope_owed'"))
+    assert "Index Only Scan using ix_invoices_scope_owed" in plan, plan
+    assert entries == 2000
