@@ -8,8 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from arsync import money
 from arsync.erp import contract
 
 INVOICE = {
@@ -95,3 +98,35 @@ def test_exported_schema_file_is_current():
     assert json.loads(committed.read_text()) == contract.json_schema(), "run: arsync contract schema --output " + str(
         committed
     )
+
+
+@given(
+    currency=st.sampled_from(["JPY", "ZAR", "KWD"]),
+    digits=st.integers(min_value=0, max_value=10**9),
+    places=st.integers(min_value=0, max_value=3),
+    zeros=st.integers(min_value=0, max_value=3),
+    where=st.sampled_from(["amountTotal", "amountOutstanding", "line"]),
+)
+def test_an_amount_is_accepted_exactly_when_its_decimals_fit_the_currency(
+    currency: str, digits: int, places: int, zeros: int, where: str
+):
+    """Trailing zeros do not count (JPY takes 100.00); checked as written first, then exactly."""
+    written = f"{Decimal(digits).scaleb(-places):f}" + ("0" * zeros if places else ("." + "0" * zeros if zeros else ""))
+    amount = Decimal(written)
+    placeholder = "AMOUNT"  # replaced by the number as written, so JSON carries its trailing zeros
+    if where == "line":
+        changes: dict[str, object] = {"lines": [{"description": "x", "quantity": 1, "unitPrice": 1,
+                                                 "amount": placeholder}]}  # fmt: skip
+    else:
+        changes = {where: placeholder}
+    record = INVOICE | {"currency": currency} | changes
+    body = json.dumps({"schemaVersion": "1", "invoices": [record], "hasMore": False})
+    body = body.replace(f'"{placeholder}"', written)
+    fits = money.decimal_places(amount) <= money.exponent(currency)
+    try:
+        contract.InvoicePage.model_validate_json(body.encode())
+        accepted = True
+    except ValidationError as refused:
+        assert "decimals" in str(refused)
+        accepted = False
+    assert accepted == fits, written

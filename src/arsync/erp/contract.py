@@ -85,10 +85,17 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def _fits(value: Decimal, allowed: int) -> bool:
+    """Whether ``value`` has at most ``allowed`` decimals. As written is enough when it fits
+    (trailing zeros only add places): ``Decimal.normalize`` is most of this check's cost."""
+    written = value.as_tuple().exponent
+    return (isinstance(written, int) and -written <= allowed) or money.decimal_places(value) <= allowed
+
+
 def _check_currency_places(currency: str, **amounts: Decimal) -> None:
     allowed = money.exponent(currency)
     for name, value in amounts.items():
-        if money.decimal_places(value) > allowed:
+        if not _fits(value, allowed):
             raise ValueError(f"{name} {value} has more than {allowed} decimals for {currency}")
 
 
@@ -157,6 +164,10 @@ class Invoice(ContractModel):
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> Invoice:
+        allowed = money.exponent(self.currency)
+        amounts = (self.amount_total, self.amount_outstanding, *(line.amount for line in self.lines))
+        if all(_fits(amount, allowed) for amount in amounts):
+            return self  # the usual case, without naming every amount for a message
         _check_currency_places(
             self.currency,
             amountTotal=self.amount_total,
