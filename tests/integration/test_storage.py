@@ -14,10 +14,11 @@ from sqlalchemy.exc import StatementError
 
 from arsync.bootstrap import Container
 from arsync.db import Base, new_id, transaction
-from arsync.erp.loader import bulk_insert, bulk_update, invoices, is_duplicate_key
+from arsync.erp import contract
+from arsync.erp.loader import LedgerLoader, bulk_insert, bulk_update, invoices, is_duplicate_key, prepare
 from arsync.ledger import reports, schemas
 from arsync.ledger import service as ledger
-from arsync.ledger.models import Customer, Invoice
+from arsync.ledger.models import Customer, Invoice, InvoiceLine
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope as TenantScope
 from tests.conftest import Scope
@@ -301,3 +302,43 @@ def test_the_aging_report_reads_an_index_of_owed_invoices_alone(pg_container: Co
         entries = connection.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'ix_invoices_scope_owed'"))
     assert "Index Only Scan using ix_invoices_scope_owed" in plan, plan
     assert entries == 2000
+
+
+def _erp_invoice(outstanding: str, line_amounts: list[str]) -> contract.Invoice:
+    return contract.Invoice.model_validate({
+        "erpInvoiceId": "INV-7", "invoiceNumber": "INV-7", "erpDebtorId": "DEB-1", "issueDate": date(2026, 1, 5),
+        "dueDate": date(2026, 2, 5), "currency": "USD", "amountTotal": Decimal("30.00"),
+        "amountOutstanding": Decimal(outstanding), "status": "AUTHORISED",
+        "lines": [{"description": f"item {n}", "quantity": 1, "unitPrice": Decimal(amount), "amount": Decimal(amount)}
+                  for n, amount in enumerate(line_amounts)],
+    })  # fmt: skip
+
+
+def test_an_invoice_edit_rewrites_its_lines_only_when_they_changed(container: Container, scope: Scope):
+    """A payment in the ERP changes what is owed, not the lines: they stay as stored (no
+    DELETE), and a changed line replaces the invoice's lines."""
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    def load(invoice: contract.Invoice) -> list[tuple[int, Decimal]]:
+        with transaction(container.session_factory) as session:
+            loader = LedgerLoader(session, scope.tenant_id, scope.environment_id, datetime.now(UTC))
+            loader.load_invoices(prepare("invoices", [invoice]))
+        with container.read_session_factory() as reader:
+            rows = reader.execute(select(InvoiceLine.position, InvoiceLine.amount).order_by(InvoiceLine.position))
+            return [(position, amount) for position, amount in rows]
+
+    assert load(_erp_invoice("30.00", ["10.00", "20.00"])) == [(1, Decimal(10)), (2, Decimal(20))]
+    event.listen(container.engine, "before_cursor_execute", record)
+    try:
+        assert load(_erp_invoice("5.00", ["10.00", "20.00"])) == [(1, Decimal(10)), (2, Decimal(20))]
+        assert not [s for s in statements if s.startswith("DELETE FROM invoice_lines")]
+        assert load(_erp_invoice("5.00", ["10.00", "15.00", "5.00"])) == [
+            (1, Decimal(10)), (2, Decimal(15)), (3, Decimal(5))
+        ]  # fmt: skip
+    finally:
+        event.remove(container.engine, "before_cursor_execute", record)
+    with container.read_session_factory() as reader:
+        assert reader.scalar(select(Invoice.amount_outstanding)) == Decimal(5)

@@ -137,6 +137,9 @@ def bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     session.execute(statement, [{f"_{k}": v for k, v in row.items()} for row in rows])
 
 
+LINE_FIELDS = ("invoice_id", "position", "description", "quantity", "unit_price", "amount")
+
+
 @dataclass(frozen=True)
 class ErpId:
     """Where an entity's ERP id is: its ledger table, the column (the contract record's field of
@@ -312,8 +315,7 @@ class LedgerLoader:
         )
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        lines: list[dict[str, Any]] = []
-        replaced: list[str] = []
+        lines: dict[str, list[dict[str, Any]]] = {}
         for invoice, digest in invoice_records:
             found = existing.get(invoice.erp_invoice_id)
             if found is not None and found[1] == digest:
@@ -340,8 +342,7 @@ class LedgerLoader:
             else:
                 invoice_id = found[0]
                 updates.append({"id": invoice_id} | values)
-                replaced.append(invoice_id)
-            lines.extend(
+            lines[invoice_id] = [
                 {
                     "invoice_id": invoice_id,
                     "position": position,
@@ -351,14 +352,35 @@ class LedgerLoader:
                     "amount": line.amount,
                 }
                 for position, line in enumerate(invoice.lines, start=1)
-            )
+            ]
         bulk_insert(self.session, invoices, inserts)
         bulk_update(self.session, invoices, updates)
-        if replaced:
-            self.session.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(replaced)))
-        bulk_insert(self.session, invoice_lines, lines)
+        relined = self._lines_changed({row["id"]: lines[row["id"]] for row in updates})
+        if relined:
+            self.session.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(relined)))
+        bulk_insert(self.session, invoice_lines, [
+            line for invoice_id in [*(row["id"] for row in inserts), *relined] for line in lines[invoice_id]
+        ])  # fmt: skip
         result.created, result.updated = len(inserts), len(updates)
         return result
+
+    def _lines_changed(self, updated: dict[str, list[dict[str, Any]]]) -> list[str]:
+        """The updated invoices whose lines differ from the stored ones. Most edits an ERP sends
+        (a payment, a status) leave the lines alone, and rewriting them was a third of an
+        incremental sync's database time."""
+        if not updated:
+            return []
+        stored: dict[str, list[tuple[Any, ...]]] = {invoice_id: [] for invoice_id in updated}
+        for row in self.session.execute(
+            select(*(invoice_lines.c[name] for name in LINE_FIELDS))
+            .where(self._among(invoice_lines.c.invoice_id, list(updated)))
+            .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
+        ):
+            stored[row[0]].append(tuple(row))
+        return [
+            invoice_id for invoice_id, new in updated.items()
+            if stored[invoice_id] != [tuple(line[name] for name in LINE_FIELDS) for line in new]
+        ]  # fmt: skip
 
     # Payments --------------------------------------------------------------------------
 
