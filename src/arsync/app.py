@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from arsync import __version__
+from arsync import __version__, metrics
 from arsync.bootstrap import Container
 from arsync.erp.endpoints import router as erp_router
+from arsync.health import readiness
 from arsync.jobs.queue import InProcessQueue
 from arsync.jobs.worker import EmbeddedScheduler, run_worker
 from arsync.ledger.endpoints import router as ledger_router
@@ -30,9 +33,21 @@ from arsync.xero.endpoints import router as xero_router
 log = logging.getLogger(__name__)
 
 
+def metrics_allowed(request: Request, token: str | None) -> bool:
+    if token:
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(presented.encode(), token.encode())
+    client = request.client.host if request.client else ""
+    return client in {"127.0.0.1", "::1"}
+
+
 class Health(ApiModel):
     status: str
     version: str
+
+
+class Readiness(Health):
+    checks: dict[str, str]  # database, migrations: "ok" or what is wrong
 
 
 @asynccontextmanager
@@ -114,8 +129,30 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
 
     @app.get("/api/v1/health", response_model=Health, tags=["health"])
     def health() -> Health:
-        """Liveness; needs no authentication."""
+        """Liveness: the process answers. Needs no authentication."""
         return Health(status="ok", version=__version__)
+
+    @app.get(
+        "/api/v1/health/ready",
+        response_model=Readiness,
+        tags=["health"],
+        responses={503: {"model": Readiness, "description": "Not ready: the checks say which part."}},
+    )
+    def ready() -> JSONResponse:
+        """Readiness: the database answers and its schema is at this version. Needs no authentication."""
+        found = readiness(container.engine)
+        body = Readiness(status="ready" if found.ready else "unavailable", version=__version__, checks=found.checks)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if found.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        """Prometheus's text format; ``ARSYNC_METRICS_TOKEN`` as a bearer token, or a loopback client."""
+        if not metrics_allowed(request, settings.metrics_token):
+            return JSONResponse(
+                {"code": "METRICS_FORBIDDEN", "message": "GET /metrics needs the metrics token (ARSYNC_METRICS_TOKEN), "
+                 "or a client on this machine when no token is set"}, status_code=403)  # fmt: skip
+        body, content_type = metrics.render(container.engine)
+        return Response(body, media_type=content_type)
 
     app.include_router(api_keys_router)
     app.include_router(ledger_router)

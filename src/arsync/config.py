@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )
     sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token GET /metrics asks for; unset, /metrics answers loopback clients only.",
+    )
     nomod_base_url: str = "https://api.nomod.com"
 
     # Xero (native OAuth connector). Every URL is configurable so the mock can stand in.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from arsync.mocks.xero import MockXeroFault, MockXeroState, create_mock_xero_app
 from arsync.tenancy import service as tenancy
 from arsync.xero.tokens import XeroTokens, seal, unseal
 from tests.api.conftest import PASSWORD, Tenant, sign_in, until
-from tests.conftest import TEST_SECRET_KEY, clean_container, make_settings
+from tests.conftest import TEST_SECRET_KEY, clean_container, free_port, make_settings
 from tests.factories import api_invoice
 from tests.fixtures import xero_examples
 
@@ -65,12 +64,6 @@ def mock_xero() -> Iterator[MockXero]:
         yield MockXero(state, server)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def xero_settings(mock: MockXero, api_port: int) -> dict[str, Any]:
     names = mock_xero_settings(mock.url, mock.state.config)
     values: dict[str, Any] = {name.removeprefix("ARSYNC_").lower(): value for name, value in names.items()}
@@ -80,7 +73,7 @@ def xero_settings(mock: MockXero, api_port: int) -> dict[str, Any]:
 
 @pytest.fixture
 def api_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 from arsync.bootstrap import Container
@@ -32,7 +34,7 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import serve_in_thread
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
-from tests.conftest import TEST_SECRET_KEY, MockErp
+from tests.conftest import TEST_SECRET_KEY, MockErp, free_port
 from tests.polling import eventually
 
 ARSYNC = Path(sys.executable).with_name("arsync")
@@ -241,3 +243,70 @@ def _run_status(container: Container, run_id: str) -> str:
         run = session.get(SyncRun, run_id)
         assert run is not None
         return run.status
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``GET /metrics``, read with prometheus-client's own parser."""
+    answer = httpx.get(f"{url}/metrics", timeout=10)
+    answer.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_add_up_what_two_workers_did(
+    pg_container: Container, mock_erp: MockErp, start_worker: Callable[..., Worker], postgres_url: str, tmp_path: Path
+) -> None:
+    """A sync and a push run by two ``arsync worker`` processes show in ``arsync serve``'s
+    /metrics, through prometheus-client's multiprocess mode (one directory for all three)."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    scope, connection_id = _scope_with_connection(pg_container, mock_erp.url)
+    workers = [start_worker(name, PROMETHEUS_MULTIPROC_DIR=str(shared)) for name in ("w1", "w2")]
+    port = free_port()
+    environment = os.environ | {
+        "ARSYNC_DATABASE_URL": postgres_url,
+        "ARSYNC_SECRET_KEY": TEST_SECRET_KEY,
+        "ARSYNC_DATA_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as handle:
+        server = subprocess.Popen(
+            [str(ARSYNC), "serve", "--no-worker", "--port", str(port)], env=environment, stdout=handle,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/api/v1/health"), "arsync serve", workers=[Worker(server, log)])
+        before = _scrape(url)
+        assert before.get(("arsync_sync_runs_total", (("status", "SUCCEEDED"), ("trigger", "cli")))) is None
+
+        queued = subprocess.run([str(ARSYNC), "sync", connection_id, "--queue", "--json"], env=environment,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert queued.returncode == 0, queued.stderr
+        run_id = json.loads(queued.stdout)["id"]
+        wait_for(lambda: _run_status(pg_container, run_id) == "SUCCEEDED", "the queued sync", workers=workers)
+        _, push_id = _dispatched_invoice(pg_container, scope)
+        wait_for(lambda: _push(pg_container, push_id).status == "SUCCEEDED", "the push", workers=workers)
+
+        after = _scrape(url)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert after[("arsync_sync_runs_total", (("status", "SUCCEEDED"), ("trigger", "cli")))] == 1
+    assert after[("arsync_sync_records_total", (("entity", "invoices"), ("outcome", "created")))] == 230
+    assert after[("arsync_sync_duration_seconds_count", (("status", "SUCCEEDED"),))] == 1
+    assert after[("arsync_pushes_total", (("kind", "invoice"), ("status", "SUCCEEDED")))] == 1
+    assert after[("arsync_push_latency_seconds_count", (("kind", "invoice"),))] == 1
+    list_pages = -(-120 // 50) + -(-230 // 50) + -(-180 // 50)  # the mock ERP's debtors, invoices, payments
+    assert after[("arsync_erp_calls_total", (("erp", "rest"), ("outcome", "2xx")))] >= list_pages + 1  # and the push

@@ -7,7 +7,6 @@ in-process worker) and the mock Xero, whose consent page the browser clicks thro
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from arsync.db import transaction
 from arsync.mocks.serving import serve_in_thread
 from arsync.mocks.xero import MockXeroState, create_mock_xero_app, mock_xero_settings
 from arsync.tenancy import service as tenancy
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from tests.e2e.chromium import confirming, push_succeeded, shoot, signed_in
 
 EMAIL, PASSWORD = "ar@kiwi-wholesale.example", "contacts-before-invoices"
@@ -34,18 +33,12 @@ class Site:
     xero: MockXeroState
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     xero = MockXeroState()
     xero.add_organisation("Demo Company (NZ)", contacts=5, invoices=10, payments=2)
     with serve_in_thread(create_mock_xero_app(xero)) as xero_server:
-        port = _free_port()
+        port = free_port()
         values = {
             k.removeprefix("ARSYNC_").lower(): v for k, v in mock_xero_settings(xero_server.url, xero.config).items()
         }

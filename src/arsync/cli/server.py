@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from arsync import health, metrics
 from arsync.app import create_app
 from arsync.cli.common import container, err_console
+from arsync.config import Settings
+from arsync.db import make_engine
 from arsync.jobs.worker import run_worker
 
 serve_app = typer.Typer(add_completion=False)
@@ -43,8 +46,13 @@ def worker(
         int | None, typer.Option(min=1, max=64, help="Jobs run at once (default ARSYNC_WORKER_CONCURRENCY).")
     ] = None,
     name: Annotated[str, typer.Option(help="Worker name shown in logs.")] = "arsync-worker",
+    healthcheck: Annotated[
+        bool, typer.Option("--healthcheck", help="Exit 0 if a worker can reach the job queue, else 1; run nothing.")
+    ] = False,
 ) -> None:
     """Run a job worker: pushes, syncs and the schedule. PostgreSQL only; run as many as you like."""
+    if healthcheck:
+        _healthcheck()
     with container() as c:
         if not c.settings.is_postgresql:
             err_console.print(
@@ -54,6 +62,23 @@ def worker(
             raise typer.Exit(2)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         err_console.print(f"{name}: waiting for jobs (concurrency {concurrency or c.settings.worker_concurrency})")
-        asyncio.run(
-            run_worker(c.settings, c.tasks, concurrency=concurrency or c.settings.worker_concurrency, name=name)
-        )
+        try:
+            asyncio.run(
+                run_worker(c.settings, c.tasks, concurrency=concurrency or c.settings.worker_concurrency, name=name)
+            )
+        finally:
+            metrics.worker_exited()
+
+
+def _healthcheck() -> None:
+    """For a container's health probe: touches nothing, migrates nothing, says why on failure."""
+    engine = make_engine(Settings().resolved_database_url)
+    try:
+        problem = health.queue_problem(engine)
+    finally:
+        engine.dispose()
+    if problem:
+        err_console.print(f"[red]unhealthy:[/red] {problem}")
+        raise typer.Exit(1)
+    err_console.print("healthy: the job queue is reachable")
+    raise typer.Exit(0)

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from arsync import metrics
 from arsync.db import exclusive_transaction, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.models import Connection, Push
@@ -205,7 +206,9 @@ class PushFlows:
                     "message": f"{type(exc).__name__}: {str(exc)[:500]}",
                     "hint": "this is an arsync error, not the middleware's; see the worker log, then retry",
                 })  # fmt: skip
-                return push.status
+                ended = (push.kind, push.status, push.created_at, push.succeeded_at)
+            metrics.record_push(*ended)
+            return ended[1]
 
     def _execute(self, push_id: str) -> str | None:
         # The key is held for the whole attempt: a concurrent run of the same push (a job run
@@ -236,7 +239,9 @@ class PushFlows:
             push.sending_since = None
             push.updated_at = utcnow()
             log.info("push %s (%s) is %s after attempt %d", push.id, push.kind, push.status, push.attempts)
-            return push.status
+            ended = (push.kind, push.status, push.created_at, push.succeeded_at)
+        metrics.record_push(*ended)  # once committed
+        return ended[1]
 
     def _begin_attempt(self, push_id: str) -> _Attempt | str | None:
         """Count the attempt and mark it as sending, committed before anything is sent.

@@ -21,6 +21,7 @@ import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from arsync import metrics
 from arsync.erp import contract
 from arsync.erp.port import Page, PushAttempt
 from arsync.errors import (
@@ -72,7 +73,7 @@ class RestConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             verify=_tls_context(),
-            event_hooks=outbound.event_hooks,
+            event_hooks=outbound.event_hooks | {"response": [metrics.erp_response_hook("rest")]},
             headers={
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
@@ -168,12 +169,14 @@ class RestConnector:
             with self._client.stream("POST", endpoint, content=body, headers=headers) as response:
                 raw = self._read_capped(response, endpoint, page)
         except httpx.TimeoutException as exc:
+            metrics.count_erp_failure("rest", "timeout")
             raise TransientError(
                 f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",
                 endpoint=endpoint,
                 page=page,
             ) from exc
         except httpx.TransportError as exc:
+            metrics.count_erp_failure("rest", "transport")
             raise TransientError(f"connection failed ({type(exc).__name__})", endpoint=endpoint, page=page) from exc
 
         status = response.status_code

@@ -29,6 +29,7 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from arsync import metrics
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.loader import ERP_IDS, LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
@@ -528,7 +529,11 @@ class SyncEngine:
                 }
             connection.updated_at = now
             session.flush()
-            return run
+            finished = run
+        metrics.record_sync(
+            finished.status, finished.trigger, (now - finished.started_at).total_seconds(), finished.stats or {}
+        )
+        return finished
 
     def _schedule_retry(self, session: Session, run: SyncRun, error: ConnectorError) -> None:
         """Queue the next try of a scheduled run that failed in a transient way, with doubling delays."""

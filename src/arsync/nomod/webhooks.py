@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from arsync import metrics
 from arsync.db import transaction, utcnow
 from arsync.errors import InvalidInput, NomodApiError, NomodError, NotFound, Unauthorized
 from arsync.ledger.models import CashApplication, Invoice, InvoiceStatus
@@ -289,6 +290,7 @@ class PaidWebhooks:
         body: dict[str, Any] | None = None,
         outcome: WebhookOutcome | None = None,
     ) -> str:
+        metrics.WEBHOOKS_IN.labels(outcome_status).inc()
         with transaction(self.nomod.session_factory) as session:
             row = NomodWebhookDelivery(
                 tenant_id=scope.tenant_id,

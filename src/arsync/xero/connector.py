@@ -26,6 +26,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from arsync import metrics
 from arsync.erp import contract
 from arsync.erp.port import NewDebtor, Page, PushAttempt
 from arsync.errors import (
@@ -83,7 +84,7 @@ class XeroConnector:
             timeout=self.options.timeout_seconds,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "arsync"},
-            event_hooks=outbound.event_hooks,
+            event_hooks=outbound.event_hooks | {"response": [metrics.erp_response_hook("xero")]},
         )
 
     def close(self) -> None:
@@ -252,9 +253,11 @@ class XeroConnector:
                     self._day_spent = True
                 error = self._error(response, path, page)
             except httpx.TimeoutException as exc:
+                metrics.count_erp_failure("xero", "timeout")
                 error = TransientError(f"timed out after {self.options.timeout_seconds:g}s ({type(exc).__name__})",
                                        endpoint=path, page=page, hint=XERO_UNAVAILABLE)  # fmt: skip
             except httpx.TransportError as exc:
+                metrics.count_erp_failure("xero", "transport")
                 error = TransientError(f"connection failed ({type(exc).__name__})", endpoint=path, page=page,
                                        hint=XERO_UNAVAILABLE)  # fmt: skip
             if error is None:
