@@ -97,7 +97,10 @@ class Container:
             outbound=self.outbound,
         )
         self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes)
-        self.tasks = [*erp_tasks(self.sync, self.pushes, self.settings.sync_cron), *nomod_tasks(self.nomod)]
+        self.tasks = [
+            *erp_tasks(self.sync, self.pushes, self.settings.sync_cron, self.settings.reconcile_cron),
+            *nomod_tasks(self.nomod),
+        ]
         if isinstance(self.queue, InProcessQueue):
             for task in self.tasks:
                 self.queue.register(task.name, task.run)

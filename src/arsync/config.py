@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )
     sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
+    reconcile_cron: str = Field(
+        default="0 3 * * 0",
+        description="When every ACTIVE or FAILED connection is reconciled with its ERP (cron, UTC; Sundays 03:00).",
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token GET /metrics asks for; unset, /metrics answers loopback clients only.",
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
     def failpoint_names(self) -> frozenset[str]:
         return frozenset(name.strip() for name in self.failpoints.split(",") if name.strip())
 
-    @field_validator("sync_cron")
+    @field_validator("sync_cron", "reconcile_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         return valid_cron(value)

@@ -268,6 +268,16 @@ def test_connection_sync_and_runs(alice: Tenant, mock_erp: MockErp):
     runs = alice.client.get("/api/v1/sync-runs", params={"connectionId": connection["id"]}).json()
     assert [r["id"] for r in runs["items"]] == [run_id]
 
+    mock_erp.data.delete("invoices", [0])
+    started = alice.client.post(f"/api/v1/connections/{connection['id']}/reconcile")
+    assert started.status_code == 202 and started.json()["kind"] == "reconcile"
+    run = until(alice.client, f"/api/v1/sync-runs/{started.json()['id']}", lambda body: body["status"] != "RUNNING")
+    assert run["status"] == "SUCCEEDED" and run["full"] is True
+    assert run["report"]["entities"]["invoices"]["missingInErp"] == 1 and run["report"]["ledgerEqualsErp"] is True
+    ghost = alice.client.get("/api/v1/invoices", params={"q": "INV-0000001"}).json()["items"]
+    assert [i["erpDeletedAt"] is not None for i in ghost] == [True]
+    mock_erp.data.restore("invoices", [0])
+
     imported = alice.client.get("/api/v1/invoices", params={"limit": 1}).json()["items"][0]
     assert imported["erpInvoiceId"] is not None
     owned = alice.client.post(f"/api/v1/invoices/{imported['id']}/void")

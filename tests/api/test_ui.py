@@ -288,6 +288,27 @@ def test_sync_now_from_the_toolbar_reports_progress_then_the_outcome(alice_ui: B
     assert latest is not None and latest.modified_since is None
 
 
+def test_reconcile_from_the_toolbar_shows_ledger_against_the_erp(
+    alice_ui: Browser, container: Container, alice: Tenant, mock_erp: MockErp
+):
+    saved, _ = container.connections.save_rest(alice.tenant_id, alice.environment_id, mock_erp.url, "090")
+    assert container.sync.run(saved.id).status == "SUCCEEDED"
+    mock_erp.data.delete("invoices", [4])
+    toolbar = alice_ui.client.get("/ui/sync-toolbar").text
+    assert 'name="kind" value="reconcile"' in toolbar and ">Reconcile</button>" in toolbar
+    started = alice_ui.client.post("/ui/sync-now", data={"csrf_token": alice_ui.csrf, "connection_id": saved.id,
+                                                         "kind": "reconcile"})  # fmt: skip
+    assert started.status_code == 303
+    run_page = started.headers["location"].split("?")[0]
+    page = eventually(_settled(alice_ui.client, run_page, 'hx-trigger="every 1s"'), "the reconciliation", interval=0.2)
+    assert "<h1>Reconciliation" in page and "Ledger against the ERP" in page
+    assert "<strong>Ledger equals ERP</strong>" in page
+    assert "gone from the ERP, kept here for audit and no longer owed: <code>INV-0000005</code>" in page
+    row = re.search(r"<td>Invoices</td>\s*((?:<td class=\"num\">[\d,]+</td>)+)</tr>", page)
+    assert row is not None and re.findall(r">([\d,]+)<", row.group(1)) == ["229", "230", "229", "1", "0", "0"]
+    assert "ZAR outstanding" in page and "≠" not in page
+
+
 def test_a_runs_counts_say_what_they_count(alice_ui: Browser, container: Container, alice: Tenant, mock_erp: MockErp):
     saved, _ = container.connections.save_rest(alice.tenant_id, alice.environment_id, mock_erp.url, "090")
     counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "pages": 1, "records": 0}

@@ -101,6 +101,14 @@ def test_tenant_connection_sync_export(cli_env: dict[str, str], mock_erp: MockEr
     assert again["status"] == "SUCCEEDED" and again["modifiedSince"] == format_datetime(since)
     assert again["counts"]["invoices"]["updated"] == 4
 
+    mock_erp.data.delete("invoices", [5])
+    reconciled = one_json(run_cli("reconcile", added["connectionId"], "--json", env=cli_env))
+    assert reconciled["kind"] == "reconcile" and reconciled["status"] == "SUCCEEDED"
+    assert reconciled["report"]["entities"]["invoices"]["missingInErp"] == 1
+    assert reconciled["report"]["entities"]["invoices"]["missingExamples"] == ["INV-0000006"]
+    shown = run_cli("reconcile", added["connectionId"], env=cli_env)
+    assert "ledger equals ERP" in shown.stdout and "gone from the ERP" in shown.stdout
+
     ledger = one_json(run_cli("export", "--tenant", name, "--environment", "prod", "--json", env=cli_env))
     assert len(ledger["invoices"]) == 230
     assert {"erpInvoiceId", "amountTotal", "lines"} <= set(ledger["invoices"][0])

@@ -26,6 +26,10 @@ COMMANDS = {
         "arsync.cli.syncing:sync_app",
         "Run one sync in the foreground with progress (or queue it); prints the sync-run record.",
     ),
+    "reconcile": LazyCommand(
+        "arsync.cli.syncing:reconcile_app",
+        "Compare the ledger with everything the ERP lists now; mark what the ERP no longer has.",
+    ),
     "export": LazyCommand(
         "arsync.cli.syncing:export_app", "Export the ledger: customers, invoices and payments with their ERP ids."
     ),

@@ -1,4 +1,5 @@
-"""``arsync sync`` and ``arsync export``: a sync run in the foreground, and the ledger out."""
+"""``arsync sync``, ``arsync reconcile`` and ``arsync export``: a sync or reconciliation run in
+the foreground, and the ledger out."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from arsync.tenancy import service as tenancy
 
 sync_app = typer.Typer(add_completion=False)
 export_app = typer.Typer(add_completion=False)
+reconcile_app = typer.Typer(add_completion=False)
 
 
 class _ProgressBars:
@@ -42,9 +44,11 @@ class _ProgressBars:
             self.progress.update(task, total=1, completed=1)
 
 
-def run_sync(c: Container, connection_id: str, full: bool, trigger: str, show_progress: bool) -> SyncRun:
+def run_sync(
+    c: Container, connection_id: str, full: bool, trigger: str, show_progress: bool, kind: str = "sync"
+) -> SyncRun:
     if not show_progress:
-        return c.sync.run(connection_id, trigger=trigger, full=full)
+        return c.sync.run(connection_id, trigger=trigger, full=full, kind=kind)
     columns = (
         SpinnerColumn(finished_text="[green]✓[/green]"),
         TextColumn("[bold]{task.description:<9}"),
@@ -53,7 +57,7 @@ def run_sync(c: Container, connection_id: str, full: bool, trigger: str, show_pr
     )
     with Progress(*columns, console=console) as progress:
         bars = _ProgressBars(progress)
-        run = c.sync.run(connection_id, trigger=trigger, full=full, progress=bars)
+        run = c.sync.run(connection_id, trigger=trigger, full=full, progress=bars, kind=kind)
         bars.finish()
     return run
 
@@ -130,6 +134,52 @@ def sync(
         )
         raise typer.Exit(3)
     raise typer.Exit(0 if run.status == "SUCCEEDED" else 1)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """A reconciliation's findings: per entity, then per currency, ERP beside the ledger."""
+    if report["ledgerEqualsErp"]:
+        console.print("[green]ledger equals ERP[/green]")
+    else:
+        console.print("[red]ledger differs from the ERP[/red] (see the rows below)")
+    table = Table("entity", "in the ERP", "ledger before", "ledger after", "gone from the ERP", "back", "fixed")
+    for entity, row in report["entities"].items():
+        table.add_row(entity, *(f"{row[k]:,}" for k in ("erp", "ledgerBefore", "ledgerAfter", "missingInErp",
+                                                        "returned", "differing")))  # fmt: skip
+    console.print(table)
+    totals = Table("currency", "invoices: ERP", "ledger after", "outstanding: ERP", "ledger after")
+    for currency, row in report["invoicesByCurrency"].items():
+        erp, after = row["erp"], row["ledgerAfter"]
+        totals.add_row(currency, f"{erp['invoices']:,}", f"{after['invoices']:,}", erp["amountOutstanding"],
+                       after["amountOutstanding"])  # fmt: skip
+    console.print(totals)
+    for entity, row in report["entities"].items():
+        if row["missingExamples"]:
+            console.print(f"{entity} gone from the ERP, e.g. {', '.join(row['missingExamples'])}")
+
+
+@reconcile_app.command("reconcile")
+def reconcile(
+    connection_id: Annotated[str, typer.Argument(help="Connection id (conn_…).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the ledger with everything the ERP lists now; mark what the ERP no longer has.
+
+    Exits 0 when the run succeeded (whatever it found), 1 when it failed, 3 when another run of
+    the connection was already in progress.
+    """
+    with container() as c:
+        run = run_sync(c, connection_id, True, "cli", show_progress=not as_json, kind="reconcile")
+    if as_json:
+        print_json(run_as_dict(run))
+    elif run.status == "RUNNING":
+        err_console.print(f"[yellow]not run:[/yellow] run {run.id} is already going for {connection_id}")
+        raise typer.Exit(3)
+    else:
+        print_run(run)
+        if run.report:
+            print_report(run.report)
+    raise typer.Exit({"SUCCEEDED": 0, "RUNNING": 3}.get(run.status, 1))
 
 
 @export_app.command("export")

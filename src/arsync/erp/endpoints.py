@@ -117,6 +117,15 @@ def sync_now(
     return sync_run_read(run)
 
 
+@router.post("/connections/{connection_id}/reconcile", status_code=202, response_model=SyncRunRead, tags=["sync"])
+def reconcile_now(connection_id: str, scope: ScopeDep, container: ContainerDep) -> SyncRunRead:
+    """Start a reconciliation: read every list whole, fix what differs, mark what the ERP no
+    longer has (``erpDeletedAt``; not owed any more) and report counts and totals, ERP against
+    ledger. If a run of this connection is already going, that run is returned."""
+    run, _ = container.sync.start(connection_id, trigger="manual", enqueue=True, scope=scope, kind="reconcile")
+    return sync_run_read(run)
+
+
 @router.get("/sync-runs", response_model=Page[SyncRunRead], tags=["sync"])
 def list_sync_runs(
     scope: ScopeDep,

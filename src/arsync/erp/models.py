@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from arsync.db import Base, UTCDateTime, new_id, utcnow
-from arsync.ledger.models import JSONType
+from arsync.ledger.models import JSONType, Money
 
 CONNECTION_STATUSES = ("PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH")
 RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED")
@@ -87,6 +88,26 @@ class SyncRun(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # "host:pid" of the process executing the run, so a dead one on this host is seen at once.
     runner: Mapped[str | None] = mapped_column(String(200), default=None)
+    # "sync", or "reconcile": a full walk that also finds what the ERP no longer has (erp.reconcile).
+    kind: Mapped[str] = mapped_column(String(20), default="sync", server_default="sync")
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)  # a reconciliation's
+
+
+class ReconcileSeen(Base):
+    """The ERP ids a reconciliation run has read so far, one row per record and page: kept in
+    the database, not in memory, and removed when the run ends."""
+
+    __tablename__ = "reconcile_seen"
+    __table_args__ = (Index("ix_reconcile_seen_run_entity_erp_id", "run_id", "entity", "erp_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(40))
+    entity: Mapped[str] = mapped_column(String(20))
+    erp_id: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)  # invoices
+    amount_total: Mapped[Decimal | None] = mapped_column(Money, default=None)  # invoices; a payment's amount
+    amount_outstanding: Mapped[Decimal | None] = mapped_column(Money, default=None)  # invoices
+    erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)  # payments: for their currency
 
 
 PUSH_STATUSES = ("PENDING", "SUCCEEDED", "FAILED")

@@ -74,6 +74,9 @@ class EntityCounts(ApiModel):
 class SyncRunRead(ApiModel):
     id: str
     connection_id: str
+    kind: Literal["sync", "reconcile"] = Field(
+        description="reconcile: a full read that also finds what the ERP dropped"
+    )
     trigger: str
     attempt: int = Field(description="1, or 2, 3, … for the schedule's retries after a transient failure")
     status: Literal["RUNNING", "SUCCEEDED", "FAILED"]
@@ -86,6 +89,10 @@ class SyncRunRead(ApiModel):
     warnings: list[dict[str, Any]]
     warnings_omitted: int
     error: dict[str, Any] | None
+    report: dict[str, Any] | None = Field(
+        description="A finished reconciliation's: ledgerEqualsErp, per entity (erp, ledgerBefore, ledgerAfter, "
+        "missingInErp, returned, differing), invoicesByCurrency and payments totals"
+    )
 
 
 def connection_read(connection: Connection) -> ConnectionRead:

@@ -35,6 +35,7 @@ from arsync.erp import contract
 from arsync.erp.loader import ERP_IDS, LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
+from arsync.erp.reconcile import Reconciliation
 from arsync.erp.service import get_connection
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
@@ -105,6 +106,7 @@ class _RunState:
     warnings_omitted: int = 0
     # ANALYZE the entity's tables when it has created this many rows (then twice as many).
     analyze_at: dict[Entity, int] = field(default_factory=lambda: dict.fromkeys(ENTITIES, FIRST_ANALYZE_AT))
+    reconciliation: Reconciliation | None = None  # a reconciliation run's ERP ids and totals
 
     def stats_json(self) -> dict[str, Any]:
         return {entity: asdict(stats) for entity, stats in self.stats.items()}
@@ -155,6 +157,7 @@ class SyncEngine:
         enqueue: bool = False,
         attempt: int = 1,
         scope: Scope | None = None,
+        kind: str = "sync",
     ) -> tuple[SyncRun, bool]:
         """Create a RUNNING run, or return the one already running (``started`` is False).
 
@@ -165,7 +168,9 @@ class SyncEngine:
         """
         for _ in range(3):
             try:
-                return self._try_start(connection_id, trigger, full, enqueue, attempt, scope)
+                return self._try_start(
+                    connection_id, trigger, full or kind == "reconcile", enqueue, attempt, scope, kind
+                )
             except IntegrityError:
                 # Another process inserted its RUNNING run between our check and our insert.
                 with self.session_factory() as session:
@@ -193,7 +198,7 @@ class SyncEngine:
                 .where(Connection.status.in_(SCHEDULED_STATUSES), Connection.sync_cron.is_(None))
                 .order_by(Connection.id)
             ).all()
-        return self._start_each(connection_ids, trigger)
+        return self.start_each(connection_ids, trigger)
 
     def start_own_schedules(self, now: datetime | None = None) -> int:
         """Start every connection with a schedule of its own whose latest slot has passed since the
@@ -216,17 +221,17 @@ class SyncEngine:
                 not_yet = or_(Connection.schedule_slot_at.is_(None), Connection.schedule_slot_at < slot)
                 if connection is not None and update_if(session, connection, not_yet, schedule_slot_at=slot):
                     due.append(connection_id)
-        return self._start_each(due, "schedule")
+        return self.start_each(due, "schedule")
 
-    def _start_each(self, connection_ids: Sequence[str], trigger: str) -> int:
+    def start_each(self, connection_ids: Sequence[str], trigger: str, kind: str = "sync") -> int:
         started = 0
         for connection_id in connection_ids:
             try:
-                _, created = self.start(connection_id, trigger, enqueue=True)
+                _, created = self.start(connection_id, trigger, enqueue=True, kind=kind)
             except NotFound:
                 continue  # deleted meanwhile
             started += created
-        log.info("%s: started %d of %d due connections", trigger, started, len(connection_ids))
+        log.info("%s: started %d %s runs of %d due connections", trigger, started, kind, len(connection_ids))
         return started
 
     def retry(self, connection_id: str, attempt: int) -> SyncRun | None:
@@ -246,8 +251,9 @@ class SyncEngine:
         return self.execute(run.id) if started else None
 
     def _try_start(
-        self, connection_id: str, trigger: str, full: bool, enqueue: bool, attempt: int, scope: Scope | None
-    ) -> tuple[SyncRun, bool]:
+        self, connection_id: str, trigger: str, full: bool, enqueue: bool, attempt: int, scope: Scope | None,
+        kind: str,
+    ) -> tuple[SyncRun, bool]:  # fmt: skip
         now = utcnow()
         with transaction(self.session_factory) as session:
             connection = get_connection(session, connection_id, scope)
@@ -280,6 +286,7 @@ class SyncEngine:
                 stats={e: asdict(EntityStats()) for e in ENTITIES},
                 warnings=[],
                 attempt=attempt,
+                kind=kind,
             )
             session.add(run)
             session.flush()
@@ -301,10 +308,11 @@ class SyncEngine:
         return None
 
     def run(
-        self, connection_id: str, trigger: str = "manual", full: bool = False, progress: SyncProgress | None = None
-    ) -> SyncRun:
+        self, connection_id: str, trigger: str = "manual", full: bool = False, progress: SyncProgress | None = None,
+        kind: str = "sync",
+    ) -> SyncRun:  # fmt: skip
         """Start and execute a run in the foreground; returns the finished (or the running) run."""
-        run, started = self.start(connection_id, trigger, full)
+        run, started = self.start(connection_id, trigger, full, kind=kind)
         if not started:
             return run
         return self.execute(run.id, progress)
@@ -326,7 +334,9 @@ class SyncEngine:
             loader = LedgerLoader(session, run.tenant_id, run.environment_id, utcnow())
             parked_waiting = loader.has_parked_payments()
             first_import = {entity: loader.first_import(entity) for entity in ENTITIES}
+            reconciliation = Reconciliation.begin(session, run) if run.kind == "reconcile" else None
         state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting, first_import)
+        state.reconciliation = reconciliation
         connector = self.connector_factory(connection)
         heartbeat = Heartbeat(self.session_factory, SyncRun, run.id, self.options.heartbeat_seconds)
         error: BaseException | None = None
@@ -454,6 +464,8 @@ class SyncEngine:
                 result = loader.load_payments(prepared, assume_new=assume_new)
                 loader.remove_payments(page.removed, result)
             state.stats[entity].add(result, len(page.items))
+            if state.reconciliation is not None:
+                state.reconciliation.remember(session, entity, page.items)
             if result.debtors_inferred:
                 state.stats["debtors"].inferred += result.debtors_inferred
                 state.stats["debtors"].created += result.debtors_inferred
@@ -504,6 +516,10 @@ class SyncEngine:
             run.warnings_omitted = state.warnings_omitted
             run.finished_at = now
             run.heartbeat_at = now
+            if state.reconciliation is not None:
+                if error is None:
+                    run.report = state.reconciliation.conclude(session, now, run.stats)
+                state.reconciliation.forget(session)
             if error is None:
                 run.status = "SUCCEEDED"
                 connection.sync_watermark = started.started_at
@@ -566,6 +582,7 @@ def run_as_dict(run: SyncRun) -> dict[str, Any]:
     return {
         "id": run.id,
         "connectionId": run.connection_id,
+        "kind": run.kind,
         "trigger": run.trigger,
         "attempt": run.attempt,
         "status": run.status,
@@ -578,4 +595,5 @@ def run_as_dict(run: SyncRun) -> dict[str, Any]:
         "warnings": run.warnings,
         "warningsOmitted": run.warnings_omitted,
         "error": run.error,
+        "report": run.report,
     }

@@ -2,7 +2,8 @@
 
 Records synced from an ERP carry the ERP's id, unique per (tenant, environment), and
 ``erp_hash``: a digest of the record as the ERP last sent it, so a re-sync can skip rows that
-did not change without comparing every column.
+did not change without comparing every column. ``erp_deleted_at``: when a reconciliation run
+found the record no longer in the ERP (a ghost); it stays for audit but is not owed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Customer(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(20), default="active")
     erp_debtor_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -71,9 +73,9 @@ CREDITABLE = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 SENT_TO_NOMOD = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 
 
-# Owed: finalized with something still to pay. reports._owed says the same in SQLAlchemy, so
-# that PostgreSQL can prove the report's WHERE implies the owed index's.
-OWED = "status = 'FINALIZED' AND amount_outstanding > 0"
+# Owed: finalized with something still to pay, and still in the ERP. reports.owed_invoices says the same
+# in SQLAlchemy, so that PostgreSQL can prove the report's WHERE implies the owed index's.
+OWED = "status = 'FINALIZED' AND amount_outstanding > 0 AND erp_deleted_at IS NULL"
 
 
 class Invoice(Base):
@@ -87,7 +89,7 @@ class Invoice(Base):
         Index("ix_invoices_scope_issued", "tenant_id", "environment_id", "issue_date"),
         Index("ix_invoices_scope_due", "tenant_id", "environment_id", "due_date"),
         Index("ix_invoices_scope_outstanding", "environment_id", "amount_outstanding"),  # heap rows are read anyway
-        Index(  # what the aging report reads, only what is owed on PostgreSQL (migration 0022)
+        Index(  # what the aging report reads, only what is owed on PostgreSQL (migrations 0022, 0023)
             "ix_invoices_scope_owed",
             "tenant_id",
             "environment_id",
@@ -111,6 +113,7 @@ class Invoice(Base):
     status: Mapped[str] = mapped_column(String(20), default=InvoiceStatus.DRAFT)
     erp_status: Mapped[str | None] = mapped_column(String(40), default=None)
     erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -178,6 +181,7 @@ class Payment(Base):
     payment_date: Mapped[date] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(30), default="erp")
     erp_payment_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,7 +2,8 @@
 
 Everything here is one aggregate statement over the ledger's indexes, never a cached figure
 that could go stale. "Outstanding" is the amount still owed on FINALIZED invoices; drafts are
-not owed yet, and paid or voided invoices owe nothing.
+not owed yet, paid or voided invoices owe nothing, and an invoice the ERP no longer has (marked
+by a reconciliation) is not counted.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ def bucket_on(due: date, today: date) -> str:
     return next(name for name, since, _ in _bucket_bounds(today) if since is None or due >= since)
 
 
-def _owed(scope: Scope) -> list[ColumnElement[bool]]:
+def owed_invoices(scope: Scope) -> list[ColumnElement[bool]]:
+    """The invoices still owed: finalized, not fully paid, and still in the ERP (models.OWED)."""
     return [
         in_scope(Invoice, scope),
         Invoice.status == InvoiceStatus.FINALIZED,
         Invoice.amount_outstanding > Decimal(0),
+        Invoice.erp_deleted_at.is_(None),
     ]
 
 
@@ -93,7 +96,7 @@ def aging_by_currency(session: Session, scope: Scope, today: date) -> list[Aging
     by_currency: dict[str, AgingRow] = {}
     for currency, name, amount, count in session.execute(
         select(Invoice.currency, bucket, func.sum(Invoice.amount_outstanding), func.count())
-        .where(*_owed(scope))
+        .where(*owed_invoices(scope))
         .group_by(Invoice.currency, bucket)
     ):
         row = by_currency.setdefault(currency, AgingRow(currency))
@@ -113,7 +116,7 @@ def aging_by_customer(
     if largest:
         for customer_id, in_currency, name, amount, count in session.execute(
             select(Invoice.customer_id, Invoice.currency, bucket, func.sum(Invoice.amount_outstanding), func.count())
-            .where(*_owed(scope), Invoice.customer_id.in_({customer_id for customer_id, _ in largest}))
+            .where(*owed_invoices(scope), Invoice.customer_id.in_({customer_id for customer_id, _ in largest}))
             .group_by(Invoice.customer_id, Invoice.currency, bucket)
         ):
             if (customer_id, in_currency) in by_customer:
@@ -137,7 +140,7 @@ def _largest_balances(
         # One balance per customer is summed in memory: with the default 4 MB the sums of 50,000
         # customers spill to disk and take twice as long. For this transaction only.
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-    owed = _owed(scope) + ([Invoice.currency == currency] if currency else [])
+    owed = owed_invoices(scope) + ([Invoice.currency == currency] if currency else [])
     balances = (
         select(Invoice.customer_id, Invoice.currency, func.sum(Invoice.amount_outstanding).label("owed"))
         .where(*owed)
@@ -179,7 +182,7 @@ def customer_balances(session: Session, scope: Scope, customer_id: str, today: d
         currency: Balance(currency, Decimal(outstanding), Decimal(late), zero, count)
         for currency, outstanding, late, count in session.execute(
             select(Invoice.currency, func.sum(Invoice.amount_outstanding), func.sum(overdue), func.count())
-            .where(*_owed(scope), Invoice.customer_id == customer_id)
+            .where(*owed_invoices(scope), Invoice.customer_id == customer_id)
             .group_by(Invoice.currency)
         )
     }
@@ -246,8 +249,8 @@ def trend(session: Session, scope: Scope, currency: str, today: date, *, months:
         .where(*billed, in_scope(Payment, scope), Payment.payment_date >= since, Payment.payment_date <= today)
         .group_by(Payment.payment_date)
     ).all())  # fmt: skip
-    owed_now = session.scalar(select(func.coalesce(func.sum(Invoice.amount_outstanding), 0)).where(*_owed(scope),
-                              Invoice.currency == currency))  # fmt: skip
+    owed_now = session.scalar(select(func.coalesce(func.sum(Invoice.amount_outstanding), 0))
+                              .where(*owed_invoices(scope), Invoice.currency == currency))  # fmt: skip
     starts = [_month_start(today, back) for back in range(months - 1, -1, -1)]
 
     def in_month(sums: dict[date, Decimal], first_day: date) -> Decimal:
@@ -272,7 +275,7 @@ def days_sales_outstanding(session: Session, scope: Scope, currency: str, today:
     if not invoiced:
         return None
     owed = session.scalar(
-        select(func.sum(Invoice.amount_outstanding)).where(*_owed(scope), Invoice.currency == currency)
+        select(func.sum(Invoice.amount_outstanding)).where(*owed_invoices(scope), Invoice.currency == currency)
     )
     return (Decimal(owed or 0) / Decimal(invoiced) * DSO_DAYS).quantize(Decimal("0.1"))
 
@@ -282,7 +285,7 @@ def top_debtors(session: Session, scope: Scope, currency: str, *, top: int = 10)
     owed = func.sum(Invoice.amount_outstanding).label("owed")
     largest = (
         select(Invoice.customer_id, owed)
-        .where(*_owed(scope), Invoice.currency == currency)
+        .where(*owed_invoices(scope), Invoice.currency == currency)
         .group_by(Invoice.customer_id)
         .order_by(owed.desc(), Invoice.customer_id)
         .limit(top)
@@ -298,7 +301,7 @@ def top_debtors(session: Session, scope: Scope, currency: str, *, top: int = 10)
 
 def currencies_owed(session: Session, scope: Scope) -> list[str]:
     """Currencies anything is owed in, by code."""
-    return list(session.scalars(select(Invoice.currency).where(*_owed(scope)).group_by(Invoice.currency)
+    return list(session.scalars(select(Invoice.currency).where(*owed_invoices(scope)).group_by(Invoice.currency)
                                 .order_by(Invoice.currency)))  # fmt: skip
 
 
@@ -344,7 +347,7 @@ def statement(session: Session, scope: Scope, customer_id: str, currency: str, t
     rows = session.execute(
         select(Invoice.id, Invoice.invoice_number, Invoice.issue_date, Invoice.due_date, Invoice.amount_total,
                Invoice.amount_outstanding)
-        .where(*_owed(scope), Invoice.customer_id == customer_id, Invoice.currency == currency)
+        .where(*owed_invoices(scope), Invoice.customer_id == customer_id, Invoice.currency == currency)
         .order_by(Invoice.due_date, Invoice.invoice_number)
     ).all()  # fmt: skip
     lines = [

@@ -35,6 +35,7 @@ CUSTOMER_READ_SOURCE: dict[str, InstrumentedAttribute[Any]] = {
     "metadata": Customer.metadata_,
     "status": Customer.status,
     "erp_debtor_id": Customer.erp_debtor_id,
+    "erp_deleted_at": Customer.erp_deleted_at,
     "created_at": Customer.created_at,
 }
 assert list(CUSTOMER_READ_SOURCE) == list(CustomerRead.model_fields), "one column per field, in order"

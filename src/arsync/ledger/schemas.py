@@ -77,6 +77,9 @@ class CustomerUpdate(RequestModel):
     _metadata_size = field_validator("metadata")(check_metadata)
 
 
+ERP_DELETED = "When a reconciliation found the record no longer in the ERP; kept for audit, not owed"
+
+
 class CustomerRead(ApiModel):
     id: str
     name: str
@@ -86,6 +89,7 @@ class CustomerRead(ApiModel):
     metadata: dict[str, Any]
     status: str
     erp_debtor_id: str | None
+    erp_deleted_at: datetime | None = Field(description=ERP_DELETED)
     created_at: datetime
 
 

@@ -42,6 +42,7 @@ class InvoiceRead(ApiModel):
     )
     erp_status: str | None
     erp_invoice_id: str | None
+    erp_deleted_at: datetime | None = Field(description=schemas.ERP_DELETED)
     dispatched_at: datetime | None
     push: PushRead | None = Field(description="The push to the ERP, once the invoice is dispatched")
     nomod: InvoiceNomodRead | None = Field(
@@ -60,6 +61,7 @@ class PaymentRead(ApiModel):
     payment_date: date
     source: str
     erp_payment_id: str | None
+    erp_deleted_at: datetime | None = Field(description=schemas.ERP_DELETED)
     push: PushRead | None = Field(description="The push to the ERP, for payments from approved cash applications")
     created_at: datetime
 
@@ -95,6 +97,7 @@ def invoice_reads(session: Session, invoices: list[Invoice]) -> list[InvoiceRead
             allowed_actions=[a for a in i.allowed_actions if a != "dispatch" or i.customer_id in in_erp],
             erp_status=i.erp_status,
             erp_invoice_id=i.erp_invoice_id,
+            erp_deleted_at=i.erp_deleted_at,
             dispatched_at=i.dispatched_at,
             push=push_read(pushes[i.id]) if i.id in pushes else None,
             nomod=invoice_nomod_read(*nomod[i.id]) if i.id in nomod else None,
@@ -137,6 +140,7 @@ def payment_read(payment: Payment, currency: str, push: Push | None) -> PaymentR
         payment_date=payment.payment_date,
         source=payment.source,
         erp_payment_id=payment.erp_payment_id,
+        erp_deleted_at=payment.erp_deleted_at,
         push=push_read(push) if push else None,
         created_at=payment.created_at,
     )

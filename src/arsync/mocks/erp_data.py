@@ -78,6 +78,8 @@ class MockErpData:
     # the same id twice (the demo starts a fresh mock each run against the same ledger).
     push_id_tag: str = ""
     _changes: dict[str, dict[int, _Change]] = field(default_factory=lambda: {entity: {} for entity in _ENTITIES})
+    # Records deleted in the ERP: no longer listed, and the contract has no way to say so.
+    _deleted: dict[str, set[int]] = field(default_factory=lambda: {entity: set() for entity in _ENTITIES})
     _pushed_invoices: list[Record] = field(default_factory=list)
     _pushed_invoice_times: list[datetime] = field(default_factory=list)
     _pushed_by_number: dict[str, str] = field(default_factory=dict)
@@ -208,11 +210,16 @@ class MockErpData:
         """Records of one page and whether more follow."""
         start = (page - 1) * limit
         with self._lock:
+            deleted = self._deleted[entity]
             if modified_since is None or modified_since < BASE_TIME:
                 size = self.size(entity)
-                indices: range | list[int] = range(start, min(start + limit, size))
+                listed: range | list[int] = range(size)
+                if deleted:
+                    listed = [i for i in listed if i not in deleted]
+                    size = len(listed)
+                indices: range | list[int] = listed[start : start + limit]
             else:
-                matching = self._modified_since(entity, modified_since)
+                matching = [i for i in self._modified_since(entity, modified_since) if i not in deleted]
                 size = len(matching)
                 indices = matching[start : start + limit]
             records = [self.record(entity, i) for i in indices]
@@ -237,6 +244,24 @@ class MockErpData:
                     self._changes[entity][index] = _Change((previous.version if previous else 0) + 1, now)
                 done[entity] = count
         return done
+
+    def delete(self, entity: str, indices: list[int]) -> None:
+        """Records deleted in the ERP: they stop being listed, with or without ``modifiedSince``."""
+        with self._lock:
+            self._deleted[entity].update(indices)
+
+    def restore(self, entity: str, indices: list[int]) -> None:
+        """Deleted records listed again, as they were (their modification time unchanged)."""
+        with self._lock:
+            self._deleted[entity].difference_update(indices)
+
+    def change_unannounced(self, entity: str, indices: list[int]) -> None:
+        """Change records without moving their modification time, as an ERP that edits a record
+        without stamping it does: an incremental sync cannot see it, a full walk can."""
+        with self._lock:
+            for index in indices:
+                previous = self._changes[entity].get(index)
+                self._changes[entity][index] = _Change((previous.version if previous else 0) + 1, BASE_TIME)
 
     def knows_debtor(self, erp_debtor_id: str) -> bool:
         if erp_debtor_id.startswith("DEB-X"):

@@ -54,7 +54,7 @@ def overview(request: Request, ui: UiDep) -> Response:
             (currency, format_amount(amount or Decimal(0), currency), count)
             for currency, amount, count in session.execute(
                 select(Invoice.currency, func.sum(Invoice.amount_outstanding), func.count())
-                .where(in_scope(Invoice, scope), Invoice.status == InvoiceStatus.FINALIZED)
+                .where(*reports.owed_invoices(scope))
                 .group_by(Invoice.currency)
                 .order_by(Invoice.currency)
             ).all()
@@ -63,9 +63,7 @@ def overview(request: Request, ui: UiDep) -> Response:
             session.scalar(
                 select(func.count())
                 .select_from(Invoice)
-                .where(
-                    in_scope(Invoice, scope), Invoice.status == InvoiceStatus.FINALIZED, Invoice.due_date < date.today()
-                )
+                .where(*reports.owed_invoices(scope), Invoice.due_date < date.today())
             )
             or 0
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -165,17 +165,22 @@ def sync_now(
     ui: ActionDep,
     connection_id: Annotated[str, Form(max_length=40)],
     full: Annotated[bool, Form()] = False,
+    kind: Annotated[Literal["sync", "reconcile"], Form()] = "sync",
 ) -> Response:
     """Start a run (or join the running one) and answer with the toolbar showing its progress."""
     try:
-        run, _ = ui.container.sync.start(connection_id, trigger="manual", full=full, enqueue=True, scope=ui.scope)
+        run, _ = ui.container.sync.start(
+            connection_id, trigger="manual", full=full, enqueue=True, scope=ui.scope, kind=kind
+        )
     except ArsyncError as exc:
         if request.headers.get("hx-request"):
             return render(ui, request, "_toolbar.html", error=plain_words(exc), **toolbar_context(ui))
         return redirect("/", error=plain_words(exc))
     if request.headers.get("hx-request"):
         return render(ui, request, "_toolbar.html", **toolbar_context(ui, watching=run.id))
-    return redirect(f"/sync-runs/{run.id}", notice="Sync started.")
+    return redirect(
+        f"/sync-runs/{run.id}", notice="Reconciliation started." if kind == "reconcile" else "Sync started."
+    )
 
 
 # History --------------------------------------------------------------------------------

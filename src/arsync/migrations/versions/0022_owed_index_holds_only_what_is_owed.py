@@ -2,8 +2,8 @@
 outstanding-amount sort is indexed per environment
 
 Why: the aging report, the overview, the trend's "owed now" and the top debtors read only owed
-invoices (``status = 'FINALIZED' AND amount_outstanding > 0``, reports._owed), and most of an AR
-ledger's invoices are paid. A partial index keeps those out, and the status need not be a key.
+invoices (``status = 'FINALIZED' AND amount_outstanding > 0``, reports.owed_invoices), and most
+of an AR ledger's invoices are paid. A partial index keeps those out, and the status need not be a key.
 arsync never prepares statements (prepare_threshold is off), so each query is planned with its
 values and PostgreSQL can prove it matches the index's condition. SQLite, the small embedded
 default, keeps a whole index (without the status) as before.
