@@ -6,7 +6,8 @@ process (bench/sync_once.py) so that its peak RSS is its own:
 (a) ceiling: fetch and JSON-decode every page, no validation, no database;
 (b) a full sync into a new PostgreSQL database;
 (c) an incremental sync after 1% of the records changed;
-and (b) again on a data set ten times smaller, to show memory does not grow with size.
+(d) a reconciliation (every list read again and compared with the ledger);
+and (b) and (d) again on a data set ten times smaller, to show memory does not grow with size.
 
 ``--scale 0.1`` runs everything ten times smaller (a quick check).
 """
@@ -112,6 +113,14 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
                 flush=True,
             )
             result["incrementalSync"] = inc
+        reconciled = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, "--reconcile",
+                          *common)  # fmt: skip
+        report = reconciled.pop("report") or {}
+        reconciled["ledgerEqualsErp"] = report.get("ledgerEqualsErp")
+        reconciled["missingInErp"] = {e: row["missingInErp"] for e, row in report.get("entities", {}).items()}
+        print(f"  (d) reconciliation: {reconciled['wallSeconds']:.1f}s, peak RSS {reconciled['peakRssMb']:.0f} MB; "
+              f"ledger equals ERP: {reconciled['ledgerEqualsErp']}", flush=True)  # fmt: skip
+        result["reconciliation"] = reconciled
         return result
     finally:
         mock.stop()
@@ -178,6 +187,10 @@ def sync_benchmark(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
         "peakRssMb": rss_large,
         "peakRssRatioLargeVsSmall": rss_large / rss_small,
         "bytesPerRecord": full["storage"]["bytesPerRecord"],
+        "reconcileSeconds": large["reconciliation"]["wallSeconds"],
+        "reconcilePeakRssMb": large["reconciliation"]["peakRssMb"],
+        "reconcilePeakRssRatioLargeVsSmall": large["reconciliation"]["peakRssMb"]
+        / small["reconciliation"]["peakRssMb"],
         "bytesPerRecordVsBaseline": full["storage"]["bytesPerRecord"] / STORAGE_BASELINE_BYTES_PER_RECORD,
         "helpSeconds": round(cli_bench.median_seconds(lambda: [ARSYNC, "--help"], env), 3),
         "targets": {
@@ -189,6 +202,11 @@ def sync_benchmark(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
             <= 0.6 * STORAGE_BASELINE_BYTES_PER_RECORD,
             "ledger equals ERP after the full and the incremental sync": full["ledgerEqualsErp"]["equal"]
             and incremental["ledgerEqualsErp"]["equal"],
+            "reconciliation finds the ledger equal to the ERP": large["reconciliation"]["ledgerEqualsErp"] is True,
+            "reconciliation peak RSS within 20% of 10x smaller": abs(
+                large["reconciliation"]["peakRssMb"] / small["reconciliation"]["peakRssMb"] - 1
+            )
+            <= 0.2,
         },
     }
     print(json.dumps(summary, indent=2))

@@ -1,7 +1,8 @@
 """One measured step of the sync benchmark, run in its own process.
 
 ``ceiling``: fetch and JSON-decode every page of the three lists; no validation, no database.
-``sync``: one arsync sync of a connection (full or incremental) into the configured database.
+``sync``: one arsync sync of a connection (full or incremental, or a reconciliation) into the
+configured database.
 Prints one JSON object with the wall time, records and this process's peak RSS.
 """
 
@@ -42,10 +43,10 @@ def ceiling(base_url: str, token: str, page_size: int) -> dict[str, float]:
     return {"records": records, "wallSeconds": wall, "recordsPerSecond": records / wall, "peakRssMb": peak_rss_mb()}
 
 
-def sync(database_url: str, connection_id: str, full: bool, page_size: int) -> dict[str, object]:
+def sync(database_url: str, connection_id: str, full: bool, page_size: int, kind: str) -> dict[str, object]:
     container = bootstrap(Settings(database_url=database_url, sync_page_size=page_size), upgrade_schema=False)
     started = time.perf_counter()
-    run = container.sync.run(connection_id, trigger="bench", full=full)
+    run = container.sync.run(connection_id, trigger="bench", full=full, kind=kind)
     wall = time.perf_counter() - started
     container.close()
     records = sum(int(stats["records"]) for stats in run.stats.values())
@@ -57,6 +58,7 @@ def sync(database_url: str, connection_id: str, full: bool, page_size: int) -> d
         "wallSeconds": wall,
         "recordsPerSecond": records / wall if wall else 0.0,
         "peakRssMb": peak_rss_mb(),
+        "report": run.report,
     }
 
 
@@ -68,12 +70,14 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--connection-id")
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--reconcile", action="store_true", help="A reconciliation run instead of a sync.")
     parser.add_argument("--page-size", type=int, default=1000)
     args = parser.parse_args()
     if args.mode == "ceiling":
         result: dict[str, object] = dict(ceiling(args.base_url, args.token, args.page_size))
     else:
-        result = sync(args.database_url, args.connection_id, args.full, args.page_size)
+        kind = "reconcile" if args.reconcile else "sync"
+        result = sync(args.database_url, args.connection_id, args.full, args.page_size, kind)
     sys.stdout.write(json.dumps(result, default=str) + "\n")
 
 

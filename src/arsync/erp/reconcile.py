@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, Update, delete, exists, func, insert, select, update
+from sqlalchemy import CursorResult, Table, Update, delete, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from arsync.erp import contract
@@ -87,6 +87,10 @@ class Reconciliation:
 
     def conclude(self, session: Session, now: datetime, stats: dict[str, Any]) -> dict[str, Any]:
         """Mark and un-mark, then the report (also stored on the run by the caller)."""
+        if session.get_bind().dialect.name == "postgresql":
+            # The table grew from empty during the run; without fresh statistics the planner
+            # takes it for tiny and answers each record's "was it listed" by scanning it whole.
+            session.execute(text("ANALYZE reconcile_seen"))
         missing: dict[str, int] = {}
         returned: dict[str, int] = {}
         examples: dict[str, list[str]] = {}
