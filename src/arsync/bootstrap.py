@@ -73,6 +73,7 @@ class Container:
                 lookback_seconds=self.settings.sync_lookback_seconds,
                 retry_attempts=self.settings.sync_retry_attempts,
                 retry_backoff_seconds=self.settings.sync_retry_backoff_seconds,
+                pause_after_failures=self.settings.sync_pause_after_failures,
             ),
             queue=self.queue,
         )

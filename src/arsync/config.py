@@ -25,6 +25,9 @@ class Settings(BaseSettings):
         default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )
     sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
+    sync_pause_after_failures: int = Field(
+        default=5, ge=0, description="Pause a connection after this many scheduled syncs in a row failed (0: never)."
+    )
     reconcile_cron: str = Field(
         default="0 3 * * 0",
         description="When every ACTIVE or FAILED connection is reconciled with its ERP (cron, UTC; Sundays 03:00).",

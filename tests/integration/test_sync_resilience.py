@@ -18,9 +18,10 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.models import Connection, SyncRun
 from arsync.ledger.models import Invoice, Payment
+from arsync.mocks.erp import Fault
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.tenancy import service as tenancy
-from tests.conftest import clean_container, make_settings
+from tests.conftest import MockErp, clean_container, make_settings
 from tests.middleware import SkewedMiddleware, create_app, outstanding_by_invoice
 from tests.polling import eventually
 
@@ -197,3 +198,36 @@ def _wait_for_run(
         return next((run for run in runs if run.id != other_than and done(run)), None)
 
     return eventually(finished, "a run to finish as expected", timeout, interval=0.1)
+
+
+def _connection_status(container: Container, connection_id: str) -> tuple[str, str | None]:
+    with container.session_factory() as session:
+        stored = session.get(Connection, connection_id)
+        assert stored is not None
+        return stored.status, stored.status_reason
+
+
+def test_scheduled_syncs_failing_night_after_night_pause_the_connection_until_a_sync_now_succeeds(
+    container: Container, connection: Connection, mock_erp: MockErp
+):
+    """ARSYNC_SYNC_PAUSE_AFTER_FAILURES (5): a success in between starts the count again; the
+    fifth failed slot in a row pauses it, the schedule passes it by, and a fixed Sync now resumes it."""
+    mock_erp.state.set_faults([Fault(endpoint="/debtors/list", status=500)])  # not transient: no retries
+    for _ in range(4):
+        assert container.sync.run(connection.id, trigger="schedule").status == "FAILED"
+    mock_erp.state.set_faults([])
+    assert container.sync.run(connection.id).status == "SUCCEEDED"
+    mock_erp.state.set_faults([Fault(endpoint="/debtors/list", status=500)])
+    for _ in range(4):
+        assert container.sync.run(connection.id, trigger="schedule").status == "FAILED"
+    assert _connection_status(container, connection.id)[0] == "FAILED"
+
+    assert container.sync.run(connection.id, trigger="schedule").status == "FAILED"
+    status, reason = _connection_status(container, connection.id)
+    assert status == "PAUSED" and reason is not None
+    assert reason.startswith("paused after 5 scheduled syncs in a row failed (last: ") and "Sync now" in reason
+    assert container.sync.start_scheduled() == 0  # the schedule passes it by
+
+    mock_erp.state.set_faults([])
+    assert container.sync.run(connection.id, trigger="manual").status == "SUCCEEDED"
+    assert _connection_status(container, connection.id) == ("ACTIVE", None)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from arsync.db import Base, UTCDateTime, new_id, utcnow
 from arsync.ledger.models import JSONType, Money
 
-CONNECTION_STATUSES = ("PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH")
+CONNECTION_STATUSES = ("PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH", "PAUSED")
 RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED")
 
 

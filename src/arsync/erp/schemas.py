@@ -42,7 +42,7 @@ class ConnectionRead(ApiModel):
     provider: str
     base_url: str
     bank_account_code: str | None
-    status: Literal["PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH"]
+    status: Literal["PENDING", "ACTIVE", "FAILED", "NEEDS_REAUTH", "PAUSED"]
     status_reason: str | None
     status_changed_at: datetime
     last_error: dict[str, Any] | None

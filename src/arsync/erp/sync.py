@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from arsync import metrics
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp import contract
+from arsync.erp.failures import pause_if_failing
 from arsync.erp.loader import ERP_IDS, LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
@@ -87,6 +88,7 @@ class SyncOptions:
     retry_attempts: int = 3
     retry_backoff_seconds: float = 60.0
     max_warnings: int = 100
+    pause_after_failures: int = 5  # scheduled slots failed in a row (erp.failures); 0: never
 
 
 @dataclass
@@ -484,13 +486,10 @@ class SyncEngine:
             )
 
     def _refresh_statistics(self, entity: Entity) -> None:
-        """ANALYZE the tables a large sync is filling (PostgreSQL only).
-
-        Without fresh statistics the planner believes a table that grew from empty during this
-        run is still tiny. It then answers the per-page ERP-id lookups by walking the whole
-        (tenant, environment) range, so the sync slows down quadratically. Autovacuum may be
-        off or a minute behind, so the sync refreshes statistics each time a table has doubled.
-        """
+        """ANALYZE the tables a large sync is filling (PostgreSQL only). Without fresh statistics
+        the planner takes a table that grew from empty during this run for tiny, and answers the
+        per-page ERP-id lookups by walking the whole scope: quadratic. Autovacuum may be off or
+        behind, so the sync refreshes statistics each time a table has doubled."""
         with transaction(self.session_factory) as session:
             if session.get_bind().dialect.name != "postgresql":
                 return
@@ -534,7 +533,8 @@ class SyncEngine:
                     connection.status, connection.status_changed_at = error.connection_status, now
                     connection.status_reason = str(error)
                 connection.last_error = run.error
-                self._schedule_retry(session, run, error)
+                if not self._schedule_retry(session, run, error):
+                    pause_if_failing(session, connection, run, self.options.pause_after_failures)
             else:
                 run.status = "FAILED"
                 run.error = {
@@ -551,12 +551,12 @@ class SyncEngine:
         )
         return finished
 
-    def _schedule_retry(self, session: Session, run: SyncRun, error: ConnectorError) -> None:
+    def _schedule_retry(self, session: Session, run: SyncRun, error: ConnectorError) -> bool:
         """Queue the next try of a scheduled run that failed in a transient way, with doubling delays."""
         if run.trigger not in {"schedule", "retry"} or not isinstance(error, TransientError):
-            return
+            return False
         if self.queue is None or run.attempt > self.options.retry_attempts:
-            return
+            return False
         delay = self.options.retry_backoff_seconds * 2 ** (run.attempt - 1)
         run_at = utcnow() + timedelta(seconds=delay)
         self.queue.enqueue(
@@ -564,6 +564,7 @@ class SyncEngine:
         )
         assert run.error is not None
         run.error = run.error | {"hint": f"tried again by itself at {run_at:%H:%M:%S} UTC (attempt {run.attempt + 1})"}
+        return True
 
 
 def internal_error_message(error: BaseException) -> str:

@@ -31,6 +31,8 @@ STATUS_ADVICE = {
     "ACTIVE": "Connected. Data syncs nightly and whenever you press Sync now.",
     "FAILED": "arsync cannot use this connection until the problem below is fixed.",
     "NEEDS_REAUTH": "Xero needs you to sign in again before arsync can sync. Press Reconnect.",
+    "PAUSED": "Scheduled syncs are paused: they failed too many times in a row. Fix the cause, then press "
+    "Sync now; once a run succeeds the schedule takes it back.",
 }
 
 
