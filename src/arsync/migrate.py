@@ -50,5 +50,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         _alembic("alembic.command").upgrade(config, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database behind ``engine`` back to ``revision`` (each migration's downgrade)."""
+    with engine.begin() as connection:
+        config = alembic_config(str(engine.url))
+        config.attributes["connection"] = connection
+        _alembic("alembic.command").downgrade(config, revision)
+
+
 def _alembic(module: str) -> Any:
     return importlib.import_module(module)

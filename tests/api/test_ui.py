@@ -501,7 +501,7 @@ def _invoice_in(alice: Tenant, container: Container, state: str, number: str) ->
         with transaction(container.session_factory) as session:  # as a sync would have stored it
             row = session.get(Invoice, invoice_id)
             assert row is not None
-            row.erp_hash, row.erp_invoice_id = "0" * 32, f"ERP-{number}"
+            row.erp_hash, row.erp_invoice_id = bytes(16), f"ERP-{number}"
     return invoice_id
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect, select, text, update
+from sqlalchemy import event, inspect, make_url, select, text, update
 from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
 
+from arsync import migrate
 from arsync.bootstrap import Container
-from arsync.db import Base, new_id, transaction
+from arsync.db import Base, make_engine, new_id, transaction
 from arsync.erp import contract
 from arsync.erp.loader import LedgerLoader, bulk_insert, bulk_update, invoices, is_duplicate_key, prepare
 from arsync.ledger import reports, schemas
@@ -21,7 +27,7 @@ from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, InvoiceLine
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope as TenantScope
-from tests.conftest import Scope
+from tests.conftest import PG_ADMIN_URL, Scope
 
 VALUES = [
     ("ZAR", Decimal("0.10")),
@@ -342,3 +348,44 @@ def test_an_invoice_edit_rewrites_its_lines_only_when_they_changed(container: Co
         event.remove(container.engine, "before_cursor_execute", record)
     with container.read_session_factory() as reader:
         assert reader.scalar(select(Invoice.amount_outstanding)) == Decimal(5)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema yet, for migrating step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'steps.db'}"
+        return
+    request.getfixturevalue("postgres_url")  # PostgreSQL is there (or the test fails under CI)
+    name = f"arsync_steps_{secrets.token_hex(4)}"
+    admin = make_engine(PG_ADMIN_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_digests_stored_as_hex_keep_their_value_as_raw_bytes(empty_database: str):
+    """Migration 0024 turns each hex digest into its 16 bytes, so the next sync sees no change;
+    and back again on downgrade."""
+    engine = make_engine(empty_database)
+    migrate.upgrade(engine, "0023")
+    digest = hashlib.blake2b(b"a record", digest_size=16)
+    with engine.begin() as connection:
+        created = tenancy.create_tenant(Session(bind=connection), "steps", "prod")
+        connection.execute(text(
+            "INSERT INTO customers (id, tenant_id, environment_id, name, metadata, status, erp_debtor_id, erp_hash, "
+            "created_at, updated_at) VALUES ('cust_1', :t, :e, 'Acme', '{}', 'active', 'DEB-1', :h, :now, :now)"
+        ), {"t": created.tenant_id, "e": created.environment_id, "h": digest.hexdigest(),
+            "now": datetime.now(UTC)})  # fmt: skip
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.scalar(select(Customer.erp_hash)) == digest.digest()
+    migrate.downgrade(engine, "0023")
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT erp_hash FROM customers")) == digest.hexdigest()
+    engine.dispose()

@@ -48,12 +48,12 @@ class PageResult:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _digest(record_json: str) -> str:
-    """A digest of the record as the ERP sent it, used to skip unchanged rows."""
-    return hashlib.blake2b(record_json.encode(), digest_size=16).hexdigest()
+def _digest(record_json: str) -> bytes:
+    """A digest of the record as the ERP sent it, used to skip unchanged rows (16 bytes, stored raw)."""
+    return hashlib.blake2b(record_json.encode(), digest_size=16).digest()
 
 
-def _stored_form(record: BaseModel) -> tuple[str | None, str | None]:
+def _stored_form(record: BaseModel) -> tuple[bytes | None, str | None]:
     """The record's digest, or why it cannot be stored. A contract record holds only strings,
     decimals and dates, so what can stop it is a NUL (JSON writes it ``\\u0000``) or a lone
     surrogate (it cannot be written as JSON at all) in a string: the JSON made for the digest is
@@ -168,7 +168,7 @@ def is_duplicate_key(error: BaseException) -> bool:
 class PreparedPage(Generic[RecordT]):
     """A page ready to write: each record to load with its digest, and what was left out."""
 
-    records: list[tuple[RecordT, str]]
+    records: list[tuple[RecordT, bytes]]
     result: PageResult
 
     def fresh_result(self) -> PageResult:
@@ -183,7 +183,7 @@ def prepare(entity: str, items: Sequence[RecordT]) -> PreparedPage[RecordT]:
     one bad record does not fail the whole sync."""
     field, label = ERP_IDS[entity].field, ERP_IDS[entity].label
     result = PageResult()
-    latest: dict[str, tuple[RecordT, str]] = {}
+    latest: dict[str, tuple[RecordT, bytes]] = {}
     for item in items:
         item_key = getattr(item, field)
         digest, problem = _stored_form(item)
@@ -226,7 +226,7 @@ class LedgerLoader:
             return column == any_(bindparam("erp_ids", ids, type_=ARRAY(String)))
         return column.in_(ids)
 
-    def _lookup(self, table: Table, erp_column: str, ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    def _lookup(self, table: Table, erp_column: str, ids: Iterable[str]) -> dict[str, tuple[str, bytes | None]]:
         """``{erp id: (id, erp_hash)}`` for the rows of this scope with these ERP ids."""
         ids = list(ids)
         if not ids:
@@ -246,7 +246,7 @@ class LedgerLoader:
             "updated_at": self.now,
         }
 
-    def _customer_row(self, erp_debtor_id: str, name: str, email: str | None, erp_hash: str | None) -> dict[str, Any]:
+    def _customer_row(self, erp_debtor_id: str, name: str, email: str | None, erp_hash: bytes | None) -> dict[str, Any]:
         return self._base_row("cust") | {
             "name": name,
             "email": email,

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,7 +56,7 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     erp_debtor_id: Mapped[str | None] = mapped_column(String(200), default=None)
     erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    erp_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)  # raw digest (0024)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -114,7 +114,7 @@ class Invoice(Base):
     erp_status: Mapped[str | None] = mapped_column(String(40), default=None)
     erp_invoice_id: Mapped[str | None] = mapped_column(String(200), default=None)
     erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    erp_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)  # raw digest (0024)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -182,7 +182,7 @@ class Payment(Base):
     source: Mapped[str] = mapped_column(String(30), default="erp")
     erp_payment_id: Mapped[str | None] = mapped_column(String(200), default=None)
     erp_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    erp_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    erp_hash: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)  # raw digest (0024)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
