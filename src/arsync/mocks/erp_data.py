@@ -2,7 +2,8 @@
 
 Nothing is materialised: record ``i`` is computed from ``(seed, i)`` whenever a page asks for
 it, so a 500,000-invoice ERP costs no memory. Changes made through :meth:`MockErpData.mutate`
-and records created by pushes are the only state kept.
+and records created by pushes are the only state kept, with the deletions and unannounced
+changes a test makes (:meth:`MockErpData.delete`, :meth:`MockErpData.change_unannounced`).
 
 The data deliberately contains the two edge cases the sync must handle:
 
@@ -78,7 +79,9 @@ class MockErpData:
     # the same id twice (the demo starts a fresh mock each run against the same ledger).
     push_id_tag: str = ""
     _changes: dict[str, dict[int, _Change]] = field(default_factory=lambda: {entity: {} for entity in _ENTITIES})
-    # Records deleted in the ERP: no longer listed, and the contract has no way to say so.
+    # Records deleted in the ERP. The Nudge REST contract's list endpoints have no delete signal
+    # (no tombstones, no status for "deleted"); what a real middleware does with a deleted record
+    # is unknown, so the mock takes the case reconciliation must catch: it is simply not listed.
     _deleted: dict[str, set[int]] = field(default_factory=lambda: {entity: set() for entity in _ENTITIES})
     _pushed_invoices: list[Record] = field(default_factory=list)
     _pushed_invoice_times: list[datetime] = field(default_factory=list)
@@ -257,7 +260,9 @@ class MockErpData:
 
     def change_unannounced(self, entity: str, indices: list[int]) -> None:
         """Change records without moving their modification time, as an ERP that edits a record
-        without stamping it does: an incremental sync cannot see it, a full walk can."""
+        without stamping it does: an incremental sync cannot see it, a full walk can. (Whether any
+        real middleware's ``modifiedSince`` misses edits is unknown; the contract does not say
+        which changes must move it, so the mock allows the worst case.)"""
         with self._lock:
             for index in indices:
                 previous = self._changes[entity].get(index)
