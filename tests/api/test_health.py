@@ -27,6 +27,15 @@ def _probe(container: Container, path: str) -> httpx.Response:
         return httpx.get(f"{server.url}{path}", timeout=10)
 
 
+def _readiness_of(database_url: str, tmp_path: Path) -> httpx.Response:
+    """The readiness answer of a server on ``database_url``, which arsync does not migrate first."""
+    app = bootstrap(make_settings(database_url, tmp_path), upgrade_schema=False)
+    try:
+        return _probe(app, "/api/v1/health/ready")
+    finally:
+        app.close()
+
+
 def test_a_migrated_database_is_ready(container: Container):
     assert _probe(container, "/api/v1/health").json()["status"] == "ok"
     ready = _probe(container, "/api/v1/health/ready")
@@ -41,22 +50,14 @@ def test_a_database_behind_this_version_is_not_ready(tmp_path: Path):
     engine = make_engine(url)
     migrate.upgrade(engine, previous)
     engine.dispose()
-    behind = bootstrap(make_settings(url, tmp_path), upgrade_schema=False)
-    try:
-        answer = _probe(behind, "/api/v1/health/ready")
-    finally:
-        behind.close()
+    answer = _readiness_of(url, tmp_path)
     assert answer.status_code == 503
     assert answer.json()["checks"] == {"database": "ok", "migrations": f"at {previous}, this version needs {head}"}
 
 
 def test_an_unreachable_database_is_not_ready_and_the_answer_holds_no_address(tmp_path: Path, unused_port: int):
     url = f"postgresql+psycopg://arsync:hunter2@127.0.0.1:{unused_port}/ledger"
-    unreachable = bootstrap(make_settings(url, tmp_path), upgrade_schema=False)
-    try:
-        answer = _probe(unreachable, "/api/v1/health/ready")
-    finally:
-        unreachable.close()
+    answer = _readiness_of(url, tmp_path)
     assert answer.status_code == 503
     assert answer.json()["checks"] == {"database": "unreachable (OperationalError)"}
     assert "hunter2" not in answer.text and str(unused_port) not in answer.text

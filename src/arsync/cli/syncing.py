@@ -4,7 +4,7 @@ the foreground, and the ledger out."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -126,10 +126,15 @@ def sync(
         print_json(run_as_dict(run))
     elif run.status != "RUNNING":
         print_run(run)
+    _exit_for(run, connection_id)
+
+
+def _exit_for(run: SyncRun, connection_id: str) -> NoReturn:
+    """0 for a run this command ran and that succeeded, 1 for one that failed, 3 for another
+    process's run that was already going (its outcome is not known here)."""
     if run.status == "RUNNING":
-        # Not this command's run: another process has it. Its outcome is not known here.
         err_console.print(
-            f"[yellow]not run:[/yellow] sync {run.id} is already running for {connection_id} "
+            f"[yellow]not run:[/yellow] {run.kind} {run.id} is already running for {connection_id} "
             f"(started {run.started_at:%Y-%m-%d %H:%M:%S} UTC); GET /api/v1/sync-runs/{run.id} shows it"
         )
         raise typer.Exit(3)
@@ -172,14 +177,11 @@ def reconcile(
         run = run_sync(c, connection_id, True, "cli", show_progress=not as_json, kind="reconcile")
     if as_json:
         print_json(run_as_dict(run))
-    elif run.status == "RUNNING":
-        err_console.print(f"[yellow]not run:[/yellow] run {run.id} is already going for {connection_id}")
-        raise typer.Exit(3)
-    else:
+    elif run.status != "RUNNING":
         print_run(run)
         if run.report:
             print_report(run.report)
-    raise typer.Exit({"SUCCEEDED": 0, "RUNNING": 3}.get(run.status, 1))
+    _exit_for(run, connection_id)
 
 
 @export_app.command("export")

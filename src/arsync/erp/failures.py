@@ -36,7 +36,7 @@ def pause_if_failing(session: Session, connection: Connection, run: SyncRun, lim
         .where(SyncRun.connection_id == connection.id, SyncRun.status == "SUCCEEDED", SyncRun.started_at >= since)
         .limit(1)
     )
-    if succeeded is not None or any(slot.status != "FAILED" and slot.id != run.id for slot in slots):
+    if succeeded is not None or any(slot.status != "FAILED" for slot in slots):
         return False
     reason = (run.error or {}).get("message") or "the last run failed"
     connection.status, connection.status_changed_at = "PAUSED", utcnow()

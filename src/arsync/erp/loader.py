@@ -28,6 +28,7 @@ from arsync.db import new_id
 from arsync.erp import contract
 from arsync.ledger.models import Customer, Invoice, InvoiceLine, InvoiceStatus, ParkedPayment, Payment
 from arsync.schemas import unstorable
+from arsync.tenancy.scope import Scope, in_scope
 
 customers: Table = Customer.__table__  # type: ignore[assignment]
 invoices: Table = Invoice.__table__  # type: ignore[assignment]
@@ -149,6 +150,10 @@ class ErpId:
     field: str
     label: str
 
+    @property
+    def column(self) -> Any:
+        return self.table.c[self.field]
+
 
 ERP_IDS: dict[str, ErpId] = {
     "debtors": ErpId(customers, "erp_debtor_id", "erpDebtorId"),
@@ -217,7 +222,7 @@ class LedgerLoader:
         self.now = now
 
     def _scope(self, table: Table) -> Any:
-        return (table.c.tenant_id == self.tenant_id) & (table.c.environment_id == self.environment_id)
+        return in_scope(table.c, Scope(self.tenant_id, self.environment_id))
 
     def _among(self, column: Any, ids: list[str]) -> Any:
         """``column IN ids`` for a page's worth of ERP ids."""
@@ -460,7 +465,7 @@ class LedgerLoader:
         another connection writes the same scope, and either shows as a duplicate key
         (``is_duplicate_key``), after which the page is written again the usual way."""
         erp_id = ERP_IDS[entity]
-        return not self._has_any(erp_id.table, erp_id.table.c[erp_id.field].is_not(None))
+        return not self._has_any(erp_id.table, erp_id.column.is_not(None))
 
     def has_parked_payments(self) -> bool:
         return self._has_any(parked_payments)

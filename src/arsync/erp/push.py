@@ -206,9 +206,8 @@ class PushFlows:
                     "message": f"{type(exc).__name__}: {str(exc)[:500]}",
                     "hint": "this is an arsync error, not the middleware's; see the worker log, then retry",
                 })  # fmt: skip
-                ended = (push.kind, push.status, push.created_at, push.succeeded_at)
-            metrics.record_push(*ended)
-            return ended[1]
+            metrics.record_push(push.kind, push.status, push.created_at, push.succeeded_at)  # once committed
+            return push.status
 
     def _execute(self, push_id: str) -> str | None:
         # The key is held for the whole attempt: a concurrent run of the same push (a job run
@@ -239,9 +238,8 @@ class PushFlows:
             push.sending_since = None
             push.updated_at = utcnow()
             log.info("push %s (%s) is %s after attempt %d", push.id, push.kind, push.status, push.attempts)
-            ended = (push.kind, push.status, push.created_at, push.succeeded_at)
-        metrics.record_push(*ended)  # once committed
-        return ended[1]
+        metrics.record_push(push.kind, push.status, push.created_at, push.succeeded_at)  # once committed
+        return push.status
 
     def _begin_attempt(self, push_id: str) -> _Attempt | str | None:
         """Count the attempt and mark it as sending, committed before anything is sent.

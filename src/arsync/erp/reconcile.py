@@ -16,7 +16,7 @@ of its invoices names (the sync creates such debtors) counts as listed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -30,6 +30,7 @@ from arsync.erp.loader import ERP_IDS, invoices, parked_payments, payments
 from arsync.erp.models import ReconcileSeen, SyncRun
 from arsync.erp.port import ENTITIES, Entity
 from arsync.money import canonical
+from arsync.tenancy.scope import Scope, in_scope
 
 seen: Table = ReconcileSeen.__table__  # type: ignore[assignment]
 EXAMPLES = 10
@@ -56,7 +57,12 @@ class Reconciliation:
         return started
 
     def _scope(self, table: Table) -> Any:
-        return (table.c.tenant_id == self.tenant_id) & (table.c.environment_id == self.environment_id)
+        return in_scope(table.c, Scope(self.tenant_id, self.environment_id))
+
+    def _held(self, entity: str) -> list[Any]:
+        """The rows of ``entity`` the ledger holds from the ERP and has not marked as gone."""
+        erp_id = ERP_IDS[entity]
+        return [self._scope(erp_id.table), erp_id.column.is_not(None), erp_id.table.c.erp_deleted_at.is_(None)]
 
     # While the pages are read ---------------------------------------------------------
 
@@ -95,18 +101,11 @@ class Reconciliation:
         returned: dict[str, int] = {}
         examples: dict[str, list[str]] = {}
         for entity in ENTITIES:
-            table, column = ERP_IDS[entity].table, ERP_IDS[entity].table.c[ERP_IDS[entity].field]
+            table, column = ERP_IDS[entity].table, ERP_IDS[entity].column
             listed = exists().where(seen.c.run_id == self.run_id, seen.c.entity == entity, seen.c.erp_id == column)
-            examples[entity] = list(session.scalars(
-                select(column).where(self._scope(table), column.is_not(None), table.c.erp_deleted_at.is_(None),
-                                     ~listed).order_by(column).limit(EXAMPLES)
-            ))  # fmt: skip
-            missing[entity] = _changed(
-                session,
-                update(table)
-                .where(self._scope(table), column.is_not(None), table.c.erp_deleted_at.is_(None), ~listed)
-                .values(erp_deleted_at=now, updated_at=now),
-            )
+            gone = [*self._held(entity), ~listed]
+            examples[entity] = list(session.scalars(select(column).where(*gone).order_by(column).limit(EXAMPLES)))
+            missing[entity] = _changed(session, update(table).where(*gone).values(erp_deleted_at=now, updated_at=now))
             returned[entity] = _changed(
                 session,
                 update(table)
@@ -145,29 +144,20 @@ class Reconciliation:
 
     def _ledger_totals(self, session: Session) -> dict[str, Any]:
         """What the ledger holds from the ERP, leaving out what is marked as gone."""
-        counts = {}
-        for entity in ENTITIES:
-            table, column = ERP_IDS[entity].table, ERP_IDS[entity].table.c[ERP_IDS[entity].field]
-            counts[entity] = session.scalar(select(func.count()).select_from(table).where(
-                self._scope(table), column.is_not(None), table.c.erp_deleted_at.is_(None)))  # fmt: skip
-        in_erp = [self._scope(invoices), invoices.c.erp_invoice_id.is_not(None), invoices.c.erp_deleted_at.is_(None)]
-        by_currency = {
-            currency: {"invoices": count, "amountTotal": _money(total), "amountOutstanding": _money(outstanding)}
-            for currency, count, total, outstanding in session.execute(
-                select(invoices.c.currency, func.count(), func.sum(invoices.c.amount_total),
-                       func.sum(invoices.c.amount_outstanding)).where(*in_erp).group_by(invoices.c.currency)
-            )
-        }  # fmt: skip
-        paid = {
-            currency: {"count": count, "amount": _money(amount)}
-            for currency, count, amount in session.execute(
-                select(invoices.c.currency, func.count(), func.sum(payments.c.amount))
-                .join(invoices, invoices.c.id == payments.c.invoice_id)
-                .where(self._scope(payments), payments.c.erp_payment_id.is_not(None),
-                       payments.c.erp_deleted_at.is_(None))
-                .group_by(invoices.c.currency)
-            )
-        }  # fmt: skip
+        counts = {
+            entity: session.scalar(select(func.count()).select_from(ERP_IDS[entity].table).where(*self._held(entity)))
+            for entity in ENTITIES
+        }
+        by_currency = _invoice_figures(session.execute(
+            select(invoices.c.currency, func.count(), func.sum(invoices.c.amount_total),
+                   func.sum(invoices.c.amount_outstanding)).where(*self._held("invoices")).group_by(invoices.c.currency)
+        ))  # fmt: skip
+        paid = _payment_figures(session.execute(
+            select(invoices.c.currency, func.count(), func.sum(payments.c.amount))
+            .join(invoices, invoices.c.id == payments.c.invoice_id)
+            .where(*self._held("payments"))
+            .group_by(invoices.c.currency)
+        ))  # fmt: skip
         return {"counts": counts, "invoices": by_currency, "payments": paid}
 
     def _erp_totals(self, session: Session) -> dict[str, Any]:
@@ -185,27 +175,34 @@ class Reconciliation:
         parked = select(parked_payments.c.erp_payment_id).where(self._scope(parked_payments))
         counts = {entity: session.scalar(select(func.count()).select_from(listed(entity))) or 0 for entity in ENTITIES}
         listed_invoices = listed("invoices")
-        by_currency = {
-            currency: {"invoices": count, "amountTotal": _money(total), "amountOutstanding": _money(outstanding)}
-            for currency, count, total, outstanding in session.execute(
-                select(listed_invoices.c.currency, func.count(), func.sum(listed_invoices.c.total),
-                       func.sum(listed_invoices.c.outstanding)).group_by(listed_invoices.c.currency)
-            )
-        }  # fmt: skip
+        by_currency = _invoice_figures(session.execute(
+            select(listed_invoices.c.currency, func.count(), func.sum(listed_invoices.c.total),
+                   func.sum(listed_invoices.c.outstanding)).group_by(listed_invoices.c.currency)
+        ))  # fmt: skip
         # A payment is in its invoice's currency (the ledger's invoice, so also one the ERP no
         # longer lists); one whose invoice the ledger does not have is parked, not in the ledger.
         listed_payments = listed("payments")
-        paid = {
-            currency: {"count": count, "amount": _money(amount)}
-            for currency, count, amount in session.execute(
-                select(invoices.c.currency, func.count(), func.sum(listed_payments.c.total))
-                .join(invoices, (invoices.c.erp_invoice_id == listed_payments.c.invoice) & self._scope(invoices))
-                .where(listed_payments.c.erp_id.not_in(parked))
-                .group_by(invoices.c.currency)
-            )
-        }  # fmt: skip
+        paid = _payment_figures(session.execute(
+            select(invoices.c.currency, func.count(), func.sum(listed_payments.c.total))
+            .join(invoices, (invoices.c.erp_invoice_id == listed_payments.c.invoice) & self._scope(invoices))
+            .where(listed_payments.c.erp_id.not_in(parked))
+            .group_by(invoices.c.currency)
+        ))  # fmt: skip
         counts["payments"] = sum(row["count"] for row in paid.values())
         return {"counts": counts, "invoices": by_currency, "payments": paid}
+
+
+def _invoice_figures(rows: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Rows of (currency, count, total, outstanding) as the report writes them."""
+    return {
+        currency: {"invoices": count, "amountTotal": _money(total), "amountOutstanding": _money(outstanding)}
+        for currency, count, total, outstanding in rows
+    }
+
+
+def _payment_figures(rows: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Rows of (currency, count, amount) as the report writes them."""
+    return {currency: {"count": count, "amount": _money(amount)} for currency, count, amount in rows}
 
 
 def _changed(session: Session, statement: Update) -> int:
