@@ -21,6 +21,7 @@ from arsync.jobs.queue import InProcessQueue
 from arsync.jobs.worker import EmbeddedScheduler, run_worker
 from arsync.ledger.endpoints import router as ledger_router
 from arsync.nomod.endpoints import router as nomod_router
+from arsync.notify.endpoints import router as notify_router
 from arsync.schemas import ApiModel
 from arsync.tenancy.endpoints import router as api_keys_router
 from arsync.ui.app import install_ui
@@ -67,6 +68,9 @@ async def _background_jobs(container: Container) -> AsyncIterator[None]:
         requeued = container.nomod.requeue_pending()
         if requeued:
             log.info("queued %d pending Nomod invoice syncs again", requeued)
+        requeued = container.notifier.requeue_pending()
+        if requeued:
+            log.info("queued %d pending notifications again", requeued)
         try:
             yield
         finally:
@@ -159,5 +163,6 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.include_router(xero_router)  # before the ERP routes too: /connections/xero is not a connection id
     app.include_router(nomod_router)  # before the ERP routes: /connections/nomod is not a connection id
     app.include_router(erp_router)
+    app.include_router(notify_router)
     install_ui(app)
     return app

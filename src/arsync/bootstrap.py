@@ -26,6 +26,9 @@ from arsync.nomod.flows import NomodFlows
 from arsync.nomod.service import RetryPolicy
 from arsync.nomod.tasks import nomod_tasks
 from arsync.nomod.webhooks import PaidWebhooks
+from arsync.notify.email import SmtpSettings
+from arsync.notify.flows import Notifier, NotifyOptions
+from arsync.notify.tasks import notify_tasks
 from arsync.outbound import OutboundPolicy
 from arsync.vault import Vault
 from arsync.xero.connector import XeroConnector, XeroOptions
@@ -53,6 +56,7 @@ class Container:
     tasks: list[Task] = field(init=False)
     outbound: OutboundPolicy = field(init=False)
     xero_budgets: CallBudgets = field(init=False)
+    notifier: Notifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.read_session_factory = make_read_session_factory(self.engine)
@@ -61,6 +65,18 @@ class Container:
         self.runner = InProcessRunner()
         self.queue = (
             ProcrastinateQueue() if self.settings.is_postgresql else InProcessQueue(self.runner, self.session_factory)
+        )
+        self.notifier = Notifier(
+            self.session_factory,
+            self.vault,
+            self.queue,
+            self.outbound,
+            NotifyOptions(
+                max_attempts=self.settings.notify_max_attempts,
+                backoff_seconds=self.settings.notify_backoff_seconds,
+                timeout_seconds=self.settings.notify_timeout_seconds,
+            ),
+            smtp=self.smtp(),
         )
         self.sync = SyncEngine(
             self.session_factory,
@@ -76,6 +92,7 @@ class Container:
                 pause_after_failures=self.settings.sync_pause_after_failures,
             ),
             queue=self.queue,
+            notifier=self.notifier,
         )
         self.pushes = PushFlows(
             self.session_factory,
@@ -87,6 +104,7 @@ class Container:
                 lookback_seconds=self.settings.sync_lookback_seconds,
                 failpoints=self.settings.failpoint_names,
             ),
+            notifier=self.notifier,
         )
         self.nomod = NomodFlows(
             self.session_factory,
@@ -97,10 +115,11 @@ class Container:
             default_base_url=self.settings.nomod_base_url,
             outbound=self.outbound,
         )
-        self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes)
+        self.nomod_webhooks = PaidWebhooks(self.nomod, self.pushes, self.notifier)
         self.tasks = [
             *erp_tasks(self.sync, self.pushes, self.settings.sync_cron, self.settings.reconcile_cron),
             *nomod_tasks(self.nomod),
+            *notify_tasks(self.notifier),
         ]
         if isinstance(self.queue, InProcessQueue):
             for task in self.tasks:
@@ -125,6 +144,20 @@ class Container:
                 scopes=" ".join(s.xero_scopes.split()),
                 timeout_seconds=s.http_timeout_seconds,
             )
+        )
+
+    def smtp(self) -> SmtpSettings | None:
+        s = self.settings
+        if not s.smtp_host or not s.smtp_from:
+            return None
+        return SmtpSettings(
+            host=s.smtp_host,
+            port=s.smtp_port,
+            sender=s.smtp_from,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            starttls=s.smtp_starttls,
+            timeout_seconds=s.notify_timeout_seconds,
         )
 
     def http_retry(self) -> HttpRetryOptions:

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".arsync"), description="Local state: SQLite file, secret key.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default is SQLite under data_dir.")
     secret_key: str | None = Field(
-        default=None, description="Fernet key for secrets at rest; generated into data_dir if unset."
+        default=None, repr=False, description="Fernet key for secrets at rest; generated into data_dir if unset."
     )
     sync_cron: str = Field(default="0 2 * * *", description="When every ACTIVE connection syncs (cron, UTC).")
     sync_pause_after_failures: int = Field(
@@ -34,13 +34,25 @@ class Settings(BaseSettings):
     )
     metrics_token: str | None = Field(
         default=None,
+        repr=False,
         description="Bearer token GET /metrics asks for; unset, /metrics answers loopback clients only.",
     )
     nomod_base_url: str = "https://api.nomod.com"
 
+    # Notifications (signed webhooks; email when an SMTP server is set).
+    notify_max_attempts: int = Field(default=24, ge=1, le=100, description="Attempts before a delivery FAILS.")
+    notify_backoff_seconds: float = Field(default=5.0, ge=0, description="First retry delay; doubles, capped at 1 h.")
+    notify_timeout_seconds: float = Field(default=15.0, gt=0, description="How long a receiver has to answer.")
+    smtp_host: str | None = Field(default=None, description="SMTP server for email notifications; unset: no email.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str | None = Field(default=None, description="The From address of notification email.")
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS.")
+
     # Xero (native OAuth connector). Every URL is configurable so the mock can stand in.
     xero_client_id: str | None = Field(default=None, description="The Xero app's client id.")
-    xero_client_secret: str | None = Field(default=None, description="The Xero app's client secret.")
+    xero_client_secret: str | None = Field(default=None, repr=False, description="The Xero app's client secret.")
     xero_redirect_uri: str = Field(
         default="http://127.0.0.1:8000/api/v1/connections/xero/callback",
         description="Where Xero sends the user back; must match the Xero app's setting.",

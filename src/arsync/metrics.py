@@ -45,10 +45,18 @@ PUSH_LATENCY = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 15, 60, 300, 3600, float("inf")),
 )
 WEBHOOKS_IN = Counter("arsync_webhook_deliveries_received", "Inbound webhook deliveries, by outcome.", ["outcome"])
+WEBHOOKS_OUT = Counter(
+    "arsync_notification_attempts",
+    "Outbound notification attempts, by kind (webhook, email) and outcome.",
+    ["kind", "outcome"],
+)
 ERP_CALLS = Counter("arsync_erp_calls", "HTTP calls to ERPs, by ERP kind and answer.", ["erp", "outcome"])
 ERP_RATE_LIMITED = Counter("arsync_erp_rate_limited", "ERP answers of 429 (Too Many Requests), by ERP kind.", ["erp"])
 
-OWN = (SYNC_RUNS, SYNC_RECORDS, SYNC_DURATION, PUSHES, PUSH_LATENCY, WEBHOOKS_IN, ERP_CALLS, ERP_RATE_LIMITED)
+OWN = (
+    SYNC_RUNS, SYNC_RECORDS, SYNC_DURATION, PUSHES, PUSH_LATENCY, WEBHOOKS_IN, WEBHOOKS_OUT, ERP_CALLS,
+    ERP_RATE_LIMITED,
+)  # fmt: skip
 SYNC_OUTCOMES = ("created", "updated", "unchanged", "skipped")
 
 

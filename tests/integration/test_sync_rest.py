@@ -13,7 +13,7 @@ from arsync.bootstrap import Container
 from arsync.db import transaction
 from arsync.erp.contract import format_datetime
 from arsync.erp.models import Connection, SyncRun
-from arsync.erp.sync import internal_error_message
+from arsync.erp.runs import internal_error_message
 from arsync.ledger.models import Customer, Invoice
 from arsync.mocks.erp import Fault
 from arsync.mocks.erp_data import ORPHAN_INVOICE_EVERY, UNMATCHED_PAYMENT_EVERY

@@ -14,7 +14,8 @@ from arsync.bootstrap import Container
 from arsync.cli.common import EnvOpt, JsonFlag, TenantOpt, console, container, err_console, print_json
 from arsync.erp.models import SyncRun
 from arsync.erp.port import Entity
-from arsync.erp.sync import EntityStats, run_as_dict
+from arsync.erp.runs import run_as_dict
+from arsync.erp.sync import EntityStats
 from arsync.ledger.export import write_ledger
 from arsync.tenancy import service as tenancy
 

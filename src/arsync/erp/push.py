@@ -38,12 +38,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from arsync import metrics
 from arsync.db import exclusive_transaction, transaction, update_if, utcnow
 from arsync.erp import contract
+from arsync.erp.alerts import error_summary
 from arsync.erp.models import Connection, Push
 from arsync.erp.port import ErpConnector, Page, PushAttempt
 from arsync.errors import ConnectorError, InvalidState, PrerequisiteMissing, RateLimitExhausted, TransientError
 from arsync.jobs.queue import JobQueue, next_attempt_at, runs_early
 from arsync.ledger import service as ledger
 from arsync.ledger.models import CashApplication, Customer, Invoice, Payment
+from arsync.notify.flows import Notifier
 from arsync.schemas import PageParams
 from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 
@@ -97,11 +99,13 @@ class PushFlows:
         connector_factory: ConnectorFactory,
         queue: JobQueue,
         options: PushOptions | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.connector_factory = connector_factory
         self.queue = queue
         self.options = options or PushOptions()
+        self.notifier = notifier
 
     # Recording (inside the caller's transaction) --------------------------------------------
 
@@ -201,7 +205,7 @@ class PushFlows:
                 push = session.get(Push, push_id)
                 if push is None or push.status != "PENDING":
                     return push.status if push else None
-                self._fail(push, {
+                self._fail(session, push, {
                     "kind": "InternalError",
                     "message": f"{type(exc).__name__}: {str(exc)[:500]}",
                     "hint": "this is an arsync error, not the middleware's; see the worker log, then retry",
@@ -224,7 +228,7 @@ class PushFlows:
                 push.connection_id = connection.id
                 erp_id = self._send(session, push, connection, started)
             except PrerequisiteMissing as exc:
-                self._fail(push, {"kind": "PrerequisiteMissing", "message": exc.message, "hint": exc.hint})
+                self._fail(session, push, {"kind": "PrerequisiteMissing", "message": exc.message, "hint": exc.hint})
             except TransientError as exc:
                 self._retry_later(session, push, exc.as_dict())
             except RateLimitExhausted as exc:
@@ -232,7 +236,7 @@ class PushFlows:
             except ConnectorError as exc:
                 # An answer that settles nothing about an earlier uncertain send keeps the push
                 # uncertain: its manual retry must look up before sending, under the same key.
-                self._fail(push, exc.as_dict() | ({"uncertain": True} if started.uncertain else {}))
+                self._fail(session, push, exc.as_dict() | ({"uncertain": True} if started.uncertain else {}))
             else:
                 self._succeed(session, push, erp_id)
             push.sending_since = None
@@ -410,7 +414,7 @@ class PushFlows:
             owner = session.scalar(select(Payment.id).where(in_scope(Payment, scope), Payment.erp_payment_id == erp_id))
         assert record is not None
         if owner is not None and owner != record.id:
-            self._fail(push, {
+            self._fail(session, push, {
                 "kind": "ContractViolation",
                 "message": f"the ERP answered with id {erp_id!r}, which already belongs to {owner}",
                 "hint": "the middleware must return a new id per record and the same id on a retry",
@@ -448,11 +452,20 @@ class PushFlows:
             self._queue_again(session, push)
             log.info("payment push %s queued again: invoice %s is now in the ERP", push.id, invoice.id)
 
-    @staticmethod
-    def _fail(push: Push, error: dict[str, Any]) -> None:
+    def _fail(self, session: Session, push: Push, error: dict[str, Any]) -> None:
         push.status = "FAILED"
         push.last_error = error | {"at": utcnow().isoformat()}
         push.next_attempt_at = None
+        if self.notifier is not None:
+            self.notifier.emit(session, Scope(push.tenant_id, push.environment_id), "push.failed", {
+                "pushId": push.id,
+                "kind": push.kind,
+                "invoiceId": push.invoice_id,
+                "paymentId": push.payment_id,
+                "connectionId": push.connection_id,
+                "attempts": push.attempts,
+                "error": error_summary(push.last_error),
+            })  # fmt: skip
 
     def _wait_for_quota(self, session: Session, push: Push, error: RateLimitExhausted) -> None:
         """The ERP's daily call limit is spent: the push waits for it, without using up an attempt."""
@@ -466,7 +479,8 @@ class PushFlows:
 
     def _retry_later(self, session: Session, push: Push, error: dict[str, Any]) -> None:
         if push.attempts >= self.options.max_attempts:
-            self._fail(push, error | {"message": f"{error['message']}; gave up after {push.attempts} attempts"})
+            gave_up = f"{error['message']}; gave up after {push.attempts} attempts"
+            self._fail(session, push, error | {"message": gave_up})
             return
         push.next_attempt_at = next_attempt_at(push.attempts, self.options.backoff_seconds)
         push.last_error = error | {"at": utcnow().isoformat()}

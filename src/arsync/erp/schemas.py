@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from arsync.erp.models import Connection, Push, SyncRun
-from arsync.erp.sync import run_as_dict
+from arsync.erp.runs import run_as_dict
 from arsync.schedule import valid_cron
 from arsync.schemas import ApiModel, BaseUrl, RequestModel
 

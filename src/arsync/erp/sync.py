@@ -26,20 +26,22 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import or_, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from arsync import metrics
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
-from arsync.erp import contract
+from arsync.erp.alerts import announce_run
 from arsync.erp.failures import pause_if_failing
 from arsync.erp.loader import ERP_IDS, LedgerLoader, PageResult, PreparedPage, is_duplicate_key, prepare
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES, Entity, ErpConnector, Page
 from arsync.erp.reconcile import Reconciliation
+from arsync.erp.runs import internal_error_message
 from arsync.erp.service import get_connection
 from arsync.errors import ConnectorError, ContractViolation, NotFound, PagingError, TransientError
 from arsync.jobs.queue import JobQueue
+from arsync.notify.flows import Notifier
 from arsync.schedule import latest_slot
 from arsync.tenancy.scope import Scope
 
@@ -109,6 +111,7 @@ class _RunState:
     # ANALYZE the entity's tables when it has created this many rows (then twice as many).
     analyze_at: dict[Entity, int] = field(default_factory=lambda: dict.fromkeys(ENTITIES, FIRST_ANALYZE_AT))
     reconciliation: Reconciliation | None = None  # a reconciliation run's ERP ids and totals
+    connection_status: str = "ACTIVE"  # when the run began: its end announces a change (erp.alerts)
 
     def stats_json(self) -> dict[str, Any]:
         return {entity: asdict(stats) for entity, stats in self.stats.items()}
@@ -142,11 +145,13 @@ class SyncEngine:
         connector_factory: ConnectorFactory,
         options: SyncOptions | None = None,
         queue: JobQueue | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.connector_factory = connector_factory
         self.options = options or SyncOptions()
         self.queue = queue
+        self.notifier = notifier
 
     # Starting ---------------------------------------------------------------------------
 
@@ -337,8 +342,10 @@ class SyncEngine:
             parked_waiting = loader.has_parked_payments()
             first_import = {entity: loader.first_import(entity) for entity in ENTITIES}
             reconciliation = Reconciliation.begin(session, run) if run.kind == "reconcile" else None
+            status_at_start = connection.status
         state = _RunState(run.id, run.tenant_id, run.environment_id, run.modified_since, parked_waiting, first_import)
         state.reconciliation = reconciliation
+        state.connection_status = status_at_start
         connector = self.connector_factory(connection)
         heartbeat = Heartbeat(self.session_factory, SyncRun, run.id, self.options.heartbeat_seconds)
         error: BaseException | None = None
@@ -545,6 +552,8 @@ class SyncEngine:
                 }
             connection.updated_at = now
             session.flush()
+            if self.notifier is not None:
+                announce_run(self.notifier, session, connection, run, state.connection_status)
             finished = run
         metrics.record_sync(
             finished.status, finished.trigger, (now - finished.started_at).total_seconds(), finished.stats or {}
@@ -565,36 +574,3 @@ class SyncEngine:
         assert run.error is not None
         run.error = run.error | {"hint": f"tried again by itself at {run_at:%H:%M:%S} UTC (attempt {run.attempt + 1})"}
         return True
-
-
-def internal_error_message(error: BaseException) -> str:
-    """What the run record says about an error of arsync's own: never the SQL or its parameters,
-    which a database error's text carries (the server log has the whole error)."""
-    if isinstance(error, SQLAlchemyError):
-        cause = getattr(error, "orig", None) or error
-        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
-        return f"{type(error).__name__}: the database refused the write ({type(cause).__name__}: {first_line})"
-    return f"{type(error).__name__}: {str(error)[:500]}"
-
-
-def run_as_dict(run: SyncRun) -> dict[str, Any]:
-    """The sync-run record as shown by the CLI and the API."""
-    duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
-    return {
-        "id": run.id,
-        "connectionId": run.connection_id,
-        "kind": run.kind,
-        "trigger": run.trigger,
-        "attempt": run.attempt,
-        "status": run.status,
-        "full": run.full,
-        "modifiedSince": contract.format_datetime(run.modified_since) if run.modified_since else None,
-        "startedAt": run.started_at.isoformat(),
-        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
-        "durationSeconds": round(duration, 3) if duration is not None else None,
-        "counts": run.stats,
-        "warnings": run.warnings,
-        "warningsOmitted": run.warnings_omitted,
-        "error": run.error,
-        "report": run.report,
-    }

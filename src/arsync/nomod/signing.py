@@ -1,4 +1,4 @@
-"""Svix-style webhook signatures, as Nomod sends them.
+"""Svix-style webhook signatures, as Nomod sends them and as arsync sends its own notifications.
 
 Headers ``svix-id``, ``svix-timestamp`` (Unix seconds) and ``svix-signature`` (space-separated
 ``v1,<base64 HMAC-SHA256>`` entries). The signed string is ``{id}.{timestamp}.{body}`` and the
@@ -61,6 +61,14 @@ def signed_headers(secret: str, message_id: str, body: bytes, timestamp: int | N
         "svix-timestamp": str(stamp),
         "svix-signature": sign(secret, message_id, stamp, body),
     }
+
+
+def standard_headers(secret: str, message_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The same signature under the Standard Webhooks header names (``webhook-id``,
+    ``webhook-timestamp``, ``webhook-signature``; spec/standard-webhooks.md in
+    github.com/standard-webhooks/standard-webhooks), which arsync's notifications carry."""
+    svix = signed_headers(secret, message_id, body, timestamp)
+    return {name.replace("svix-", "webhook-"): value for name, value in svix.items()}
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:

@@ -49,6 +49,7 @@ from arsync.nomod.flows import NomodFlows
 from arsync.nomod.models import EntityIntegrationMapping, NomodConnection, NomodWebhookDelivery
 from arsync.nomod.payloads import object_id
 from arsync.nomod.repository import CASH_APPLICATION, CUSTOMER, INVOICE, INVOICE_LINK, PROVIDER, entity_for
+from arsync.notify.flows import Notifier
 from arsync.tenancy.scope import Scope, in_scope
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,10 @@ def read_delivery(event: dict[str, Any]) -> Delivery:
 
 
 class PaidWebhooks:
-    def __init__(self, nomod: NomodFlows, approver: Approver) -> None:
+    def __init__(self, nomod: NomodFlows, approver: Approver, notifier: Notifier | None = None) -> None:
         self.nomod = nomod
         self.approver = approver
+        self.notifier = notifier
 
     def handle(self, scope: Scope, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
         message_id = (headers.get("svix-id") or "")[:200] or None
@@ -308,6 +310,14 @@ class PaidWebhooks:
             )
             session.add(row)
             session.flush()
+            if outcome_status == "needs_attention" and self.notifier is not None:
+                self.notifier.emit(session, scope, "nomod.webhook.unmatched", {
+                    "webhookDeliveryId": row.id,
+                    "messageId": message_id,
+                    "chargeId": row.charge_id,
+                    "invoiceId": row.invoice_id,
+                    "reason": row.reason,
+                })  # fmt: skip
             return row.id
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from arsync.erp.models import Connection, SyncRun
 from arsync.erp.port import ENTITIES
-from arsync.erp.sync import SCHEDULED_STATUSES, run_as_dict
+from arsync.erp.runs import run_as_dict
+from arsync.erp.sync import SCHEDULED_STATUSES
 from arsync.errors import ArsyncError
 from arsync.nomod.models import NomodWebhookDelivery
 from arsync.schedule import next_slot
