@@ -20,6 +20,7 @@ from arsync.health import readiness
 from arsync.jobs.queue import InProcessQueue
 from arsync.jobs.worker import EmbeddedScheduler, run_worker
 from arsync.ledger.endpoints import router as ledger_router
+from arsync.logs import RequestIds
 from arsync.nomod.endpoints import router as nomod_router
 from arsync.notify.endpoints import router as notify_router
 from arsync.schemas import ApiModel
@@ -126,6 +127,7 @@ def create_app(container: Container, *, background_jobs: bool = False) -> FastAP
     app.state.container = container
     app.state.pg_reads = pg_reads
     errors.install(app)
+    app.add_middleware(RequestIds)
     app.add_middleware(SecurityHeaders, redirect_origins=(origin_of(settings.xero_authorize_url),))
     app.add_middleware(
         RequestLimits, default=settings.max_body_bytes, limits=(("/api/v1/webhooks/", settings.max_webhook_body_bytes),)

@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, field_validator
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
         description="Bearer token GET /metrics asks for; unset, /metrics answers loopback clients only.",
     )
     nomod_base_url: str = "https://api.nomod.com"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, with the request, run, push or notification id."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Notifications (signed webhooks; email when an SMTP server is set).
     notify_max_attempts: int = Field(default=24, ge=1, le=100, description="Attempts before a delivery FAILS.")

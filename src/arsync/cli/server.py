@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 import typer
 import uvicorn
 
-from arsync import health, metrics
+from arsync import health, logs, metrics
 from arsync.app import create_app
 from arsync.cli.common import container, err_console
 from arsync.config import Settings
@@ -37,7 +36,10 @@ def serve(
         background = worker or not c.settings.is_postgresql
         mode = "with a worker" if background else "without a worker (run arsync worker)"
         err_console.print(f"arsync API on http://{host}:{port} {mode}  (OpenAPI: /openapi.json, docs: /docs)")
-        uvicorn.run(create_app(c, background_jobs=background), host=host, port=port, log_level="info", access_log=False)
+        logs.configure(json=c.settings.log_format == "json", level=c.settings.log_level)
+        app = create_app(c, background_jobs=background)
+        # log_config=None: uvicorn's lines go through arsync's handler too (one format, with ids).
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, log_config=None)
 
 
 @worker_app.command("worker")
@@ -60,7 +62,7 @@ def worker(
                 "On SQLite, arsync serve runs the jobs itself."
             )
             raise typer.Exit(2)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(json=c.settings.log_format == "json", level=c.settings.log_level)
         err_console.print(f"{name}: waiting for jobs (concurrency {concurrency or c.settings.worker_concurrency})")
         try:
             asyncio.run(

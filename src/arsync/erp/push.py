@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import metrics
+from arsync import logs, metrics
 from arsync.db import exclusive_transaction, transaction, update_if, utcnow
 from arsync.erp import contract
 from arsync.erp.alerts import error_summary
@@ -195,6 +195,10 @@ class PushFlows:
 
     def execute(self, push_id: str) -> str | None:
         """Send one push if it is still PENDING; returns its status afterwards (None if gone)."""
+        with logs.bound(push_id=push_id):
+            return self._execute_logged(push_id)
+
+    def _execute_logged(self, push_id: str) -> str | None:
         try:
             return self._execute(push_id)
         except Exception as exc:

@@ -29,7 +29,7 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import metrics
+from arsync import logs, metrics
 from arsync.db import Heartbeat, runner_is_dead, this_runner, transaction, update_if, utcnow
 from arsync.erp.alerts import announce_run
 from arsync.erp.failures import pause_if_failing
@@ -328,6 +328,10 @@ class SyncEngine:
 
     def execute(self, run_id: str, progress: SyncProgress | None = None) -> SyncRun:
         """Run every stage of a started run and record its outcome."""
+        with logs.bound(run_id=run_id):
+            return self._execute(run_id, progress)
+
+    def _execute(self, run_id: str, progress: SyncProgress | None) -> SyncRun:
         with transaction(self.session_factory) as session:
             run = session.get(SyncRun, run_id)
             if run is None:

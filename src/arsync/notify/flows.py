@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from arsync import metrics
+from arsync import logs, metrics
 from arsync.db import transaction, utcnow
 from arsync.errors import Conflict, InvalidInput, OutboundRefused
 from arsync.http_retry import parse_retry_after
@@ -215,6 +215,10 @@ class Notifier:
 
     def deliver(self, delivery_id: str) -> str | None:
         """One attempt at a PENDING delivery; returns its status afterwards (None if gone)."""
+        with logs.bound(notification_id=delivery_id):
+            return self._deliver(delivery_id)
+
+    def _deliver(self, delivery_id: str) -> str | None:
         message = self._begin(delivery_id)
         if not isinstance(message, _Message):
             return message
