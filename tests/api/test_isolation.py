@@ -61,6 +61,9 @@ def alice_data(alice: Tenant, mock_erp: MockErp, container: Container) -> dict[s
               "webhookSecret": signing.new_secret()},
     )  # fmt: skip
     assert nomod.status_code == 200, nomod.text
+    endpoint = alice.client.post(
+        "/api/v1/notification-endpoints", json={"kind": "webhook", "url": "https://alice.example/hooks/secret"}
+    ).json()
     return {
         "tenant_id": alice.tenant_id,
         "environment_id": alice.environment_id,
@@ -72,6 +75,7 @@ def alice_data(alice: Tenant, mock_erp: MockErp, container: Container) -> dict[s
         "run_id": run["id"],
         "key_id": key["id"],
         "push_id": pushed["id"],
+        "endpoint_id": endpoint["id"],
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
+from standardwebhooks.webhooks import Webhook
 
 from arsync.accounts import service as accounts
 from arsync.app import create_app
@@ -26,8 +27,9 @@ from arsync.mocks.erp_data import MockErpData
 from arsync.mocks.serving import RunningServer, serve_in_thread
 from arsync.sandbox.checks import select_checks
 from arsync.tenancy import service as tenancy
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from tests.e2e.chromium import push_succeeded, shoot
+from tests.webhook_receiver import Receiver
 
 EMAIL, PASSWORD = "ann@example.com", "ledger-and-coffee"
 
@@ -307,3 +309,35 @@ def test_phone_width_and_keyboard_only(browser: Browser, site: Site):
     page.keyboard.press("Enter")
     expect(page.locator("#sync-toolbar")).to_contain_text("records", timeout=60_000)
     context.close()
+
+
+def test_a_notification_endpoint_is_added_shows_its_secret_once_and_a_test_send_arrives_signed(
+    page: Page, site: Site
+) -> None:
+    receiver = Receiver(free_port())
+    with receiver.running():
+        page.goto("/settings/notifications")
+        expect(page.get_by_role("cell", name=re.compile("No endpoints yet"))).to_be_visible()
+        page.get_by_label("Webhook URL or email address").fill(receiver.url)
+        page.get_by_label("Description").fill("finance on-call")
+        expect(page.locator("input[name=events][value='sync.succeeded']")).not_to_be_checked()
+        page.get_by_role("button", name="Add endpoint").click()
+        secret = page.locator("#created-secret").inner_text()
+        assert secret.startswith("whsec_")
+        page.goto("/settings/notifications")  # shown once: not on the next visit
+        expect(page.locator("#created-secret")).to_have_count(0)
+        assert secret not in page.content()
+        page.get_by_role("button", name="Send a test").click()
+        expect(page.get_by_role("status").first).to_contain_text("Test notification queued")
+        for _ in range(40):
+            if page.locator("table").last.locator(".badge.b-DELIVERED").count():
+                break
+            page.wait_for_timeout(250)
+            page.reload()
+        expect(page.locator("table").last.locator(".badge.b-DELIVERED")).to_be_visible()
+        shoot(page, "settings-notifications")
+    [request] = receiver.received
+    event = Webhook(secret).verify(request.body, request.headers)
+    assert event["type"] == "notification.test" and event["data"]["tenantId"] == site.tenant_id
+    page.get_by_role("button", name="Remove").click()
+    expect(page.get_by_role("status").first).to_contain_text("Endpoint removed")

@@ -33,6 +33,7 @@ from arsync.ui.base import (
 from arsync.ui.pages_cash import router as cash_router
 from arsync.ui.pages_invoice_form import router as invoice_form_router
 from arsync.ui.pages_ledger import router as ledger_router
+from arsync.ui.pages_notifications import router as notifications_router
 from arsync.ui.pages_reports import router as reports_router
 from arsync.ui.pages_sandbox import router as sandbox_router
 from arsync.ui.pages_settings import router as settings_router
@@ -165,6 +166,7 @@ def install_ui(app: FastAPI) -> None:
         reports_router,
         sync_router,
         settings_router,
+        notifications_router,
         sandbox_router,
     ):
         app.include_router(part)
