@@ -168,3 +168,17 @@ def test_bad_endpoints_are_refused_with_the_reason(app: Container) -> None:
         assert app.notifier.deliver(delivery.id) == "PENDING"
     [refused] = _deliveries(app)
     assert refused.last_error is not None and "loopback" in refused.last_error
+
+
+def test_a_reconciliation_that_finds_differences_announces_them(app: Container, mock_erp: MockErp) -> None:
+    scope = _tenant(app)
+    with transaction(app.session_factory) as session:
+        app.notifier.add_endpoint(session, scope, "webhook", "https://ops.example.com/h", ["reconcile.drift"], None)
+    saved, _ = app.connections.save_rest(scope.tenant_id, scope.environment_id, mock_erp.url, ERP_KEY)
+    app.connections.check_health(saved.id, scope=None)
+    assert app.sync.run(saved.id).status == "SUCCEEDED"
+    mock_erp.data.delete("invoices", [4, 5])
+    assert app.sync.run(saved.id, kind="reconcile").status == "SUCCEEDED"
+    assert app.sync.run(saved.id, kind="reconcile").status == "SUCCEEDED"  # nothing new differs
+    [drift] = _deliveries(app, "reconcile.drift")
+    assert drift.payload["data"]["differences"] == {"invoices": {"missingInErp": 2, "returned": 0, "differing": 0}}

@@ -28,6 +28,7 @@ from arsync.ledger import schemas
 from arsync.ledger import service as ledger
 from arsync.ledger.models import Customer, Invoice, Payment
 from arsync.mocks.erp import Fault
+from arsync.notify.models import NotificationDelivery
 from arsync.tenancy import service as tenancy
 from arsync.tenancy.scope import Scope
 from tests.conftest import MockErp
@@ -454,3 +455,25 @@ def test_jobs_that_ended_badly_are_removed_after_the_retention(pg_container: Con
         left = session.execute(text("SELECT coalesce(args->>'push_id', task_name), status FROM procrastinate_jobs"))
         remaining = sorted(tuple(row) for row in left)
     assert remaining == [("new_failed", "failed"), ("other.task", "failed"), ("waiting", "todo")]
+
+
+def test_a_failed_push_is_announced_to_subscribers_once(
+    container: Container, queue: RecordingQueue, scope: TenantScope
+) -> None:
+    bare = Scope(scope.tenant_id, scope.environment_id)
+    container.notifier.queue = RecordingQueue()
+    announcing = PushFlows(container.session_factory, container.connector_for, queue, notifier=container.notifier)
+    with transaction(container.session_factory) as session:
+        container.notifier.add_endpoint(session, bare, "webhook", "https://ops.example.com/h", ["push.failed"], None)
+    invoice_id = _finalized_invoice(container, bare, linked=False)
+    with container.session_factory() as session:
+        customer_id = session.get(Invoice, invoice_id).customer_id  # type: ignore[union-attr]
+    link_to_erp(container.session_factory, customer_id, "DEB-WITHOUT-A-CONNECTION")
+    push = _dispatch(container, announcing, bare, invoice_id)
+    assert announcing.execute(push.id) == "FAILED"
+    assert announcing.execute(push.id) == "FAILED"  # a second run of the job announces nothing more
+    with container.session_factory() as session:
+        [delivery] = session.scalars(select(NotificationDelivery)).all()
+    data = delivery.payload["data"]
+    assert delivery.event_type == "push.failed" and data["pushId"] == push.id and data["invoiceId"] == invoice_id
+    assert "no ERP connection" in data["error"]["message"] and set(data["error"]) <= {"kind", "code", "message", "hint"}
