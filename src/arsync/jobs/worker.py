@@ -25,6 +25,7 @@ from croniter import croniter
 from procrastinate import exceptions as procrastinate_errors
 from sqlalchemy.engine import make_url
 
+from arsync import logs
 from arsync.config import Settings
 from arsync.jobs.queue import QUEUE_NAME
 from arsync.jobs.registry import Task
@@ -49,9 +50,11 @@ def build_app(settings: Settings, tasks: Sequence[Task]) -> procrastinate.App:
     )
     for task in tasks:
         if task.schedule is None:
-            app.task(name=task.name, queue=QUEUE_NAME)(task.run)
+            app.task(name=task.name, queue=QUEUE_NAME, pass_context=True)(_with_job_id(task))
             continue
-        periodic = app.task(name=task.name, queue=QUEUE_NAME, queueing_lock=task.name)(_at_slot(task))
+        periodic = app.task(name=task.name, queue=QUEUE_NAME, queueing_lock=task.name, pass_context=True)(
+            _at_slot(task)
+        )
         app.periodic(cron=task.schedule.cron, periodic_id=task.schedule.periodic_id)(periodic)
 
     @app.periodic(cron=REMOVE_FINISHED_JOBS_CRON, periodic_id="remove-finished-jobs")
@@ -63,12 +66,23 @@ def build_app(settings: Settings, tasks: Sequence[Task]) -> procrastinate.App:
     return app
 
 
+def _with_job_id(task: Task) -> Any:
+    """The task, with the job's id on every line it logs."""
+
+    def run(context: procrastinate.JobContext, **args: Any) -> Any:
+        with logs.bound(job_id=str(context.job.id), job=task.name):
+            return task.run(**args)
+
+    return run
+
+
 def _at_slot(task: Task) -> Any:
     """A periodic task as Procrastinate calls it: with its slot's timestamp."""
 
-    def run(timestamp: int) -> None:
-        log.info("%s for the %s slot", task.name, datetime.fromtimestamp(timestamp, UTC).isoformat())
-        task.run()
+    def run(context: procrastinate.JobContext, timestamp: int) -> None:
+        with logs.bound(job_id=str(context.job.id), job=task.name):
+            log.info("%s for the %s slot", task.name, datetime.fromtimestamp(timestamp, UTC).isoformat())
+            task.run()
 
     return run
 
