@@ -55,12 +55,7 @@ def notification_deliveries(
     endpoint_id: Annotated[str | None, Query(alias="endpointId", max_length=40)] = None,
 ) -> Page[schemas.NotificationDeliveryRead]:
     """Every notification sent or being sent, newest first, with its attempts and last answer."""
-    rows = flows.list_deliveries(
-        session, scope, status=status, endpoint_id=endpoint_id, offset=paging.offset, limit=paging.limit
-    )
+    rows, has_more = flows.list_deliveries(session, scope, paging, status=status, endpoint_id=endpoint_id)
     return Page(
-        items=[schemas.delivery_read(row) for row in rows[: paging.limit]],
-        page=paging.page,
-        limit=paging.limit,
-        has_more=len(rows) > paging.limit,
+        items=[schemas.delivery_read(row) for row in rows], page=paging.page, limit=paging.limit, has_more=has_more
     )

@@ -38,8 +38,8 @@ from arsync.notify.events import DEFAULT_EVENTS, EVENTS, TEST_EVENT
 from arsync.notify.models import NotificationDelivery, NotificationEndpoint
 from arsync.notify.targets import validate_webhook_url
 from arsync.outbound import OutboundPolicy
-from arsync.schemas import is_email
-from arsync.tenancy.scope import Scope, get_scoped, in_scope
+from arsync.schemas import PageParams, is_email
+from arsync.tenancy.scope import Scope, get_scoped, in_scope, paginate
 from arsync.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -317,13 +317,13 @@ def list_endpoints(session: Session, scope: Scope) -> list[NotificationEndpoint]
 
 
 def list_deliveries(
-    session: Session, scope: Scope, *, status: str | None, endpoint_id: str | None, offset: int, limit: int
-) -> list[NotificationDelivery]:
-    """Newest first; one more than ``limit`` tells the caller there is another page."""
+    session: Session, scope: Scope, params: PageParams, *, status: str | None = None, endpoint_id: str | None = None
+) -> tuple[list[NotificationDelivery], bool]:
+    """One page of the delivery log, newest first, and whether more follow."""
     statement = select(NotificationDelivery).where(in_scope(NotificationDelivery, scope))
     if status is not None:
         statement = statement.where(NotificationDelivery.status == status)
     if endpoint_id is not None:
         statement = statement.where(NotificationDelivery.endpoint_id == endpoint_id)
     statement = statement.order_by(NotificationDelivery.created_at.desc(), NotificationDelivery.id.desc())
-    return list(session.scalars(statement.offset(offset).limit(limit + 1)))
+    return paginate(session, statement, params)

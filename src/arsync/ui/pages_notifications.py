@@ -11,6 +11,7 @@ from arsync.db import transaction
 from arsync.errors import ArsyncError
 from arsync.notify.events import DEFAULT_EVENTS, EVENTS
 from arsync.notify.flows import Notifier, list_deliveries, list_endpoints
+from arsync.schemas import PageParams
 from arsync.ui.base import ActionDep, Ui, UiDep, act, plain_words, render
 
 router = APIRouter(include_in_schema=False)
@@ -20,10 +21,10 @@ DELIVERY_ROWS = 25
 def _page(request: Request, ui: Ui, *, status_code: int = 200, **context: Any) -> Response:
     with ui.db() as session:
         endpoints = list_endpoints(session, ui.scope)
-        deliveries = list_deliveries(session, ui.scope, status=None, endpoint_id=None, offset=0, limit=DELIVERY_ROWS)
+        deliveries, _ = list_deliveries(session, ui.scope, PageParams(limit=DELIVERY_ROWS))
         session.expunge_all()
     return render(
-        ui, request, "settings_notifications.html", endpoints=endpoints, deliveries=deliveries[:DELIVERY_ROWS],
+        ui, request, "settings_notifications.html", endpoints=endpoints, deliveries=deliveries,
         events=EVENTS, default_events=DEFAULT_EVENTS, email_ready=ui.container.notifier.smtp is not None,
         status_code=status_code, **context,
     )  # fmt: skip
