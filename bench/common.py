@@ -36,6 +36,45 @@ def erp_pages(client: httpx.Client, entity: str, page_size: int, decode: Callabl
         page += 1
 
 
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User plus system CPU of process ``pid`` from /proc (with ``reaped_children``, also what
+    its exited children used), or None where /proc cannot be read (not Linux, another host)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: utime, stime, cutime, cstime are fields 14-17 of proc(5).
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class PostgresCpu:
+    """CPU used by the PostgreSQL server on this host, all its processes: the postmaster's reaped
+    children (backends that ended) plus the ones alive now. Backends are separate processes, so
+    a client measuring itself never sees this share of a sync's cost."""
+
+    def __init__(self, database_url: str) -> None:
+        engine = make_engine(database_url)
+        with engine.connect() as connection:
+            backend = int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        engine.dispose()
+        try:
+            self.postmaster: int | None = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            self.postmaster = None  # the server is on another host
+
+    def seconds(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        total = process_cpu_seconds(self.postmaster, reaped_children=True)
+        children = Path(f"/proc/{self.postmaster}/task/{self.postmaster}/children").read_text().split()
+        for child in children:
+            total = (total or 0.0) + (process_cpu_seconds(int(child)) or 0.0)
+        return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

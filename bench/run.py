@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -34,7 +35,7 @@ from bench import cli as cli_bench
 from bench import pages as pages_bench
 from bench import push as push_bench
 from bench import verify
-from bench.common import ARSYNC, RESULTS, ROOT, Database, MockErpProcess
+from bench.common import ARSYNC, RESULTS, ROOT, Database, MockErpProcess, PostgresCpu, process_cpu_seconds
 
 FULL_SIZE = {"debtors": 50_000, "invoices": 500_000, "payments": 500_000}
 SCOPE = ("bench", "prod")  # the tenant and environment synced into
@@ -45,9 +46,16 @@ TOKEN = "ask_bench"  # the mock ERP takes any bearer token
 STORAGE_BASELINE_BYTES_PER_RECORD = 1225.0
 
 
-def step(env: dict[str, str], *args: str) -> dict[str, Any]:
+CpuMeters = dict[str, Callable[[], float | None]]
+
+
+def step(env: dict[str, str], *args: str, meters: CpuMeters | None = None) -> dict[str, Any]:
     """One measured step in a fresh process; ``processSeconds`` is the whole process, start-up
-    and imports included, as a cron job or a CLI user waits for it."""
+    and imports included, as a cron job or a CLI user waits for it. ``meters`` name the other
+    processes whose CPU the step costs (PostgreSQL, the mock ERP): ``cpuSeconds`` holds each, and
+    arsync's own while it worked (as ``wallSeconds``, without start-up)."""
+    meters = meters or {}
+    cpu_before = {name: meter() for name, meter in meters.items()}
     started = time.perf_counter()
     output = subprocess.run(
         [sys.executable, "-m", "bench.sync_once", *args],
@@ -61,9 +69,25 @@ def step(env: dict[str, str], *args: str) -> dict[str, Any]:
         raise RuntimeError(f"benchmark step failed: {output.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
     result["processSeconds"] = time.perf_counter() - started
+    result["cpuSeconds"] = {"arsync": result.pop("cpuSeconds")} | {
+        name: _spent(cpu_before[name], meter()) for name, meter in meters.items()
+    }
     if result.get("status") not in (None, "SUCCEEDED"):
         raise RuntimeError(f"sync did not succeed: {result.get('error')}")
     return result
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 2)
+
+
+def cpu_floor_seconds(cpu: dict[str, float | None]) -> float | None:
+    """The shortest wall time the step's CPU allows on this machine: all of it spread over every
+    core, or the busiest single process (arsync computes in one at a time under Python's lock)."""
+    if any(seconds is None for seconds in cpu.values()):
+        return None
+    spent = [seconds or 0.0 for seconds in cpu.values()]
+    return max(sum(spent) / (os.cpu_count() or 1), max(spent))
 
 
 def setup_connection(database_url: str, env: dict[str, str], mock_url: str) -> str:
@@ -86,16 +110,22 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
     try:
         connection_id = setup_connection(database.url, env, mock.url)
         common = ["--page-size", str(page_size)]
-        ceiling = step(env, "ceiling", "--base-url", mock.url, *common)
+        postgres = PostgresCpu(database.url)
+        meters: CpuMeters = {"postgres": postgres.seconds, "mockErp": lambda: process_cpu_seconds(mock.process.pid)}
+        ceiling = step(env, "ceiling", "--base-url", mock.url, *common, meters={"mockErp": meters["mockErp"]})
         print(
             f"  (a) ceiling: {ceiling['recordsPerSecond']:,.0f} records/s in {ceiling['wallSeconds']:.1f}s", flush=True
         )
-        full = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, "--full", *common)
+        full = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, "--full", *common,
+                    meters=meters)  # fmt: skip
+        full["cpuFloorSeconds"] = cpu_floor_seconds(full["cpuSeconds"])
         print(
             f"  (b) full sync: {full['recordsPerSecond']:,.0f} records/s in {full['wallSeconds']:.1f}s, "
             f"peak RSS {full['peakRssMb']:.0f} MB",
             flush=True,
         )
+        print(f"      CPU seconds {full['cpuSeconds']}; on {os.cpu_count()} cores that allows no less than "
+              f"{full['cpuFloorSeconds']:.1f}s", flush=True)  # fmt: skip
         full["storage"] = verify.storage(database.url, full["records"])
         full["ledgerEqualsErp"] = verify.ledger_equals_erp(mock.url, TOKEN, page_size, database.url, *SCOPE)
         print(f"      {full['storage']['bytesPerRecord']:,.0f} bytes per record in PostgreSQL; "
@@ -104,7 +134,8 @@ def sync_suite(size: dict[str, int], env: dict[str, str], page_size: int, *, inc
         if incremental:
             changed = {entity: max(count // 100, 1) for entity, count in size.items()}
             mock.mutate(changed)
-            inc = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, *common)
+            inc = step(env, "sync", "--database-url", database.url, "--connection-id", connection_id, *common,
+                       meters=meters)  # fmt: skip
             inc["changed"] = changed
             inc["ledgerEqualsErp"] = verify.ledger_equals_erp(mock.url, TOKEN, page_size, database.url, *SCOPE)
             print(
@@ -182,8 +213,12 @@ def sync_benchmark(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
     rss_large, rss_small = full["peakRssMb"], small["fullSync"]["peakRssMb"]
     reconcile_rss_ratio = large["reconciliation"]["peakRssMb"] / small["reconciliation"]["peakRssMb"]
     incremental_share = incremental["processSeconds"] / full["wallSeconds"]
+    floor = full["cpuFloorSeconds"]
     summary = {
         "fullSyncVsCeiling": full["recordsPerSecond"] / ceiling_rate,
+        "fullSyncCpuSeconds": full["cpuSeconds"],
+        # How close to the ceiling the full sync could come with its CPU cost, perfectly overlapped.
+        "fullSyncVsCeilingTheCpuAllows": large["ceiling"]["wallSeconds"] / floor if floor else None,
         "incrementalVsFullTime": incremental_share,  # the incremental's whole process against the full run
         "incrementalInRunVsFullTime": incremental["wallSeconds"] / full["wallSeconds"],
         "peakRssMb": rss_large,
