@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DataError
 
 from arsync.bootstrap import Container
@@ -349,3 +349,30 @@ def test_a_first_import_whose_pages_repeat_a_record_stores_it_once(container: Co
     with container.session_factory() as session:
         stored = session.scalars(select(Invoice.erp_invoice_id).where(Invoice.tenant_id == scope.tenant_id)).all()
     assert len(stored) == len(set(stored)) == 120
+
+
+def test_a_large_first_sync_analyzes_each_table_as_it_grows_and_only_then(pg_container: Container) -> None:
+    """Statistics are refreshed when a table has doubled in this run: the customers while debtors
+    arrive, not again at every doubling of the invoices that reference them."""
+    with transaction(pg_container.session_factory) as session:
+        created = tenancy.create_tenant(session, "analyzed", "prod")
+    erp = ContractMiddleware.with_records(debtors=1000, invoices=2000, payments=0)
+    analyzed: list[str] = []
+
+    def record_analyze(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("ANALYZE"):
+            analyzed.append(statement.split()[1].strip('"'))
+
+    event.listen(pg_container.engine, "before_cursor_execute", record_analyze)
+    try:
+        with serve_in_thread(create_contract_app(erp)) as server:
+            saved, key = pg_container.connections.save_rest(created.tenant_id, created.environment_id, server.url)
+            assert key is not None
+            erp.token = key
+            run = pg_container.sync.run(saved.id)
+    finally:
+        event.remove(pg_container.engine, "before_cursor_execute", record_analyze)
+    assert run.status == "SUCCEEDED", run.error
+    assert (run.stats["debtors"]["created"], run.stats["invoices"]["created"]) == (1000, 2000)
+    # At 1000 rows and again at twice that: customers once, invoices and their lines twice.
+    assert sorted(analyzed) == ["customers", "invoice_lines", "invoice_lines", "invoices", "invoices"]
