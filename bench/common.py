@@ -36,14 +36,22 @@ def erp_pages(client: httpx.Client, entity: str, page_size: int, decode: Callabl
         page += 1
 
 
-def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
-    """User plus system CPU of process ``pid`` from /proc (with ``reaped_children``, also what
-    its exited children used), or None where /proc cannot be read (not Linux, another host)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/``pid``/stat after the command name (proc(5) fields 3 on), or None
+    where /proc cannot be read (not Linux, or the process is on another host)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    # After the command name: utime, stime, cutime, cstime are fields 14-17 of proc(5).
+
+
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User plus system CPU of process ``pid`` (with ``reaped_children``, also what its exited
+    children used), or None where /proc cannot be read."""
+    fields = _proc_stat(pid)
+    if fields is None:
+        return None
+    # utime, stime, cutime, cstime are fields 14-17 of proc(5).
     ticks = int(fields[11]) + int(fields[12])
     if reaped_children:
         ticks += int(fields[13]) + int(fields[14])
@@ -60,19 +68,17 @@ class PostgresCpu:
         with engine.connect() as connection:
             backend = int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
         engine.dispose()
-        try:
-            self.postmaster: int | None = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            self.postmaster = None  # the server is on another host
+        fields = _proc_stat(backend)
+        self.postmaster = int(fields[1]) if fields else None  # the backend's parent (field 4)
 
     def seconds(self) -> float | None:
         if self.postmaster is None:
             return None
         total = process_cpu_seconds(self.postmaster, reaped_children=True)
+        if total is None:
+            return None
         children = Path(f"/proc/{self.postmaster}/task/{self.postmaster}/children").read_text().split()
-        for child in children:
-            total = (total or 0.0) + (process_cpu_seconds(int(child)) or 0.0)
-        return total
+        return total + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def free_port() -> int:
